@@ -1,0 +1,154 @@
+"""Load a dataset named by the `data` config group and split it for training and testing."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig
+from sklearn import datasets as sk_datasets
+from sklearn.model_selection import train_test_split
+
+SKLEARN_LOADERS = {
+    "breast_cancer": sk_datasets.load_breast_cancer,
+    "iris": sk_datasets.load_iris,
+    "wine": sk_datasets.load_wine,
+}
+HEART_COLUMNS = [
+    "age", "sex", "cp", "trestbps", "chol", "fbs", "restecg",
+    "thalach", "exang", "oldpeak", "slope", "ca", "thal", "num",
+]  # fmt: skip
+DOWNLOAD_TIMEOUT_S = 30
+
+
+class DataError(ValueError):
+    """A dataset cannot be loaded or used for classification; the message names the culprit."""
+
+
+@dataclass
+class Dataset:
+    """Features and labels, split into train and test parts."""
+
+    name: str
+    X_train: pd.DataFrame
+    X_test: pd.DataFrame
+    y_train: pd.Series
+    y_test: pd.Series
+
+    @property
+    def classes(self) -> list:
+        """The sorted class labels seen in the whole dataset."""
+        return sorted(pd.concat([self.y_train, self.y_test]).unique().tolist())
+
+
+def load_dataset(data_cfg: DictConfig) -> Dataset:
+    """Load the dataset described by `data_cfg` and return its stratified train/test split."""
+    X, y = load_frame(data_cfg)
+    return split_dataset(str(data_cfg.name), X, y, data_cfg)
+
+
+def load_frame(data_cfg: DictConfig) -> tuple[pd.DataFrame, pd.Series]:
+    """Load features and labels (unsplit), validated for classification."""
+    source = data_cfg.source
+    if source == "sklearn":
+        X, y = _load_sklearn(str(data_cfg.name))
+    elif source == "uci_heart":
+        X, y = _load_heart(data_cfg)
+    elif source == "csv":
+        X, y = _load_csv(Path(str(data_cfg.path)), str(data_cfg.target), "data.path")
+    else:
+        raise DataError(f"data.source={source!r} is unknown; valid: sklearn, uci_heart, csv")
+    return _validate(X, y, data_cfg)
+
+
+def split_dataset(name: str, X: pd.DataFrame, y: pd.Series, data_cfg: DictConfig) -> Dataset:
+    """Stratified train/test split with `data.test_size` and `data.random_state`."""
+    test_size = data_cfg.test_size
+    if not isinstance(test_size, (int, float)) or isinstance(test_size, bool) or test_size <= 0:
+        raise DataError(f"data.test_size={test_size!r} must be a fraction in (0, 1) or a count")
+    try:
+        X_train, X_test, y_train, y_test = train_test_split(
+            X, y, test_size=test_size, stratify=y, random_state=data_cfg.random_state
+        )
+    except ValueError as e:
+        raise DataError(f"cannot split {name} with data.test_size={test_size}: {e}") from e
+    return Dataset(name, X_train, X_test, y_train, y_test)
+
+
+def _load_sklearn(name: str) -> tuple[pd.DataFrame, pd.Series]:
+    if name not in SKLEARN_LOADERS:
+        raise DataError(f"data.name={name!r} is not bundled; valid: {sorted(SKLEARN_LOADERS)}")
+    bunch = SKLEARN_LOADERS[name](as_frame=True)
+    return bunch.data, bunch.target.rename("target")
+
+
+def _load_heart(data_cfg: DictConfig) -> tuple[pd.DataFrame, pd.Series]:
+    path = Path(str(data_cfg.path))
+    if not path.exists():
+        download(str(data_cfg.url), path)
+    with path.open() as f:
+        first = f.readline().split(",")[0].strip()
+    has_header = not _is_number(first)
+    frame = pd.read_csv(
+        path, header=0 if has_header else None, names=None if has_header else HEART_COLUMNS,
+        na_values="?", skipinitialspace=True,
+    )  # fmt: skip
+    target = str(data_cfg.target)
+    if target not in frame.columns:
+        raise DataError(f"data.target={target!r} is not a column of {path}: {list(frame.columns)}")
+    y = (frame.pop(target) > 0).astype(int).rename(target)
+    return frame, y
+
+
+def download(url: str, path: Path) -> None:
+    """Download `url` into `path` (atomically), or fail with a message naming both."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(path.suffix + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            partial.write_bytes(response.read())
+    except (urllib.error.URLError, OSError) as e:
+        partial.unlink(missing_ok=True)
+        raise DataError(
+            f"data.path={str(path)!r} does not exist and downloading it from {url} failed ({e}). "
+            f"Offline? Put the file at data.path or point data.path=... at a local copy."
+        ) from e
+    partial.replace(path)
+
+
+def _load_csv(path: Path, target: str, path_key: str) -> tuple[pd.DataFrame, pd.Series]:
+    if not path.is_file():
+        raise DataError(f"{path_key}={str(path)!r}: no such file")
+    frame = pd.read_csv(path, na_values="?", skipinitialspace=True)
+    if target not in frame.columns:
+        raise DataError(f"data.target={target!r} is not a column of {path}: {list(frame.columns)}")
+    return frame.drop(columns=[target]), frame[target]
+
+
+def _validate(
+    X: pd.DataFrame, y: pd.Series, data_cfg: DictConfig
+) -> tuple[pd.DataFrame, pd.Series]:
+    if y.isna().any():
+        raise DataError(f"data.target={y.name!r} has {int(y.isna().sum())} missing labels")
+    if y.nunique() < 2:
+        raise DataError(
+            f"data.target={y.name!r} of data={data_cfg.name} has a single class "
+            f"({y.iloc[0]!r}); classification needs at least two"
+        )
+    if X.shape[1] == 0:
+        raise DataError(f"data={data_cfg.name} has no feature columns besides the target")
+    numeric = X.select_dtypes("number").columns
+    # float64 throughout, so a missing value in a column at predict time keeps the logged signature
+    X = X.astype({c: "float64" for c in numeric})
+    return X, y
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,97 @@
+"""Cross-validate, fit and score a pipeline; the metric names here are the ones MLflow records."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.pipeline import Pipeline
+
+from src.data import Dataset
+
+_UNSAFE_KEY_CHARS = re.compile(r"[^\w\-. /]")
+
+
+@dataclass
+class Evaluation:
+    """Metrics of a fitted pipeline plus what the plots need."""
+
+    metrics: dict[str, float]
+    classes: list
+    y_pred: np.ndarray
+    y_score: np.ndarray | None  # class probabilities on the test split, columns in `classes` order
+    confusion: np.ndarray = field(repr=False)
+
+
+def evaluate(pipeline: Pipeline, data: Dataset, folds: int, seed: int) -> Evaluation:
+    """K-fold CV on the training split, then fit on it and score on the test split."""
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    cv_scores = cross_val_score(pipeline, data.X_train, data.y_train, cv=cv, scoring="accuracy")
+
+    started = time.perf_counter()
+    pipeline.fit(data.X_train, data.y_train)
+    training_time = time.perf_counter() - started
+
+    classes = list(pipeline.classes_)
+    y_pred = pipeline.predict(data.X_test)
+    y_score = pipeline.predict_proba(data.X_test) if hasattr(pipeline, "predict_proba") else None
+    metrics = {
+        "cv_accuracy_mean": float(np.mean(cv_scores)),
+        "cv_accuracy_std": float(np.std(cv_scores)),
+        "test_accuracy": float(accuracy_score(data.y_test, y_pred)),
+        **_averaged_scores(data.y_test, y_pred, classes),
+        "roc_auc": _roc_auc(data.y_test, y_score, classes),
+        **_per_class_scores(data.y_test, y_pred, classes),
+        "training_time_s": training_time,
+    }
+    confusion = confusion_matrix(data.y_test, y_pred, labels=classes)
+    if len(classes) == 2:
+        tn, fp, fn, tp = confusion.ravel()
+        metrics.update(tn=float(tn), fp=float(fp), fn=float(fn), tp=float(tp))
+    return Evaluation(metrics, classes, y_pred, y_score, confusion)
+
+
+def class_key(label: object) -> str:
+    """A label as it appears in a metric key (`class_<label>_precision`)."""
+    return _UNSAFE_KEY_CHARS.sub("_", str(label))
+
+
+def _averaged_scores(y_true, y_pred, classes: list) -> dict[str, float]:
+    binary = len(classes) == 2
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, labels=classes, zero_division=0,
+        average="binary" if binary else "macro", pos_label=classes[-1] if binary else 1,
+    )  # fmt: skip
+    return {"precision": float(precision), "recall": float(recall), "f1_score": float(f1)}
+
+
+def _per_class_scores(y_true, y_pred, classes: list) -> dict[str, float]:
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, labels=classes, zero_division=0, average=None
+    )
+    scores = {}
+    for label, p, r, f in zip(classes, precision, recall, f1, strict=True):
+        key = class_key(label)
+        scores |= {f"class_{key}_precision": p, f"class_{key}_recall": r, f"class_{key}_f1": f}
+    return {k: float(v) for k, v in scores.items()}
+
+
+def _roc_auc(y_true, y_score: np.ndarray | None, classes: list) -> float:
+    """Binary: AUC of the positive (last) class; multiclass: macro one-vs-rest. NaN if undefined."""
+    if y_score is None or len(np.unique(y_true)) < 2:
+        return float("nan")
+    try:
+        if len(classes) == 2:
+            return float(roc_auc_score(y_true, y_score[:, 1], labels=classes))
+        return float(roc_auc_score(y_true, y_score, labels=classes, multi_class="ovr"))
+    except ValueError:
+        return float("nan")

@@ -1,0 +1,61 @@
+"""Build the scikit-learn pipeline (preprocessing + the configured estimator) for a dataset."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from sklearn.base import ClassifierMixin, is_classifier
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+_PARAM_IN_MESSAGE = re.compile(r"The '(\w+)' parameter of")
+
+
+class ModelConfigError(ValueError):
+    """The `model` config does not describe a valid scikit-learn classifier."""
+
+
+def build_estimator(model_cfg: DictConfig) -> ClassifierMixin:
+    """Instantiate the `_target_` classifier and validate its parameters without fitting."""
+    target = model_cfg.get("_target_")
+    try:
+        estimator = instantiate(model_cfg)
+    except InstantiationException as e:
+        raise ModelConfigError(f"model._target_={target!r} cannot be built: {e}") from e
+    if not is_classifier(estimator):
+        raise ModelConfigError(f"model._target_={target!r} is not a scikit-learn classifier")
+    validate = getattr(estimator, "_validate_params", None)
+    if validate is not None:
+        try:
+            validate()
+        except ValueError as e:
+            match = _PARAM_IN_MESSAGE.search(str(e))
+            key = f"model.{match.group(1)}" if match else "model"
+            value = model_cfg.get(match.group(1)) if match else None
+            raise ModelConfigError(f"{key}={value!r} is invalid: {e}") from e
+    return estimator
+
+
+def build_pipeline(model_cfg: DictConfig, X: pd.DataFrame) -> Pipeline:
+    """Impute and scale numeric columns, one-hot encode the others, then the estimator."""
+    numeric = X.select_dtypes("number").columns.tolist()
+    categorical = [c for c in X.columns if c not in numeric]
+    transformers = [
+        ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")),
+                              ("scale", StandardScaler())]), numeric),
+    ]  # fmt: skip
+    if categorical:
+        transformers.append(
+            ("categorical", Pipeline([
+                ("impute", SimpleImputer(strategy="most_frequent")),
+                ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+            ]), categorical)
+        )  # fmt: skip
+    preprocess = ColumnTransformer(transformers, verbose_feature_names_out=False)
+    return Pipeline([("preprocess", preprocess), ("model", build_estimator(model_cfg))])

@@ -1,0 +1,338 @@
+"""A Hydra multirun as one MLflow parent run: the callback that owns the parent, and job wiring.
+
+The parent is created in the launching process before any job starts; its id travels to every
+job inside this callback object, which Hydra's launchers pickle into each job (also into joblib
+worker processes), and `on_job_start` hands it to the task.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn
+from hydra.experimental.callback import Callback
+from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from src import tracking
+from src.data import DataError
+from src.pipeline import ModelConfigError
+
+PROGRESS_FILE = ".sweep_progress.tsv"
+_current: SweepContext | None = None  # set by on_job_start in the process that runs the job
+
+
+@dataclass(frozen=True)
+class SweepContext:
+    """What every job of a sweep needs to know, built once in the launching process."""
+
+    target: tracking.RunTarget
+    sweep_dir: str
+    n_jobs: int | None
+    started_at: float
+    max_failures: int | None
+
+
+def current_sweep() -> SweepContext | None:
+    """The sweep the current job belongs to, or None for a single run."""
+    return _current
+
+
+def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
+    """Run one job; in a sweep a failed job is reported and the sweep goes on (unless the
+    failure policy says stop), returning NaN so no sweeper takes it for a result."""
+    ctx = current_sweep()
+    if ctx is None:
+        return task(cfg)
+    name = child_run_name(cfg, job_overrides())
+    try:
+        value = task(cfg)
+    except Exception as e:
+        failed = report_progress(ctx, name, "FAILED", detail=f"{type(e).__name__}: {e}")
+        if ctx.max_failures is not None and failed > ctx.max_failures:
+            raise
+        return float("nan")
+    report_progress(ctx, name, "FINISHED", detail=f"{cfg.sweep.metric}={value:.4f}")
+    return value
+
+
+def job_overrides() -> list[str]:
+    """The task overrides of the running Hydra job (empty outside Hydra)."""
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)
+
+
+def model_choice(cfg: DictConfig) -> str:
+    """The chosen `model` option (e.g. `knn`), or the estimator's class name outside Hydra."""
+    if HydraConfig.initialized():
+        choice = HydraConfig.get().runtime.choices.get("model")
+        if choice:
+            return str(choice)
+    return str(cfg.model._target_).rsplit(".", 1)[-1]
+
+
+def child_run_name(cfg: DictConfig, overrides: list[str]) -> str:
+    """A short readable run name: `knn n_neighbors=5 weights=distance`."""
+    parts = [model_choice(cfg)]
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key in ("model", "sweeps") or key.startswith("hydra"):
+            continue
+        parts.append(f"{key.removeprefix('model.')}={value}")
+    return " ".join(parts)
+
+
+def report_progress(ctx: SweepContext, run_name: str, status: str, detail: str) -> int:
+    """Print `[k/N] name status detail, elapsed, ETA`; return the sweep's failures so far."""
+    path = Path(ctx.sweep_dir) / PROGRESS_FILE
+    with path.open("a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # jobs in several processes append to the same file
+        f.write(f"{status}\t{run_name}\n")
+        f.flush()
+        f.seek(0)
+        statuses = [line.split("\t", 1)[0] for line in f.read().splitlines()]
+        fcntl.flock(f, fcntl.LOCK_UN)
+    done, failed = len(statuses), statuses.count("FAILED")
+    elapsed = time.time() - ctx.started_at
+    total = f"/{ctx.n_jobs}" if ctx.n_jobs else ""
+    eta = ""
+    if ctx.n_jobs and done < ctx.n_jobs:
+        eta = f", ~{_duration(elapsed / done * (ctx.n_jobs - done))} left"
+    print(f"[{done}{total}] {run_name}: {status} {detail} ({_duration(elapsed)} elapsed{eta})",
+          flush=True)  # fmt: skip
+    return failed
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}min"
+
+
+def expand_jobs(config: DictConfig) -> list[list[str]] | None:
+    """Every job's override list for Hydra's basic sweeper; None for sweepers that decide later."""
+    if not str(config.hydra.sweeper._target_).endswith("BasicSweeper"):
+        return None
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()]
+    arguments += list(config.hydra.overrides.task)
+    overrides = OverridesParser.create().parse_overrides(arguments)
+    return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+def validate_jobs(config: DictConfig, jobs: list[list[str]] | None) -> None:
+    """Compose every job's config and build its model and data, so that bad input fails before
+    the parent run exists; composition is done once per distinct set of group choices."""
+    from hydra import compose
+
+    from src.data import load_frame
+    from src.pipeline import build_estimator
+
+    config_name = str(config.hydra.job.config_name)
+    groups = set(config.hydra.runtime.choices)
+    parser = OverridesParser.create()
+    composed: dict[tuple[str, ...], DictConfig] = {}
+    seen_data: set[str] = set()
+    for job in jobs if jobs is not None else [list(config.hydra.overrides.task)]:
+        parsed = parser.parse_overrides(job)
+        structural = tuple(
+            str(o.input_line) for o in parsed
+            if o.key_or_group in groups or o.is_delete() or o.is_force_add()
+        )  # fmt: skip
+        if structural not in composed:
+            composed[structural] = compose(config_name=config_name, overrides=list(structural))
+        cfg = composed[structural].copy()
+        for o in parsed:
+            if str(o.input_line) in structural:
+                continue
+            try:
+                OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True, force_add=o.is_add())
+            except Exception as e:  # omegaconf raises several types; all mean a bad key
+                raise ValueError(f"override {o.input_line!r}: {e}") from e
+        build_estimator(cfg.model)
+        data_key = OmegaConf.to_yaml(cfg.data, resolve=True)
+        if data_key not in seen_data:
+            seen_data.add(data_key)
+            load_frame(cfg.data)
+
+
+class MlflowSweepCallback(Callback):
+    """Owns the sweep's parent run: creates it before jobs start and closes it at the end."""
+
+    def __init__(self) -> None:
+        self.context: SweepContext | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Validate the jobs, then create the store, the experiment and the parent run."""
+        try:
+            jobs = expand_jobs(config)
+            validate_jobs(config, jobs)
+            uri = tracking.resolve_tracking_uri(config.mlflow.tracking_uri)
+            experiment_id = tracking.ensure_experiment(uri, config.mlflow.experiment_name)
+        except (ValueError, DataError, ModelConfigError, tracking.TrackingError) as e:
+            raise SystemExit(f"Sweep not started: {e}") from e  # callbacks' exceptions are
+            # only warned about by Hydra; SystemExit stops the sweep before any run exists
+        n_jobs = len(jobs) if jobs is not None else config.hydra.sweeper.get("n_trials")
+        commit, dirty = tracking.git_info()
+        base = tracking.RunTarget(uri, experiment_id, None, commit, dirty)
+        sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        parent_id = create_parent_run(config, base, jobs, sweep_dir)
+        self.context = SweepContext(
+            target=tracking.RunTarget(uri, experiment_id, parent_id, commit, dirty),
+            sweep_dir=str(sweep_dir),
+            n_jobs=n_jobs,
+            started_at=time.time(),
+            max_failures=config.sweep.max_failures,
+        )
+        print(f"Sweep parent run {parent_id} in experiment {config.mlflow.experiment_name!r} "
+              f"({n_jobs or 'unknown number of'} jobs) at {uri}", flush=True)  # fmt: skip
+        _install_exit_guard(uri, parent_id)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Hand the sweep context to the task in whatever process runs this job."""
+        global _current
+        _current = self.context
+        os.environ.pop("MLFLOW_RUN_ID", None)  # an inherited run id would hijack the child
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        """Forget the sweep context, so a reused worker process starts the next job clean."""
+        global _current
+        _current = None
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Close the parent: FINISHED unless every job failed; exit non-zero if any failed."""
+        if self.context is None:
+            return
+        counts = finish_parent_run(self.context, config)
+        _exit_guard["parent"] = None
+        if counts["n_failed"]:
+            raise SystemExit(
+                f"{counts['n_failed']} of {counts['n_children']} jobs failed; their tracebacks "
+                f"are the artifact error/traceback.txt of each FAILED child run of "
+                f"{self.context.target.parent_run_id}"
+            )
+
+
+def create_parent_run(
+    config: DictConfig, base: tracking.RunTarget, jobs: list[list[str]] | None, sweep_dir: Path
+) -> str:
+    """The parent run: tagged as a sweep, with the swept keys and their values as params."""
+    swept = swept_values(config)
+    name = f"sweep {config.hydra.runtime.choices.get('model', '')} " + " ".join(
+        f"{k.removeprefix('model.')}={','.join(v)}" for k, v in swept.items()
+    )
+    client = MlflowClient(base.tracking_uri)
+    tags = {
+        "sweep": "true",
+        "sweep_dir": str(sweep_dir),
+        "sweeper": str(config.hydra.sweeper._target_),
+        "launcher": str(config.hydra.launcher._target_),
+        "hydra_overrides": " ".join(config.hydra.overrides.task),
+        "sweep_metric": str(config.sweep.metric),
+        "sweep_direction": str(config.sweep.direction),
+    }
+    run = tracking.with_retries(
+        lambda: client.create_run(
+            base.experiment_id, run_name=name[:250],
+            tags=tracking.run_tags(base, name[:250], tags),
+        )
+    )  # fmt: skip
+    params = [
+        Param(tracking.mlflow_key(f"sweep.{k}"), ",".join(v)[:6000]) for k, v in swept.items()
+    ]
+    params.append(Param("sweep.n_jobs", str(len(jobs) if jobs is not None else "unknown")))
+    tracking.with_retries(lambda: client.log_batch(run.info.run_id, params=params))
+    return run.info.run_id
+
+
+def swept_values(config: DictConfig) -> dict[str, list[str]]:
+    """The swept keys and the values each takes, from the sweeper's params and the command line."""
+    params = dict(config.hydra.sweeper.get("params") or {})
+    for override in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
+        if override.is_sweep_override():
+            params[override.key_or_group] = override.value()
+    swept = {}
+    for key, value in params.items():
+        text = str(value) if not isinstance(value, str) else value
+        if hasattr(value, "list"):
+            swept[key] = [str(v) for v in value.list]
+        else:
+            swept[key] = [text]
+    return swept
+
+
+def finish_parent_run(ctx: SweepContext, config: DictConfig) -> dict[str, int]:
+    """Count the children, record the counts, and end the parent."""
+    client = MlflowClient(ctx.target.tracking_uri)
+    parent_id = ctx.target.parent_run_id
+    children = tracking.with_retries(
+        lambda: client.search_runs(
+            [ctx.target.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'",
+            max_results=50000,
+        )
+    )  # fmt: skip
+    statuses = [c.info.status for c in children]
+    counts = {
+        "n_children": len(statuses),
+        "n_finished": statuses.count("FINISHED"),
+        "n_failed": statuses.count("FAILED"),
+    }
+    now = int(time.time() * 1000)
+    tracking.with_retries(
+        lambda: client.log_batch(
+            parent_id, metrics=[Metric(k, v, now, 0) for k, v in counts.items()]
+        )
+    )
+    all_failed = counts["n_children"] > 0 and counts["n_finished"] == 0
+    status = "FAILED" if all_failed else "FINISHED"
+    tracking.with_retries(lambda: client.set_terminated(parent_id, status))
+    print(f"Sweep {parent_id} {status}: {counts['n_finished']} finished, "
+          f"{counts['n_failed']} failed of {counts['n_children']} children", flush=True)  # fmt: skip
+    return counts
+
+
+_exit_guard: dict[str, Any] = {"parent": None}
+
+
+def _install_exit_guard(tracking_uri: str, parent_id: str) -> None:
+    """If the process ends before `on_multirun_end` (an error, Ctrl-C, SIGTERM), the parent is
+    ended KILLED instead of staying RUNNING forever."""
+    _exit_guard.update(parent=parent_id, uri=tracking_uri)
+    if not _exit_guard.get("installed"):
+        atexit.register(_close_parent_on_exit)
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        _exit_guard["installed"] = True
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _close_parent_on_exit() -> None:
+    parent_id = _exit_guard.get("parent")
+    if not parent_id:
+        return
+    try:
+        client = MlflowClient(_exit_guard["uri"])
+        if client.get_run(parent_id).info.status == "RUNNING":
+            client.set_tag(parent_id, "end_reason", "interrupted before the sweep finished")
+            client.set_terminated(parent_id, "KILLED")
+            print(f"Sweep parent run {parent_id} ended KILLED", file=sys.stderr)
+    except MlflowException:
+        pass

@@ -1,0 +1,77 @@
+"""Train and evaluate one configuration as an MLflow run: `python -m src.train [-m] [overrides]`."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import hydra
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from src import tracking
+from src.data import load_dataset
+from src.evaluate import evaluate
+from src.pipeline import build_pipeline
+from src.plots import save_child_plots
+from src.sweep import child_run_name, current_sweep, job_overrides, model_choice, run_task
+
+
+def train(cfg: DictConfig) -> float:
+    """Fit and evaluate `cfg`, record it in MLflow, and return the selection metric."""
+    data = load_dataset(cfg.data)  # bad data or model config fails here, before any run exists
+    pipeline = build_pipeline(cfg.model, data.X_train)
+    target, overrides = run_target(cfg), job_overrides()
+    job_tags = {"hydra_overrides": " ".join(overrides), "model": model_choice(cfg)}
+    if (job_num := _job_num()) is not None:
+        job_tags["job_number"] = str(job_num)
+    with tracking.job_run(target, child_run_name(cfg, overrides), job_tags) as run_id:
+        result = evaluate(pipeline, data, cfg.cv.folds, cfg.seed)
+        params = tracking.flatten_config(cfg) | {"model": model_choice(cfg), "data": cfg.data.name}
+        with tempfile.TemporaryDirectory() as tmp:
+            artifacts = Path(tmp)
+            (artifacts / "config").mkdir()
+            (artifacts / "config" / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            (artifacts / "config" / "overrides.yaml").write_text(
+                OmegaConf.to_yaml(OmegaConf.create(overrides))
+            )
+            if cfg.mlflow.log_plots:
+                save_child_plots(pipeline, data, result, artifacts / "plots")
+            client = MlflowClient(target.tracking_uri)
+            tracking.log_results(client, run_id, params, result.metrics, artifacts)
+        if cfg.mlflow.log_model:
+            example = data.X_train.dropna().head(5)
+            tracking.log_sklearn_model(
+                target, run_id, pipeline, example, str(cfg.mlflow.model_format)
+            )
+    return result.metrics[str(cfg.sweep.metric)]
+
+
+def run_target(cfg: DictConfig) -> tracking.RunTarget:
+    """The sweep's parent and store inside a sweep; a top-level run in `cfg`'s store otherwise."""
+    ctx = current_sweep()
+    if ctx is not None:
+        return ctx.target
+    uri = tracking.resolve_tracking_uri(cfg.mlflow.tracking_uri)
+    experiment_id = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name)
+    commit, dirty = tracking.git_info()
+    return tracking.RunTarget(uri, experiment_id, None, commit, dirty)
+
+
+def _job_num() -> int | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    num = HydraConfig.get().job.get("num")
+    return int(num) if num is not None else None
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    """Hydra entry point: one job of a run or a sweep."""
+    return run_task(train, cfg)
+
+
+if __name__ == "__main__":
+    main()
