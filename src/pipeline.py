@@ -7,8 +7,8 @@ import re
 import pandas as pd
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
-from sklearn.base import ClassifierMixin, is_classifier
+from omegaconf import DictConfig, OmegaConf
+from sklearn.base import BaseEstimator, ClassifierMixin, is_classifier
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
@@ -30,14 +30,18 @@ def build_estimator(model_cfg: DictConfig) -> ClassifierMixin:
         raise ModelConfigError(f"model._target_={target!r} cannot be built: {e}") from e
     if not is_classifier(estimator):
         raise ModelConfigError(f"model._target_={target!r} is not a scikit-learn classifier")
-    validate = getattr(estimator, "_validate_params", None)
-    if validate is not None:
+    nested = [("", estimator)] + [
+        (f"{name}.", value)
+        for name, value in estimator.get_params(deep=True).items()
+        if isinstance(value, BaseEstimator)
+    ]
+    for prefix, part in nested:  # e.g. the SVC inside CalibratedClassifierCV: model.estimator.*
         try:
-            validate()
+            part._validate_params()
         except ValueError as e:
             match = _PARAM_IN_MESSAGE.search(str(e))
-            key = f"model.{match.group(1)}" if match else "model"
-            value = model_cfg.get(match.group(1)) if match else None
+            key = f"model.{prefix}{match.group(1)}" if match else f"model.{prefix}".rstrip(".")
+            value = OmegaConf.select(model_cfg, key.removeprefix("model.")) if match else None
             raise ModelConfigError(f"{key}={value!r} is invalid: {e}") from e
     return estimator
 

@@ -73,7 +73,7 @@ def plot_confusion_matrix(ax: plt.Axes, result: Evaluation) -> None:
 
 
 def feature_importance(pipeline: Pipeline, data: Dataset) -> tuple[list[str], np.ndarray, str]:
-    """The model's own importances or |coefficients|, else permutation importance on the test set."""
+    """The model's importances or |coefficients|, else permutation importance on the test set."""
     model = pipeline[-1]
     if hasattr(model, "feature_importances_"):
         names = pipeline[:-1].get_feature_names_out()

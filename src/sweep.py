@@ -21,15 +21,15 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from src import tracking
-from src.data import DataError
-from src.pipeline import ModelConfigError
 
 PROGRESS_FILE = ".sweep_progress.tsv"
 _current: SweepContext | None = None  # set by on_job_start in the process that runs the job
@@ -183,9 +183,10 @@ class MlflowSweepCallback(Callback):
             validate_jobs(config, jobs)
             uri = tracking.resolve_tracking_uri(config.mlflow.tracking_uri)
             experiment_id = tracking.ensure_experiment(uri, config.mlflow.experiment_name)
-        except (ValueError, DataError, ModelConfigError, tracking.TrackingError) as e:
-            raise SystemExit(f"Sweep not started: {e}") from e  # callbacks' exceptions are
-            # only warned about by Hydra; SystemExit stops the sweep before any run exists
+        except (ValueError, HydraException, OmegaConfBaseException, tracking.TrackingError) as e:
+            # Hydra only warns about a callback's exception; SystemExit stops the sweep here,
+            # before any run exists
+            raise SystemExit(f"Sweep not started: {e}") from e
         n_jobs = len(jobs) if jobs is not None else config.hydra.sweeper.get("n_trials")
         commit, dirty = tracking.git_info()
         base = tracking.RunTarget(uri, experiment_id, None, commit, dirty)
@@ -301,8 +302,8 @@ def finish_parent_run(ctx: SweepContext, config: DictConfig) -> dict[str, int]:
     all_failed = counts["n_children"] > 0 and counts["n_finished"] == 0
     status = "FAILED" if all_failed else "FINISHED"
     tracking.with_retries(lambda: client.set_terminated(parent_id, status))
-    print(f"Sweep {parent_id} {status}: {counts['n_finished']} finished, "
-          f"{counts['n_failed']} failed of {counts['n_children']} children", flush=True)  # fmt: skip
+    finished, failed, total = counts["n_finished"], counts["n_failed"], counts["n_children"]
+    print(f"Sweep {parent_id} {status}: {finished} finished, {failed} failed of {total} children")
     return counts
 
 

@@ -223,10 +223,6 @@ def log_sklearn_model(
     """Log the fitted pipeline as the MLflow model `model`, with explicit requirements."""
     from mlflow.models import infer_signature
 
-    # the LoggedModel goes to the fluent API's experiment unless told: point it at ours
-    mlflow.set_tracking_uri(target.tracking_uri)
-    mlflow.set_experiment(experiment_id=target.experiment_id)
-
     signature = infer_signature(input_example, pipeline.predict(input_example))
     skops_trusted = None
     if fmt == "skops":
@@ -236,16 +232,38 @@ def log_sklearn_model(
             probe = Path(tmp) / "model.skops"
             skops.io.dump(pipeline, probe)
             skops_trusted = skops.io.get_untrusted_types(file=probe)
-    mlflow.sklearn.log_model(
-        pipeline,
-        name="model",
-        run_id=run_id,
-        signature=signature,
-        input_example=input_example,
-        serialization_format=fmt,
-        skops_trusted_types=skops_trusted,
-        pip_requirements=model_requirements(),
-    )
+    with fluent_target(target):
+        mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            run_id=run_id,
+            signature=signature,
+            input_example=input_example,
+            serialization_format=fmt,
+            skops_trusted_types=skops_trusted,
+            pip_requirements=model_requirements(),
+        )
+
+
+@contextmanager
+def fluent_target(target: RunTarget) -> Iterator[None]:
+    """Point MLflow's fluent API (which `log_model` uses) at `target` for one call, then restore
+    it exactly: `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into os.environ, which
+    would send every later run of this process to this store."""
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")}
+    try:
+        with _use_tracking_uri(target.tracking_uri):
+            # without an active run, a LoggedModel goes to this experiment (default: "0")
+            os.environ["MLFLOW_EXPERIMENT_ID"] = target.experiment_id
+            yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @cache

@@ -1,0 +1,1 @@
+"""Tests; helpers shared between modules live in conftest.py."""

@@ -1,0 +1,77 @@
+"""Shared fixtures: the repo, the shared heart data, and real sweeps run in subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+REPO = Path(__file__).resolve().parents[1]
+HEART_CSV = REPO.parent / "shared" / "data" / "heart_cleveland.csv"
+
+
+@pytest.fixture
+def heart_csv() -> Path:
+    """The UCI Cleveland heart data shipped beside the project (tests only)."""
+    assert HEART_CSV.is_file(), f"expected the shared heart data at {HEART_CSV}"
+    return HEART_CSV
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path) -> str:
+    """A fresh sqlite store under tmp_path."""
+    return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path, tracking_uri: str) -> Callable[..., subprocess.CompletedProcess]:
+    """Run `python -m <module> args...` from the repo root against the tmp store."""
+
+    def run(module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 600):
+        full_env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri} | (env or {})
+        full_env.pop("MLFLOW_RUN_ID", None)
+        return subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+
+    return run
+
+
+@pytest.fixture
+def run_train(run_cli, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """Run `python -m src.train args...` with Hydra's output dirs under tmp_path."""
+
+    def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
+        dirs = [f"hydra.sweep.dir={tmp_path}/sweep", f"hydra.run.dir={tmp_path}/run"]
+        return run_cli("src.train", *args, *dirs, **kwargs)
+
+    return run
+
+
+def all_runs(tracking_uri: str) -> list[Run]:
+    """Every run in every experiment of the store (none if the store was never created)."""
+    db = Path(tracking_uri.removeprefix("sqlite:///"))
+    if not db.exists():
+        return []
+    client = MlflowClient(tracking_uri)
+    experiment_ids = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiment_ids, max_results=50000) if experiment_ids else []
+
+
+def sweep_runs(tracking_uri: str) -> tuple[Run, list[Run]]:
+    """The single parent run of the store and its children; fails if there is not exactly one."""
+    runs = all_runs(tracking_uri)
+    parents = [r for r in runs if r.data.tags.get("sweep") == "true"]
+    assert len(parents) == 1, f"expected one parent run, got {[r.info.run_name for r in parents]}"
+    parent = parents[0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    orphans = [r for r in runs if r is not parent and r not in children]
+    assert not orphans, f"runs outside the sweep: {[r.info.run_name for r in orphans]}"
+    return parent, children

@@ -1,0 +1,117 @@
+"""Real sweeps in subprocesses: one parent run, a nested child per job, under any launcher."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from .conftest import all_runs, sweep_runs
+from .test_train import BINARY_METRICS, METRICS
+
+KNN_SWEEP = ["-m", "model=knn", "model.n_neighbors=3,5,7", "model.weights=uniform,distance"]
+PLOTS = {"plots/roc_curve.png", "plots/confusion_matrix.png", "plots/feature_importance.png"}
+
+
+def assert_knn_sweep(tracking_uri: str, stdout: str) -> tuple:
+    parent, children = sweep_runs(tracking_uri)
+    assert parent.info.status == "FINISHED"
+    assert len(children) == 6
+    assert {c.info.status for c in children} == {"FINISHED"}
+    assert {c.info.experiment_id for c in children} == {parent.info.experiment_id}
+    combos = {
+        (c.data.params["model.n_neighbors"], c.data.params["model.weights"]) for c in children
+    }
+    assert combos == {(k, w) for k in ("3", "5", "7") for w in ("uniform", "distance")}
+    assert {c.data.params["model"] for c in children} == {"knn"}
+    assert {c.data.params["data"] for c in children} == {"breast_cancer"}
+    assert sorted(int(c.data.tags["job_number"]) for c in children) == list(range(6))
+    for child in children:
+        missing = [m for m in METRICS + BINARY_METRICS if m not in child.data.metrics]
+        assert not missing, f"{child.info.run_name} lacks {missing}"
+        assert {"class_0_precision", "class_1_recall", "class_1_f1"} <= set(child.data.metrics)
+        name = child.info.run_name
+        assert re.fullmatch(r"knn n_neighbors=\d weights=(uniform|distance)", name), name
+        assert (
+            f"model.n_neighbors={child.data.params['model.n_neighbors']}"
+            in (child.data.tags["hydra_overrides"])
+        )
+    client = MlflowClient(tracking_uri)
+    child = children[0]
+    artifacts = {a.path for a in client.list_artifacts(child.info.run_id, "plots")}
+    assert artifacts == PLOTS
+    configs = {a.path for a in client.list_artifacts(child.info.run_id, "config")}
+    assert configs == {"config/config.yaml", "config/overrides.yaml"}
+    local = Path(client.download_artifacts(child.info.run_id, "plots/roc_curve.png"))
+    assert local.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and local.stat().st_size > 5000
+    progress = [line for line in stdout.splitlines() if re.match(r"\[\d+/6\] knn ", line)]
+    assert len(progress) == 6, stdout
+    assert all("cv_accuracy_mean=" in p and "elapsed" in p for p in progress)
+    assert "left)" in progress[0] and "left" not in progress[-1]
+    return parent, children
+
+
+def test_knn_sweep_is_one_parent_with_six_children(run_train, tracking_uri, monkeypatch) -> None:
+    result = run_train(*KNN_SWEEP)
+    assert result.returncode == 0, result.stderr
+    parent, children = assert_knn_sweep(tracking_uri, result.stdout)
+    assert parent.data.params["sweep.model.n_neighbors"] == "3,5,7"
+    assert parent.data.metrics["n_children"] == 6 and parent.data.metrics["n_failed"] == 0
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    best = max(children, key=lambda c: c.data.metrics["cv_accuracy_mean"])
+    model = mlflow.pyfunc.load_model(f"runs:/{best.info.run_id}/model")
+    from sklearn.datasets import load_breast_cancer
+
+    X = load_breast_cancer(as_frame=True).data.head(10)
+    assert len(model.predict(X)) == 10
+
+
+def test_joblib_workers_keep_children_under_the_parent(run_train, tracking_uri) -> None:
+    result = run_train(*KNN_SWEEP, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    assert result.returncode == 0, result.stderr
+    parent, children = assert_knn_sweep(tracking_uri, result.stdout)
+    worker_pids = {c.data.tags["pid"] for c in children}
+    assert parent.data.tags["pid"] not in worker_pids  # the jobs really ran in other processes
+    assert parent.data.tags["launcher"].endswith("JoblibLauncher")
+
+
+def test_single_run_is_a_top_level_run(run_train, tracking_uri) -> None:
+    result = run_train("model=random_forest", "data=iris")
+    assert result.returncode == 0, result.stderr
+    (run,) = all_runs(tracking_uri)
+    assert run.info.status == "FINISHED"
+    assert "mlflow.parentRunId" not in run.data.tags
+    assert run.data.params["model.n_estimators"] == "100"
+    assert run.data.params["model.max_depth"] == "10"
+    assert "class_2_f1" in run.data.metrics and "tp" not in run.data.metrics  # multiclass
+    experiment = MlflowClient(tracking_uri).get_experiment(run.info.experiment_id)
+    assert experiment.name == "iris-classification"
+    assert experiment.artifact_location.startswith(Path(tracking_uri[10:]).parent.as_uri())
+
+
+@pytest.mark.parametrize(
+    ("args", "culprit"),
+    [
+        (["-m", "model=knn,nope"], "nope"),
+        (["-m", "model=nope"], "nope"),
+        (["model=nope"], "nope"),
+        (["-m", "model=knn", "model.foo=1,2"], "foo"),
+        (["model=knn", "model.foo=1"], "foo"),
+        (["-m", "model=knn", "model.n_neighbors=3,abc"], "model.n_neighbors='abc'"),
+        (["model=knn", "model.n_neighbors=abc"], "model.n_neighbors='abc'"),
+        (["-m", "data=csv", "data.path=/no/such.csv", "data.target=y"], "/no/such.csv"),
+        (["-m", "data=csv", "data.path=HEART", "data.target=nope"], "data.target='nope'"),
+        (["data=csv", "data.path=HEART", "data.target=nope"], "data.target='nope'"),
+        (["-m", "data=csv"], "data.path"),
+    ],
+)
+def test_bad_input_fails_before_any_run(run_train, tracking_uri, heart_csv, args, culprit) -> None:
+    args = [a.replace("HEART", str(heart_csv)) for a in args]
+    result = run_train(*args)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert culprit in output, output
+    assert all_runs(tracking_uri) == []

@@ -1,0 +1,113 @@
+"""Every model x data option composes and trains; what a single run records in MLflow."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import mlflow
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
+
+from src.evaluate import class_key
+from src.train import train
+
+from .conftest import REPO, all_runs
+
+MODELS = ["knn", "logistic_regression", "random_forest", "svm", "decision_tree",
+          "gradient_boosting"]  # fmt: skip
+DATASETS = ["breast_cancer", "iris", "wine", "heart", "csv"]
+BINARY_METRICS = ["tn", "fp", "fn", "tp"]
+METRICS = ["cv_accuracy_mean", "cv_accuracy_std", "test_accuracy", "precision", "recall",
+           "f1_score", "roc_auc", "training_time_s"]  # fmt: skip
+
+
+def compose_cfg(*overrides: str):
+    """Compose conf/config.yaml with Hydra's compose API."""
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def data_overrides(data: str, heart_csv: Path) -> list[str]:
+    if data == "heart":
+        return ["data=heart", f"data.path={heart_csv}"]
+    if data == "csv":
+        return ["data=csv", f"data.path={heart_csv}", "data.target=num"]
+    return [f"data={data}"]
+
+
+@pytest.mark.parametrize("data", DATASETS)
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_and_dataset_trains(model, data, heart_csv, tracking_uri) -> None:
+    cfg = compose_cfg(f"model={model}", *data_overrides(data, heart_csv),
+                      f"mlflow.tracking_uri={tracking_uri}", "mlflow.log_model=false")  # fmt: skip
+    value = train(cfg)
+    assert 0.0 <= value <= 1.0
+    (run,) = all_runs(tracking_uri)
+    assert run.info.status == "FINISHED"
+    assert "mlflow.parentRunId" not in run.data.tags  # a single run is top-level
+    metrics = run.data.metrics
+    assert metrics["cv_accuracy_mean"] == pytest.approx(value)
+    missing = [m for m in METRICS if m not in metrics]
+    assert not missing
+    n_classes = {"iris": 3, "wine": 3, "csv": 5}.get(data, 2)  # csv keeps num 0-4
+    per_class = [k for k in metrics if k.startswith("class_") and k.endswith("_f1")]
+    assert len(per_class) == n_classes
+    if n_classes == 2:
+        assert all(b in metrics for b in BINARY_METRICS)
+        counts = sum(metrics[b] for b in BINARY_METRICS)
+        assert counts == pytest.approx(
+            metrics["tp"] + metrics["fp"] + metrics["tn"] + metrics["fn"]
+        )
+    assert not math.isnan(metrics["roc_auc"]) and metrics["roc_auc"] > 0.5
+    assert run.data.params["model._target_"] == str(cfg.model._target_)
+    expected_experiment = f"{cfg.data.name}-classification"
+    experiment = MlflowClient(tracking_uri).get_experiment(run.info.experiment_id)
+    assert experiment.name == expected_experiment
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_logged_model_loads_and_predicts(model, heart_csv, tracking_uri, monkeypatch) -> None:
+    cfg = compose_cfg(f"model={model}", *data_overrides("heart", heart_csv),
+                      f"mlflow.tracking_uri={tracking_uri}", "mlflow.log_plots=false")  # fmt: skip
+    train(cfg)
+    (run,) = all_runs(tracking_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    loaded = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    from src.data import load_dataset
+
+    data = load_dataset(cfg.data)
+    predictions = loaded.predict(data.X_test)  # includes rows with missing values
+    assert len(predictions) == len(data.X_test)
+    accuracy = float((predictions == data.y_test.to_numpy()).mean())
+    assert accuracy == pytest.approx(run.data.metrics["test_accuracy"])
+    files = set(
+        Path(mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/model")).iterdir()
+    )
+    names = {f.name for f in files}
+    assert {"MLmodel", "conda.yaml", "requirements.txt", "input_example.json"} <= names
+    assert loaded.metadata.signature is not None
+    logged = MlflowClient(tracking_uri).search_logged_models([run.info.experiment_id])
+    assert [m.source_run_id for m in logged] == [run.info.run_id]  # not in the default experiment
+    requirements = (Path(next(iter(files)).parent) / "requirements.txt").read_text()
+    assert "scikit-learn==" in requirements and "mlflow==" in requirements
+
+
+def test_string_labels_are_metric_keys() -> None:
+    assert class_key("no disease") == "no disease"
+    assert class_key("a+b") == "a_b"
+
+
+def test_bad_model_param_fails_before_any_run(tracking_uri) -> None:
+    cfg = compose_cfg("model=knn", "model.n_neighbors=abc", f"mlflow.tracking_uri={tracking_uri}")
+    with pytest.raises(ValueError, match="model.n_neighbors='abc'"):
+        train(cfg)
+    assert all_runs(tracking_uri) == []
+
+
+def test_bad_nested_param_is_named_with_its_full_key(tracking_uri) -> None:
+    cfg = compose_cfg("model=svm", "model.estimator.C=-1", f"mlflow.tracking_uri={tracking_uri}")
+    with pytest.raises(ValueError, match=r"model.estimator.C=-1 is invalid"):
+        train(cfg)
+    assert all_runs(tracking_uri) == []
