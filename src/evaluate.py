@@ -35,7 +35,9 @@ class Evaluation:
 def evaluate(pipeline: Pipeline, data: Dataset, folds: int, seed: int) -> Evaluation:
     """K-fold CV on the training split, then fit on it and score on the test split."""
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    cv_scores = cross_val_score(pipeline, data.X_train, data.y_train, cv=cv, scoring="accuracy")
+    cv_scores = cross_val_score(
+        pipeline, data.X_train, data.y_train, cv=cv, scoring="accuracy", error_score="raise"
+    )
 
     started = time.perf_counter()
     pipeline.fit(data.X_train, data.y_train)

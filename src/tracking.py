@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -29,6 +30,15 @@ T = TypeVar("T")
 MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "cloudpickle", "numpy", "pandas", "scipy")
 _INVALID_KEY_CHARS = re.compile(r"[^\w\-. /]")
 _RETRY_ATTEMPTS = 6
+
+
+def _drop_chosen_format_warning(record: logging.LogRecord) -> bool:
+    # `mlflow.model_format` is an explicit choice (README: cloudpickle vs skops), so MLflow's
+    # advice against pickle formats, repeated for every child, is dropped; nothing else is.
+    return not record.getMessage().startswith("Saving scikit-learn models in the pickle")
+
+
+logging.getLogger("mlflow.sklearn").addFilter(_drop_chosen_format_warning)
 
 
 class TrackingError(RuntimeError):

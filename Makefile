@@ -1,0 +1,29 @@
+# Set-up is automatic: every target creates .venv and installs the project when needed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: sweep test lint ui
+
+# The main sweep: KNN on the bundled breast-cancer data, one MLflow parent run with 10 children.
+sweep: $(STAMP)
+	$(BIN)/python -m src.train -m model=knn model.n_neighbors=3,5,7,9,11 model.weights=uniform,distance
+
+# Lint, then every test (the same command CI runs through .ci/run).
+test: $(STAMP) lint
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db --host 127.0.0.1 --port 5000
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required: make PYTHON=/path/to/python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
