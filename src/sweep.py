@@ -23,7 +23,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
-from mlflow.entities import Metric, Param
+from mlflow.entities import Param
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
@@ -219,7 +219,7 @@ class MlflowSweepCallback(Callback):
         """Close the parent: FINISHED unless every job failed; exit non-zero if any failed."""
         if self.context is None:
             return
-        counts = finish_parent_run(self.context, config)
+        counts = finish_parent_run(self.context)
         _exit_guard["parent"] = None
         if counts["n_failed"]:
             raise SystemExit(
@@ -277,33 +277,25 @@ def swept_values(config: DictConfig) -> dict[str, list[str]]:
     return swept
 
 
-def finish_parent_run(ctx: SweepContext, config: DictConfig) -> dict[str, int]:
-    """Count the children, record the counts, and end the parent."""
-    client = MlflowClient(ctx.target.tracking_uri)
+def finish_parent_run(ctx: SweepContext) -> dict[str, int]:
+    """Summarise the sweep onto the parent and into the sweep folder, then end the parent."""
+    from src.summary import summarize_sweep
+
     parent_id = ctx.target.parent_run_id
-    children = tracking.with_retries(
-        lambda: client.search_runs(
-            [ctx.target.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'",
-            max_results=50000,
-        )
-    )  # fmt: skip
-    statuses = [c.info.status for c in children]
-    counts = {
-        "n_children": len(statuses),
-        "n_finished": statuses.count("FINISHED"),
-        "n_failed": statuses.count("FAILED"),
-    }
-    now = int(time.time() * 1000)
-    tracking.with_retries(
-        lambda: client.log_batch(
-            parent_id, metrics=[Metric(k, v, now, 0) for k, v in counts.items()]
-        )
-    )
+    summary = summarize_sweep(ctx.target.tracking_uri, parent_id, Path(ctx.sweep_dir))
+    counts = summary.counts
     all_failed = counts["n_children"] > 0 and counts["n_finished"] == 0
     status = "FAILED" if all_failed else "FINISHED"
+    client = MlflowClient(ctx.target.tracking_uri)
     tracking.with_retries(lambda: client.set_terminated(parent_id, status))
     finished, failed, total = counts["n_finished"], counts["n_failed"], counts["n_children"]
     print(f"Sweep {parent_id} {status}: {finished} finished, {failed} failed of {total} children")
+    best = summary.best
+    if best is not None:
+        score = f"{summary.metric}={best[summary.metric]:.4f}"
+        print(f"Best: {best['run_name']} ({best['run_id']}) {score}")
+    files = Path(ctx.sweep_dir) / "sweep_summary.md"
+    print(f"Summary: {files} (and on the parent run, under summary/)")
     return counts
 
 

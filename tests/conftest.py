@@ -38,8 +38,12 @@ def run_cli(tmp_path: Path, tracking_uri: str) -> Callable[..., subprocess.Compl
         full_env.pop("MLFLOW_RUN_ID", None)
         return subprocess.run(
             [sys.executable, "-m", module, *args],
-            cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout,
-        )  # fmt: skip
+            cwd=REPO,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     return run
 

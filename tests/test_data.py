@@ -17,9 +17,16 @@ from src.pipeline import build_pipeline
 
 def heart_cfg(path: Path, url: str = "http://127.0.0.1:9/unreachable") -> OmegaConf:
     return OmegaConf.create(
-        {"name": "heart", "source": "uci_heart", "path": str(path), "url": url,
-         "target": "num", "test_size": 0.2, "random_state": 42}
-    )  # fmt: skip
+        {
+            "name": "heart",
+            "source": "uci_heart",
+            "path": str(path),
+            "url": url,
+            "target": "num",
+            "test_size": 0.2,
+            "random_state": 42,
+        }
+    )
 
 
 def test_heart_loader_reads_the_shared_file_with_missing_values(heart_csv: Path) -> None:
@@ -78,8 +85,16 @@ def test_heart_offline_error_names_url_and_path(tmp_path: Path) -> None:
 
 
 def csv_cfg(path: Path, target: str) -> OmegaConf:
-    return OmegaConf.create({"name": "csv", "source": "csv", "path": str(path), "target": target,
-                             "test_size": 0.25, "random_state": 0})  # fmt: skip
+    return OmegaConf.create(
+        {
+            "name": "csv",
+            "source": "csv",
+            "path": str(path),
+            "target": target,
+            "test_size": 0.25,
+            "random_state": 0,
+        }
+    )
 
 
 @pytest.mark.parametrize(
@@ -105,9 +120,9 @@ def test_csv_missing_file_names_the_path(tmp_path: Path) -> None:
 def test_csv_string_labels_and_categorical_features(tmp_path: Path) -> None:
     path = tmp_path / "data.csv"
     rows = ["colour,size,label"] + [
-        f"{c},{s},{lab}" for c, s, lab in
-        [("red", 1.0, "cat"), ("blue", 2.5, "dog"), ("green", 3.0, "bird")] * 10
-    ]  # fmt: skip
+        f"{c},{s},{lab}"
+        for c, s, lab in [("red", 1.0, "cat"), ("blue", 2.5, "dog"), ("green", 3.0, "bird")] * 10
+    ]
     path.write_text("\n".join(rows) + "\n")
     data = load_dataset(csv_cfg(path, "label"))
     assert data.classes == ["bird", "cat", "dog"]

@@ -15,12 +15,26 @@ from src.train import train
 
 from .conftest import REPO, all_runs
 
-MODELS = ["knn", "logistic_regression", "random_forest", "svm", "decision_tree",
-          "gradient_boosting"]  # fmt: skip
+MODELS = [
+    "knn",
+    "logistic_regression",
+    "random_forest",
+    "svm",
+    "decision_tree",
+    "gradient_boosting",
+]
 DATASETS = ["breast_cancer", "iris", "wine", "heart", "csv"]
 BINARY_METRICS = ["tn", "fp", "fn", "tp"]
-METRICS = ["cv_accuracy_mean", "cv_accuracy_std", "test_accuracy", "precision", "recall",
-           "f1_score", "roc_auc", "training_time_s"]  # fmt: skip
+METRICS = [
+    "cv_accuracy_mean",
+    "cv_accuracy_std",
+    "test_accuracy",
+    "precision",
+    "recall",
+    "f1_score",
+    "roc_auc",
+    "training_time_s",
+]
 
 
 def compose_cfg(*overrides: str):
@@ -40,8 +54,12 @@ def data_overrides(data: str, heart_csv: Path) -> list[str]:
 @pytest.mark.parametrize("data", DATASETS)
 @pytest.mark.parametrize("model", MODELS)
 def test_every_model_and_dataset_trains(model, data, heart_csv, tracking_uri) -> None:
-    cfg = compose_cfg(f"model={model}", *data_overrides(data, heart_csv),
-                      f"mlflow.tracking_uri={tracking_uri}", "mlflow.log_model=false")  # fmt: skip
+    cfg = compose_cfg(
+        f"model={model}",
+        *data_overrides(data, heart_csv),
+        f"mlflow.tracking_uri={tracking_uri}",
+        "mlflow.log_model=false",
+    )
     value = train(cfg)
     assert 0.0 <= value <= 1.0
     (run,) = all_runs(tracking_uri)
@@ -69,8 +87,12 @@ def test_every_model_and_dataset_trains(model, data, heart_csv, tracking_uri) ->
 
 @pytest.mark.parametrize("model", MODELS)
 def test_logged_model_loads_and_predicts(model, heart_csv, tracking_uri, monkeypatch) -> None:
-    cfg = compose_cfg(f"model={model}", *data_overrides("heart", heart_csv),
-                      f"mlflow.tracking_uri={tracking_uri}", "mlflow.log_plots=false")  # fmt: skip
+    cfg = compose_cfg(
+        f"model={model}",
+        *data_overrides("heart", heart_csv),
+        f"mlflow.tracking_uri={tracking_uri}",
+        "mlflow.log_plots=false",
+    )
     train(cfg)
     (run,) = all_runs(tracking_uri)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)

@@ -1,0 +1,204 @@
+"""Sweep summaries: files and tags at the end of a sweep, ranking, and `python -m src.summary`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from .conftest import REPO, sweep_runs
+
+SWEEP = [
+    "-m",
+    "model=knn",
+    "model.n_neighbors=3,500,5,9",
+    "model.weights=uniform,distance",
+    "data=iris",
+    "mlflow.log_model=false",
+]
+
+
+def cli(uri: str, module: str, *args: str) -> subprocess.CompletedProcess:
+    env = os.environ | {"MLFLOW_TRACKING_URI": uri}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def failed_sweep(tmp_path_factory) -> dict:
+    """One real sweep of 8 jobs where the two n_neighbors=500 jobs fail."""
+    tmp = tmp_path_factory.mktemp("summary")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    result = cli(uri, "src.train", *SWEEP, f"hydra.sweep.dir={tmp}/sweep")
+    return {"uri": uri, "result": result, "dir": tmp / "sweep"}
+
+
+def test_sweep_with_failures_still_gets_a_complete_summary(failed_sweep) -> None:
+    result, uri = failed_sweep["result"], failed_sweep["uri"]
+    assert result.returncode != 0  # jobs failed: the command says so
+    assert "2 of 8 jobs failed" in result.stderr
+    parent, children = sweep_runs(uri)
+    assert parent.info.status == "FINISHED"
+    assert sorted(c.info.status for c in children) == ["FAILED"] * 2 + ["FINISHED"] * 6
+    metrics = parent.data.metrics
+    assert (metrics["n_children"], metrics["n_finished"], metrics["n_failed"]) == (8, 6, 2)
+    table = pd.read_csv(failed_sweep["dir"] / "sweep_summary.csv")
+    assert len(table) == 8 and set(table["run_id"]) == {c.info.run_id for c in children}
+    assert list(table["status"][-2:]) == ["FAILED", "FAILED"]  # failures ranked last
+    assert {"model.n_neighbors", "model.weights", "cv_accuracy_mean", "roc_auc"} <= set(table)
+    markdown = (failed_sweep["dir"] / "sweep_summary.md").read_text()
+    assert "## Failed or interrupted jobs" in markdown
+    assert "n_neighbors=500" in markdown and "Expected n_neighbors <= n_samples_fit" in markdown
+    for name in ("metric_vs_params.png", "parallel_coordinates.png", "parameter_importance.png"):
+        assert (failed_sweep["dir"] / name).read_bytes()[:4] == b"\x89PNG"
+    artifacts = {a.path for a in MlflowClient(uri).list_artifacts(parent.info.run_id, "summary")}
+    assert {
+        "summary/sweep_summary.csv",
+        "summary/sweep_summary.md",
+        "summary/metric_vs_params.png",
+        "summary/parameter_importance.csv",
+    } <= artifacts
+    assert "Best: knn" in result.stdout and "sweep_summary.md" in result.stdout
+
+
+def test_best_child_matches_a_direct_mlflow_query(failed_sweep) -> None:
+    uri = failed_sweep["uri"]
+    parent, _ = sweep_runs(uri)
+    client = MlflowClient(uri)
+    direct = client.search_runs(
+        [parent.info.experiment_id],
+        f"tags.mlflow.parentRunId = '{parent.info.run_id}' and attributes.status = 'FINISHED'",
+        order_by=["metrics.cv_accuracy_mean DESC"],
+    )
+    table = pd.read_csv(failed_sweep["dir"] / "sweep_summary.csv")
+    ranked = table[table["rank"].notna()]
+    assert list(ranked["cv_accuracy_mean"]) == [r.data.metrics["cv_accuracy_mean"] for r in direct]
+    best_id = parent.data.tags["best_run_id"]
+    assert best_id == ranked.iloc[0]["run_id"]
+    best = client.get_run(best_id)
+    assert best.data.tags["best_in_sweep"] == "true"
+    assert (
+        parent.data.metrics["best_cv_accuracy_mean"] == direct[0].data.metrics["cv_accuracy_mean"]
+    )
+    assert parent.data.metrics["best_test_accuracy"] == best.data.metrics["test_accuracy"]
+    tagged = client.search_runs([parent.info.experiment_id], "tags.best_in_sweep = 'true'")
+    assert [r.info.run_id for r in tagged] == [best_id]
+    assert parent.data.params["sweep.model.n_neighbors"] == "3,500,5,9"
+
+
+def test_parameter_importance_ranks_the_parameter_that_matters(failed_sweep) -> None:
+    importance = pd.read_csv(failed_sweep["dir"] / "parameter_importance.csv")
+    assert set(importance["param"]) == {"model.n_neighbors", "model.weights"}
+    assert importance["eta_squared"].between(0, 1).all()
+    by_param = dict(zip(importance["param"], importance["eta_squared"], strict=True))
+    table = pd.read_csv(failed_sweep["dir"] / "sweep_summary.csv")
+    ranked = table[table["rank"].notna()]
+    spread = ranked.groupby("model.n_neighbors")["cv_accuracy_mean"].mean()
+    if spread.max() > spread.min():
+        assert by_param["model.n_neighbors"] > 0
+
+
+def test_summary_cli_prints_the_latest_sweep_ranked(failed_sweep, tmp_path) -> None:
+    uri = failed_sweep["uri"]
+    parent, children = sweep_runs(uri)
+    result = cli(uri, "src.summary", "data=iris")  # the configured experiment: iris-classification
+    assert result.returncode == 0, result.stderr
+    assert parent.info.run_id in result.stdout
+    assert (
+        f"Best run: {pd.read_csv(failed_sweep['dir'] / 'sweep_summary.csv').iloc[0]['run_name']}"
+        in result.stdout
+    )
+    assert result.stdout.count("knn n_neighbors=") >= 9  # 8 rows + the best run line
+    by_id = cli(
+        uri,
+        "src.summary",
+        "--experiment",
+        "iris-classification",
+        "--sweep",
+        parent.info.run_id,
+        "--csv",
+        str(tmp_path / "results.csv"),
+    )
+    assert by_id.returncode == 0, by_id.stderr
+    exported = pd.read_csv(tmp_path / "results.csv")
+    assert len(exported) == len(children) == 8
+    assert {"model.n_neighbors", "cv.folds", "data.test_size", "test_accuracy"} <= set(exported)
+    listing = cli(uri, "src.summary", "--experiment", "iris-classification", "--list")
+    assert listing.returncode == 0 and parent.info.run_id in listing.stdout
+    assert " 8 " in listing.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sweep", "0123456789abcdef0123456789abcdef"], "no run"),
+        (["--sweep", "CHILD"], "is not a sweep"),
+        (["--experiment", "nope-classification"], "no experiment 'nope-classification'"),
+        (["data=wine", "--list"], "no experiment 'wine-classification'"),
+    ],
+)
+def test_summary_cli_bad_input_exits_1(failed_sweep, args, message) -> None:
+    uri = failed_sweep["uri"]
+    _, children = sweep_runs(uri)
+    args = [children[0].info.run_id if a == "CHILD" else a for a in args]
+    result = cli(uri, "src.summary", *args)
+    assert result.returncode == 1
+    assert message in result.stderr
+
+
+def test_summary_cli_on_an_experiment_without_sweeps(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    MlflowClient(uri).create_experiment("empty")
+    result = cli(uri, "src.summary", "--experiment", "empty")
+    assert result.returncode == 1 and "has no sweeps" in result.stderr
+
+
+def test_summary_of_more_than_1000_children_lists_them_all(tmp_path) -> None:
+    """A real store with 1,001 children: every page of MLflow's search is read."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment("big")
+    parent = client.create_run(
+        experiment_id,
+        run_name="big sweep",
+        tags={"sweep": "true", "sweep_metric": "cv_accuracy_mean"},
+    )
+    client.log_batch(parent.info.run_id, params=[Param("sweep.model.n_neighbors", "1..1001")])
+    now = int(time.time() * 1000)
+    for i in range(1001):
+        child = client.create_run(
+            experiment_id,
+            run_name=f"knn n_neighbors={i + 1}",
+            tags={"mlflow.parentRunId": parent.info.run_id},
+        )
+        client.log_batch(
+            child.info.run_id,
+            metrics=[
+                Metric("cv_accuracy_mean", (i * 7919 % 1001) / 1001, now, 0),
+                Metric("cv_accuracy_std", 0.01, now, 0),
+            ],
+            params=[Param("model.n_neighbors", str(i + 1))],
+            tags=[RunTag("job_number", str(i))],
+        )
+        client.set_terminated(child.info.run_id, "FINISHED")
+    started = time.perf_counter()
+    result = cli(uri, "src.summary", "--experiment", "big", "--csv", str(tmp_path / "all.csv"))
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr
+    assert "1001 children" in result.stdout
+    exported = pd.read_csv(tmp_path / "all.csv")
+    assert len(exported) == 1001 and exported["model.n_neighbors"].nunique() == 1001
+    assert exported["cv_accuracy_mean"].is_monotonic_decreasing
+    print(f"summary CLI on 1,001 children: {elapsed:.1f}s")
