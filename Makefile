@@ -11,8 +11,13 @@ sweep: $(STAMP)
 	$(BIN)/python -m src.train -m model=knn model.n_neighbors=3,5,7,9,11 model.weights=uniform,distance
 
 # Lint, then every test (the same command CI runs through .ci/run).
-test: $(STAMP) lint
+test: $(STAMP) lint /usr/bin/chromium
 	$(BIN)/python -m pytest
+
+# The MLflow UI test drives Debian's chromium (Playwright never downloads a browser here).
+/usr/bin/chromium:
+	@[ "$$(id -u)" = 0 ] || { echo "The UI test needs Debian's chromium: sudo apt-get install chromium"; exit 1; }
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

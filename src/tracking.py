@@ -30,6 +30,8 @@ T = TypeVar("T")
 MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "cloudpickle", "numpy", "pandas", "scipy")
 _INVALID_KEY_CHARS = re.compile(r"[^\w\-. /]")
 _RETRY_ATTEMPTS = 6
+# MLflow 3's UI opens an experiment of this kind on its training runs, not the GenAI overview
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def _drop_chosen_format_warning(record: logging.LogRecord) -> bool:
@@ -84,10 +86,20 @@ def ensure_experiment(tracking_uri: str, experiment_name: str) -> str:
         if experiment is not None:
             if experiment.lifecycle_stage == "deleted":
                 with_retries(lambda: client.restore_experiment(experiment.experiment_id))
+            if EXPERIMENT_KIND_TAG not in experiment.tags:
+                with_retries(
+                    lambda: client.set_experiment_tag(
+                        experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND
+                    )
+                )
             return experiment.experiment_id
         location = default_artifact_location(tracking_uri, experiment_name)
         try:
-            return client.create_experiment(experiment_name, artifact_location=location)
+            return client.create_experiment(
+                experiment_name,
+                artifact_location=location,
+                tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+            )
         except MlflowException as e:  # created meanwhile by another process
             existing = client.get_experiment_by_name(experiment_name)
             if existing is None:

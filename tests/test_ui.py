@@ -1,0 +1,134 @@
+"""End to end: `mlflow ui` on loopback shows a finished sweep's metrics in its chart view."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from playwright.sync_api import sync_playwright
+
+from .conftest import REPO, sweep_runs
+
+CHROMIUM = "/usr/bin/chromium"
+# as the machine's own probe starts it: no sandbox as root, and no background network traffic
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT = REPO / "tests" / "screenshots" / "chart_view.png"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_ui(run_train, tracking_uri, tmp_path):
+    """A finished sweep, and `mlflow ui` serving its store on a loopback port."""
+    result = run_train(
+        "-m",
+        "model=knn",
+        "model.n_neighbors=3,7,11",
+        "model.weights=uniform,distance",
+        "data=wine",
+        "mlflow.log_model=false",
+    )
+    assert result.returncode == 0, result.stderr
+    port = free_port()
+    env = os.environ | {"MLFLOW_DISABLE_TELEMETRY": "true"}
+    log = (tmp_path / "ui.log").open("w")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            tracking_uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None, (tmp_path / "ui.log").read_text()
+                assert time.monotonic() < deadline, "mlflow ui did not start in 90 s"
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+def test_chart_view_shows_the_sweep_metrics_on_open(mlflow_ui, tracking_uri, tmp_path) -> None:
+    assert Path(CHROMIUM).exists(), "Debian's chromium is required: apt-get install chromium"
+    parent, children = sweep_runs(tracking_uri)
+    experiment = MlflowClient(tracking_uri).get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    outside: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 950})
+
+            def loopback_only(route) -> None:  # the UI must need nothing beyond our server
+                if route.request.url.startswith(mlflow_ui):
+                    route.continue_()
+                else:
+                    outside.append(route.request.url)
+                    route.abort()
+
+            page.route("**/*", loopback_only)
+            page.goto(
+                f"{mlflow_ui}/#/experiments/{experiment.experiment_id}/runs?compareRunsMode=CHART"
+            )
+            # the parent's own metrics are charted as soon as the page opens
+            page.get_by_text("Model metrics").first.wait_for(timeout=90_000)
+            page.get_by_text("best_cv_accuracy_mean").first.wait_for(timeout=30_000)
+            search = page.get_by_placeholder("Search metric charts")
+            for metric in ("best_test_accuracy", "best_roc_auc", "n_children", "n_failed"):
+                search.fill(metric)  # the grid is virtualised: filter to bring each chart in
+                page.get_by_text(metric, exact=True).first.wait_for(timeout=15_000)
+            search.fill("")
+            assert page.get_by_text(parent.info.run_name).count() >= 1
+            close = page.get_by_role("button", name="Close")
+            if close.count():
+                close.first.click()
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(tmp_path / "chart_view.png"))
+        finally:
+            browser.close()
+    assert outside == []
+    assert (tmp_path / "chart_view.png").stat().st_size > 20_000
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    if os.environ.get("UPDATE_SCREENSHOTS"):
+        shutil.copy(tmp_path / "chart_view.png", SCREENSHOT)
