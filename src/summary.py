@@ -192,6 +192,21 @@ def nan_note(summary: SweepSummary) -> str | None:
     )
 
 
+def spread(summary: SweepSummary) -> dict[str, float]:
+    """mean_<m> and std_<m> across the ranked children: the noise floor of a seeds sweep."""
+    ranked = summary.table[summary.table["rank"].notna()]
+    out: dict[str, float] = {}
+    if len(ranked) < 2:
+        return out
+    for name in dict.fromkeys((summary.metric, *TEST_METRICS)):
+        if name in ranked:
+            values = pd.to_numeric(ranked[name], errors="coerce").dropna()
+            if len(values) >= 2:
+                out[f"mean_{name}"] = float(values.mean())
+                out[f"std_{name}"] = float(values.std(ddof=1))
+    return out
+
+
 def write_summary_files(summary: SweepSummary, out_dir: Path) -> list[Path]:
     """sweep_summary.csv, sweep_summary.md, parameter importance and the sweep plots."""
     from src.plots import save_sweep_plots
@@ -243,6 +258,21 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame) -> str:
     for note in (tie_note(summary), nan_note(summary)):
         if note:
             lines += [f"> {note}", ""]
+    spread_metrics = spread(summary)
+    if spread_metrics:
+        lines += [
+            "## Spread across children",
+            "",
+            "Mean ± standard deviation over the ranked children (for a seeds sweep: the "
+            "spread that noise alone gives).",
+            "",
+        ]
+        lines += [
+            f"- {name}: {spread_metrics[f'mean_{name}']:.4f} ± {spread_metrics[f'std_{name}']:.4f}"
+            for name in dict.fromkeys((metric, *TEST_METRICS))
+            if f"mean_{name}" in spread_metrics
+        ]
+        lines.append("")
     ranked = summary.table[summary.table["rank"].notna()].head(TOP_N)
     if len(ranked):
         columns = [
@@ -307,6 +337,7 @@ def record_on_parent(client: MlflowClient, summary: SweepSummary, files: list[Pa
             if name in best and pd.notna(best[name]):
                 metrics[f"best_{name}"] = float(best[name])
         tracking.with_retries(lambda: client.set_tag(best["run_id"], "best_in_sweep", "true"))
+    metrics |= spread(summary)
     tracking.with_retries(
         lambda: client.log_batch(
             parent_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()], tags=tags

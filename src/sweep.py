@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import fcntl
+import json
 import os
 import signal
 import sys
@@ -23,7 +24,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
-from mlflow.entities import Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
@@ -32,6 +33,19 @@ from omegaconf.errors import OmegaConfBaseException
 from src import tracking
 
 PROGRESS_FILE = ".sweep_progress.tsv"
+
+
+def launcher_workers(*, _root_: DictConfig) -> int:
+    """`${workers:}`: how many jobs the launcher runs at once (1 for Hydra's basic launcher),
+    so an Optuna sweep asks for trials in batches that keep every worker busy."""
+    n_jobs = OmegaConf.select(_root_, "hydra.launcher.n_jobs", default=1)
+    if n_jobs is None:
+        return 1
+    cpus = os.cpu_count() or 1
+    return max(1, cpus + 1 + int(n_jobs)) if int(n_jobs) < 0 else int(n_jobs)  # joblib's -1 = all
+
+
+OmegaConf.register_new_resolver("workers", launcher_workers, replace=True)
 _current: SweepContext | None = None  # set by on_job_start in the process that runs the job
 
 
@@ -44,6 +58,7 @@ class SweepContext:
     n_jobs: int | None
     started_at: float
     max_failures: int | None
+    swept: tuple[str, ...] = ()  # the keys that vary between jobs: what a run name shows
 
 
 def current_sweep() -> SweepContext | None:
@@ -57,7 +72,7 @@ def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
     ctx = current_sweep()
     if ctx is None:
         return task(cfg)
-    name = child_run_name(cfg, job_overrides())
+    name = child_run_name(cfg, job_overrides(), ctx.swept)
     try:
         value = task(cfg)
     except Exception as e:
@@ -85,12 +100,13 @@ def model_choice(cfg: DictConfig) -> str:
     return str(cfg.model._target_).rsplit(".", 1)[-1]
 
 
-def child_run_name(cfg: DictConfig, overrides: list[str]) -> str:
-    """A short readable run name: `knn n_neighbors=5 weights=distance`."""
+def child_run_name(cfg: DictConfig, overrides: list[str], swept: tuple[str, ...] = ()) -> str:
+    """A short readable run name: `knn n_neighbors=5 weights=distance`; in a sweep only the
+    swept keys are named, since the others are the same for every child."""
     parts = [model_choice(cfg)]
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
-        if key in ("model", "sweeps") or key.startswith("hydra"):
+        if key in ("model", "sweeps") or key.startswith("hydra") or (swept and key not in swept):
             continue
         parts.append(f"{key.removeprefix('model.')}={value}")
     return " ".join(parts)
@@ -199,6 +215,9 @@ class MlflowSweepCallback(Callback):
             n_jobs=n_jobs,
             started_at=time.time(),
             max_failures=config.sweep.max_failures,
+            swept=tuple(
+                k for k, v in swept_values(config).items() if len(v) > 1 or _is_search(config)
+            ),
         )
         print(f"Sweep parent run {parent_id} in experiment {config.mlflow.experiment_name!r} "
               f"({n_jobs or 'unknown number of'} jobs) at {uri}", flush=True)  # fmt: skip
@@ -219,7 +238,17 @@ class MlflowSweepCallback(Callback):
         """Close the parent: FINISHED unless every job failed; exit non-zero if any failed."""
         if self.context is None:
             return
-        counts = finish_parent_run(self.context)
+        try:
+            counts = finish_parent_run(self.context)
+        except Exception as e:  # the children are safe in MLflow; say why the summary is missing
+            client = MlflowClient(self.context.target.tracking_uri)
+            parent_id = self.context.target.parent_run_id
+            tracking.record_failure(client, parent_id, e)
+            tracking.with_retries(lambda: client.set_terminated(parent_id, "FAILED"))
+            _exit_guard["parent"] = None
+            raise SystemExit(
+                f"Summarising sweep {parent_id} failed: {type(e).__name__}: {e}"
+            ) from e
         _exit_guard["parent"] = None
         if counts["n_failed"]:
             raise SystemExit(
@@ -257,23 +286,38 @@ def create_parent_run(
         Param(tracking.mlflow_key(f"sweep.{k}"), ",".join(v)[:6000]) for k, v in swept.items()
     ]
     params.append(Param("sweep.n_jobs", str(len(jobs) if jobs is not None else "unknown")))
+    sampler = OmegaConf.select(config, "hydra.sweeper.sampler")
+    if sampler is not None:  # a search sweeper (Optuna): record how it searches
+        params += [
+            Param("sweep.sampler", str(sampler.get("_target_", "")).rsplit(".", 1)[-1]),
+            Param("sweep.sampler_seed", str(sampler.get("seed"))),
+            Param("sweep.n_trials", str(config.hydra.sweeper.get("n_trials"))),
+            Param("sweep.direction", str(config.hydra.sweeper.get("direction"))),
+        ]
     tracking.with_retries(lambda: client.log_batch(run.info.run_id, params=params))
     return run.info.run_id
 
 
+def _is_search(config: DictConfig) -> bool:
+    """A sweeper that picks values as it goes (Optuna): every param of its space is swept."""
+    return not str(config.hydra.sweeper._target_).endswith("BasicSweeper")
+
+
 def swept_values(config: DictConfig) -> dict[str, list[str]]:
-    """The swept keys and the values each takes, from the sweeper's params and the command line."""
-    params = dict(config.hydra.sweeper.get("params") or {})
-    for override in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
-        if override.is_sweep_override():
-            params[override.key_or_group] = override.value()
-    swept = {}
-    for key, value in params.items():
-        text = str(value) if not isinstance(value, str) else value
-        if hasattr(value, "list"):
-            swept[key] = [str(v) for v in value.list]
+    """The swept keys and the values each takes (the sweeper's params, then the command line,
+    which wins); a continuous search space is kept as written, e.g. `interval(0.1,10)`."""
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    swept: dict[str, list[str]] = {}
+    for override in OverridesParser.create().parse_overrides(arguments):
+        if not override.is_sweep_override():
+            swept.pop(override.key_or_group, None)  # a later single value replaces a sweep
+            continue
+        key = override.key_or_group
+        if override.is_discrete_sweep():
+            swept[key] = [str(v) for v in override.sweep_string_iterator()]
         else:
-            swept[key] = [text]
+            swept[key] = [str(override.input_line).partition("=")[2]]
     return swept
 
 
@@ -283,6 +327,7 @@ def finish_parent_run(ctx: SweepContext) -> dict[str, int]:
 
     parent_id = ctx.target.parent_run_id
     summary = summarize_sweep(ctx.target.tracking_uri, parent_id, Path(ctx.sweep_dir))
+    record_search_result(ctx, summary)
     counts = summary.counts
     all_failed = counts["n_children"] > 0 and counts["n_finished"] == 0
     status = "FAILED" if all_failed else "FINISHED"
@@ -297,6 +342,36 @@ def finish_parent_run(ctx: SweepContext) -> dict[str, int]:
     files = Path(ctx.sweep_dir) / "sweep_summary.md"
     print(f"Summary: {files} (and on the parent run, under summary/)")
     return counts
+
+
+def record_search_result(ctx: SweepContext, summary: Any) -> None:
+    """A search sweeper's own verdict (Optuna's optimization_results.yaml) on the parent: the best
+    value, the best params, and the child run that holds that trial."""
+    results = Path(ctx.sweep_dir) / "optimization_results.yaml"
+    if not results.is_file():
+        return
+    verdict = OmegaConf.load(results)
+    best_params = {str(k): str(v) for k, v in verdict.get("best_params", {}).items()}
+    table = summary.table
+    match = table[table["status"] == "FINISHED"]
+    for key, value in best_params.items():
+        if key in match:
+            match = match[match[key].astype(str) == value]
+    tags = {"search_best_params": json.dumps(best_params)}
+    if len(match):
+        tags["search_best_run_id"] = str(match.iloc[0]["run_id"])
+    client = MlflowClient(ctx.target.tracking_uri)
+    parent_id = ctx.target.parent_run_id
+    now = int(time.time() * 1000)
+    metrics = []
+    if verdict.get("best_value") is not None:
+        metrics.append(Metric("search_best_value", float(verdict.best_value), now, 0))
+    tracking.with_retries(
+        lambda: client.log_batch(
+            parent_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()]
+        )
+    )
+    tracking.with_retries(lambda: client.log_artifact(parent_id, str(results), "summary"))
 
 
 _exit_guard: dict[str, Any] = {"parent": None}

@@ -22,10 +22,12 @@ def train(cfg: DictConfig) -> float:
     data = load_dataset(cfg.data)  # bad data or model config fails here, before any run exists
     pipeline = build_pipeline(cfg.model, data.X_train)
     target, overrides = run_target(cfg), job_overrides()
+    ctx = current_sweep()
+    swept = ctx.swept if ctx is not None else ()
     job_tags = {"hydra_overrides": " ".join(overrides), "model": model_choice(cfg)}
     if (job_num := _job_num()) is not None:
         job_tags["job_number"] = str(job_num)
-    with tracking.job_run(target, child_run_name(cfg, overrides), job_tags) as run_id:
+    with tracking.job_run(target, child_run_name(cfg, overrides, swept), job_tags) as run_id:
         result = evaluate(pipeline, data, cfg.cv.folds, cfg.seed)
         params = tracking.flatten_config(cfg) | {"model": model_choice(cfg), "data": cfg.data.name}
         with tempfile.TemporaryDirectory() as tmp:
