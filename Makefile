@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: sweep test lint ui
 
-# The main sweep: KNN on the bundled breast-cancer data, one MLflow parent run with 10 children.
+# The main sweep: sweeps/knn_grid.yaml on the bundled breast-cancer data, 1 parent + 42 children.
 sweep: $(STAMP)
-	$(BIN)/python -m src.train -m model=knn model.n_neighbors=3,5,7,9,11 model.weights=uniform,distance
+	$(BIN)/python -m src.train sweeps=knn_grid
 
 # Lint, then every test (the same command CI runs through .ci/run).
 test: $(STAMP) lint /usr/bin/chromium
