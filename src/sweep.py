@@ -106,7 +106,9 @@ def child_run_name(cfg: DictConfig, overrides: list[str], swept: tuple[str, ...]
     parts = [model_choice(cfg)]
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
-        if key in ("model", "sweeps") or key.startswith("hydra") or (swept and key not in swept):
+        if key in ("model", "sweeps") or key.startswith(("hydra", "mlflow.", "data.path")):
+            continue
+        if swept and key not in swept:
             continue
         parts.append(f"{key.removeprefix('model.')}={value}")
     return " ".join(parts)
@@ -239,7 +241,7 @@ class MlflowSweepCallback(Callback):
         if self.context is None:
             return
         try:
-            counts = finish_parent_run(self.context)
+            counts = finish_parent_run(self.context, config)
         except Exception as e:  # the children are safe in MLflow; say why the summary is missing
             client = MlflowClient(self.context.target.tracking_uri)
             parent_id = self.context.target.parent_run_id
@@ -321,13 +323,20 @@ def swept_values(config: DictConfig) -> dict[str, list[str]]:
     return swept
 
 
-def finish_parent_run(ctx: SweepContext) -> dict[str, int]:
-    """Summarise the sweep onto the parent and into the sweep folder, then end the parent."""
+def finish_parent_run(ctx: SweepContext, config: DictConfig) -> dict[str, int]:
+    """Summarise the sweep onto the parent and into the sweep folder, run the registry gate if
+    asked (registry.enabled), then end the parent."""
     from src.summary import summarize_sweep
 
     parent_id = ctx.target.parent_run_id
     summary = summarize_sweep(ctx.target.tracking_uri, parent_id, Path(ctx.sweep_dir))
     record_search_result(ctx, summary)
+    if config.registry.enabled and summary.best is not None:
+        from src.register import default_model_name, describe, register_best
+
+        client = MlflowClient(ctx.target.tracking_uri)
+        name = config.registry.name or default_model_name(str(config.mlflow.experiment_name))
+        print(describe(register_best(client, summary, name, config.registry.min_improvement)))
     counts = summary.counts
     all_failed = counts["n_children"] > 0 and counts["n_finished"] == 0
     status = "FAILED" if all_failed else "FINISHED"

@@ -1,0 +1,271 @@
+"""Registering the best model, the champion gate, predicting and serving."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from .conftest import HEART_CSV, REPO
+from .test_ui import free_port
+
+NAME = "heart-classifier"
+WORSE = ["model=decision_tree", "model.max_depth=1"]
+BETTER = ["model=logistic_regression"]
+
+
+def cli(uri: str, module: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = os.environ | {"MLFLOW_TRACKING_URI": uri}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def heart_sweep(uri: str, tmp: Path, *overrides: str) -> str:
+    """Run a one-job heart sweep; return its parent run id."""
+    result = cli(
+        uri,
+        "src.train",
+        "-m",
+        *overrides,
+        "data=heart",
+        f"data.path={HEART_CSV}",
+        "mlflow.log_plots=false",
+        f"hydra.sweep.dir={tmp}/sweep{time.time_ns()}",
+    )
+    assert result.returncode == 0, result.stderr
+    return re.search(r"^Sweep parent run (\w+)", result.stdout, re.MULTILINE).group(1)
+
+
+def champion_version(client: MlflowClient) -> str:
+    return str(client.get_model_version_by_alias(NAME, "champion").version)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory) -> dict:
+    """Three sweeps of different quality, each registered right after it finished."""
+    tmp = tmp_path_factory.mktemp("registry")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    client = MlflowClient(uri)
+    steps = []
+    for overrides in (WORSE, BETTER, WORSE):
+        sweep_id = heart_sweep(uri, tmp, *overrides)
+        result = cli(uri, "src.register", "data=heart")
+        assert result.returncode == 0, result.stderr
+        steps.append(
+            {"sweep": sweep_id, "output": result.stdout, "champion": champion_version(client)}
+        )
+    return {"uri": uri, "tmp": tmp, "steps": steps, "client": client}
+
+
+def test_first_champion_then_better_takes_over_then_worse_is_challenger(registry) -> None:
+    client, steps = registry["client"], registry["steps"]
+    assert [s["champion"] for s in steps] == ["1", "2", "2"]
+    v1, v2, v3 = (client.get_model_version(NAME, str(v)) for v in (1, 2, 3))
+    assert v1.tags["archived"] == "true" and v1.tags["archived_by"] == "2"
+    assert "champion" in v2.aliases and "archived" not in v2.tags
+    assert v3.aliases == ["challenger"]
+    assert "does not beat" in steps[2]["output"]
+    assert float(v2.tags["selection_value"]) > float(v1.tags["selection_value"])
+    assert v1.tags["selection_metric"] == "cv_accuracy_mean" and v1.tags["dataset"] == "heart"
+    assert v2.tags["sweep_run_id"] == steps[1]["sweep"]
+    assert {"metric.test_accuracy", "metric.roc_auc", "param.model", "run_id"} <= set(v2.tags)
+    assert v1.description and v1.run_id == v1.tags["run_id"]  # history intact
+    for step, decision in zip(steps, ("champion", "champion", "challenger"), strict=True):
+        tags = client.get_run(step["sweep"]).data.tags
+        assert tags["registry.decision"] == decision and tags["registry.model_name"] == NAME
+        assert tags["registry.reason"]
+
+
+def test_registering_the_same_sweep_twice_adds_no_version(registry) -> None:
+    client = registry["client"]
+    before = len(client.search_model_versions(f"name = '{NAME}'"))
+    again = cli(
+        registry["uri"], "src.register", "data=heart", "--sweep", registry["steps"][1]["sweep"]
+    )
+    assert again.returncode == 0, again.stderr
+    assert "Already registered" in again.stdout and "version 2" in again.stdout
+    assert len(client.search_model_versions(f"name = '{NAME}'")) == before
+    assert champion_version(client) == "2"
+
+
+def test_min_improvement_keeps_a_slightly_better_model_out(registry) -> None:
+    uri, client = registry["uri"], registry["client"]
+    sweep_id = heart_sweep(uri, registry["tmp"], "model=logistic_regression", "model.C=0.5")
+    result = cli(uri, "src.register", "data=heart", "--sweep", sweep_id, "--min-improvement", "0.5")
+    assert result.returncode == 0, result.stderr
+    assert "challenger" in result.stdout and "by at least 0.5" in result.stdout
+    assert champion_version(client) == "2"
+
+
+def heart_rows(n: int = 40) -> pd.DataFrame:
+    """The first n rows of the heart data plus every row with a missing value."""
+    frame = pd.read_csv(HEART_CSV, na_values="?").drop(columns=["num"])
+    return frame[(frame.index < n) | frame.isna().any(axis=1)]
+
+
+def test_predict_matches_the_childs_own_model(registry, tmp_path) -> None:
+    uri, client = registry["uri"], registry["client"]
+    rows = heart_rows()
+    assert rows.isna().any().any()  # rows with missing values included
+    rows.to_csv(tmp_path / "patients.csv", index=False)
+    result = cli(
+        uri,
+        "src.predict",
+        "--model",
+        f"models:/{NAME}@champion",
+        "--input",
+        str(tmp_path / "patients.csv"),
+        "--output",
+        str(tmp_path / "out.csv"),
+    )
+    assert result.returncode == 0, result.stderr
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert list(out.columns) == ["prediction", "probability_0", "probability_1"]
+    run_id = client.get_model_version_by_alias(NAME, "champion").run_id
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        own = mlflow.sklearn.load_model(f"runs:/{run_id}/model")
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI")
+    assert (out["prediction"].to_numpy() == own.predict(rows.astype("float64"))).all()
+    assert out[["probability_0", "probability_1"]].sum(axis=1).round(6).eq(1).all()
+
+
+@pytest.mark.parametrize(
+    ("columns", "model", "message"),
+    [
+        (
+            lambda f: f.drop(columns=["age"]),
+            f"models:/{NAME}@champion",
+            "lacks columns the model needs: ['age']",
+        ),
+        (lambda f: f.assign(num=0), f"models:/{NAME}@champion", "does not take: ['num']"),
+        (lambda f: f, "models:/no-such-model@champion", "no-such-model"),
+    ],
+)
+def test_predict_bad_input_is_a_clear_error(registry, tmp_path, columns, model, message) -> None:
+    columns(heart_rows(5)).to_csv(tmp_path / "in.csv", index=False)
+    result = cli(
+        registry["uri"], "src.predict", "--model", model, "--input", str(tmp_path / "in.csv")
+    )
+    assert result.returncode == 1
+    assert message in result.stderr
+
+
+def test_served_model_answers_like_predict(registry, tmp_path) -> None:
+    uri = registry["uri"]
+    port = free_port()
+    env = os.environ | {"MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    # mlflow models serve starts `uvicorn` by name: the venv must be on PATH, as when activated
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            f"models:/{NAME}@champion",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
+    rows = heart_rows(25)
+    body = json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split", index=False))})
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/invocations",
+                    data=body.encode(),
+                    method="POST",
+                    headers={"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    served = json.loads(response.read())["predictions"]
+                break
+            except OSError:
+                assert server.poll() is None, (tmp_path / "serve.log").read_text()
+                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+                time.sleep(1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    result = cli(
+        uri,
+        "src.predict",
+        "--model",
+        f"models:/{NAME}@champion",
+        "--input",
+        str(tmp_path / "rows.csv"),
+    )
+    assert result.returncode == 0, result.stderr
+    predicted = pd.read_csv(pd.io.common.StringIO(result.stdout))["prediction"].tolist()
+    assert served == predicted
+
+
+def test_sweep_without_finished_children_registers_nothing(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    failed = cli(
+        uri,
+        "src.train",
+        "-m",
+        "model=knn",
+        "model.n_neighbors=900,1000",
+        "data=heart",
+        f"data.path={HEART_CSV}",
+        "mlflow.log_plots=false",
+        f"hydra.sweep.dir={tmp_path}/s",
+    )
+    assert failed.returncode != 0 and "2 of 2 jobs failed" in failed.stderr
+    result = cli(uri, "src.register", "data=heart")
+    assert result.returncode == 1 and "no finished child" in result.stderr
+    with pytest.raises(MlflowException):
+        MlflowClient(uri).get_registered_model(NAME)
+
+
+def test_lean_sweep_without_a_model_registers_nothing(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    heart_sweep(uri, tmp_path, "model=logistic_regression", "mlflow.log_model=false")
+    result = cli(uri, "src.register", "data=heart")
+    assert result.returncode == 1 and "logged no model" in result.stderr
+    assert MlflowClient(uri).search_registered_models() == []
+
+
+def test_registry_gate_runs_at_the_end_of_a_sweep(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    parent_id = heart_sweep(uri, tmp_path, "model=logistic_regression", "registry.enabled=true")
+    client = MlflowClient(uri)
+    assert champion_version(client) == "1"
+    tags = client.get_run(parent_id).data.tags
+    assert tags["registry.decision"] == "champion" and tags["registry.version"] == "1"
