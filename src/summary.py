@@ -407,6 +407,16 @@ def main(argv: list[str] | None = None) -> int:
         uri, experiment_name = configured_store(args.overrides, args.tracking_uri)
         experiment_name = args.experiment or experiment_name
         client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name(experiment_name)
+        if experiment is not None:  # crashed workers left RUNNING runs: close them first
+            from src.recovery import mark_stale_runs
+
+            for run in mark_stale_runs(client, experiment.experiment_id):
+                print(
+                    f"Marked stale run {run.info.run_name!r} ({run.info.run_id}) FAILED: "
+                    "its process is gone",
+                    file=sys.stderr,
+                )
         if args.list:
             print(list_sweeps(client, experiment_name, uri))
             return 0

@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,13 @@ from hydra.core.utils import JobReturn
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from src import tracking
+from src.recovery import job_key, mark_stale_runs, reopen_sweep, resume_parent
+from src.summary import SummaryError
 
 PROGRESS_FILE = ".sweep_progress.tsv"
 
@@ -59,6 +60,7 @@ class SweepContext:
     started_at: float
     max_failures: int | None
     swept: tuple[str, ...] = ()  # the keys that vary between jobs: what a run name shows
+    finished: dict[str, float] = field(default_factory=dict)  # resumed: job key -> its metric
 
 
 def current_sweep() -> SweepContext | None:
@@ -67,18 +69,25 @@ def current_sweep() -> SweepContext | None:
 
 
 def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
-    """Run one job; in a sweep a failed job is reported and the sweep goes on (unless the
-    failure policy says stop), returning NaN so no sweeper takes it for a result."""
+    """Run one job. In a sweep: a job finished by an earlier attempt (sweep.resume) is skipped,
+    a failed job is reported and the sweep goes on, returning NaN so no sweeper takes it for a
+    result, and once sweep.max_failures is exceeded the jobs not yet started are skipped."""
     ctx = current_sweep()
     if ctx is None:
         return task(cfg)
-    name = child_run_name(cfg, job_overrides(), ctx.swept)
+    overrides = job_overrides()
+    name = child_run_name(cfg, overrides, ctx.swept)
+    key = job_key(overrides)
+    if key in ctx.finished:
+        report_progress(ctx, name, "SKIPPED", "(finished in an earlier attempt)")
+        return ctx.finished[key]
+    if ctx.max_failures is not None and failures_so_far(ctx) > ctx.max_failures:
+        report_progress(ctx, name, "SKIPPED", f"(sweep.max_failures={ctx.max_failures} exceeded)")
+        return float("nan")
     try:
         value = task(cfg)
     except Exception as e:
-        failed = report_progress(ctx, name, "FAILED", detail=f"{type(e).__name__}: {e}")
-        if ctx.max_failures is not None and failed > ctx.max_failures:
-            raise
+        report_progress(ctx, name, "FAILED", detail=f"{type(e).__name__}: {e}")
         return float("nan")
     report_progress(ctx, name, "FINISHED", detail=f"{cfg.sweep.metric}={value:.4f}")
     return value
@@ -130,8 +139,22 @@ def report_progress(ctx: SweepContext, run_name: str, status: str, detail: str) 
     eta = ""
     if ctx.n_jobs and done < ctx.n_jobs:
         eta = f", ~{_duration(elapsed / done * (ctx.n_jobs - done))} left"
-    print(f"[{done}{total}] {run_name}: {status} {detail} ({_duration(elapsed)} elapsed{eta})",
-          flush=True)  # fmt: skip
+    print(
+        f"[{done}{total}] {run_name}: {status} {detail} ({_duration(elapsed)} elapsed{eta})",
+        flush=True,
+    )
+    return failed
+
+
+def failures_so_far(ctx: SweepContext) -> int:
+    """How many jobs of this sweep have failed so far, in any process."""
+    path = Path(ctx.sweep_dir) / PROGRESS_FILE
+    if not path.exists():
+        return 0
+    with path.open() as f:
+        fcntl.flock(f, fcntl.LOCK_SH)
+        failed = sum(1 for line in f if line.startswith("FAILED\t"))
+        fcntl.flock(f, fcntl.LOCK_UN)
     return failed
 
 
@@ -168,9 +191,10 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]] | None) -> None:
     for job in jobs if jobs is not None else [list(config.hydra.overrides.task)]:
         parsed = parser.parse_overrides(job)
         structural = tuple(
-            str(o.input_line) for o in parsed
+            str(o.input_line)
+            for o in parsed
             if o.key_or_group in groups or o.is_delete() or o.is_force_add()
-        )  # fmt: skip
+        )
         if structural not in composed:
             composed[structural] = compose(config_name=config_name, overrides=list(structural))
         cfg = composed[structural].copy()
@@ -210,7 +234,24 @@ class MlflowSweepCallback(Callback):
         base = tracking.RunTarget(uri, experiment_id, None, commit, dirty)
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        parent_id = create_parent_run(config, base, jobs, sweep_dir)
+        client = MlflowClient(uri)
+        for run in mark_stale_runs(client, experiment_id):
+            print(
+                f"Marked stale run {run.info.run_name!r} ({run.info.run_id}) FAILED: its "
+                f"process is gone",
+                flush=True,
+            )
+        finished: dict[str, float] = {}
+        if config.sweep.resume:
+            try:
+                parent = resume_parent(client, experiment_id, str(config.sweep.resume))
+            except SummaryError as e:
+                raise SystemExit(f"Sweep not started: {e}") from e
+            parent_id = parent.info.run_id
+            finished = reopen_sweep(client, parent)
+            print(f"Resuming sweep {parent_id}: {len(finished)} finished jobs are kept", flush=True)
+        else:
+            parent_id = create_parent_run(config, base, jobs, sweep_dir)
         self.context = SweepContext(
             target=tracking.RunTarget(uri, experiment_id, parent_id, commit, dirty),
             sweep_dir=str(sweep_dir),
@@ -220,10 +261,14 @@ class MlflowSweepCallback(Callback):
             swept=tuple(
                 k for k, v in swept_values(config).items() if len(v) > 1 or _is_search(config)
             ),
+            finished=finished,
         )
-        print(f"Sweep parent run {parent_id} in experiment {config.mlflow.experiment_name!r} "
-              f"({n_jobs or 'unknown number of'} jobs) at {uri}", flush=True)  # fmt: skip
-        _install_exit_guard(uri, parent_id)
+        print(
+            f"Sweep parent run {parent_id} in experiment {config.mlflow.experiment_name!r} "
+            f"({n_jobs or 'unknown number of'} jobs) at {uri}",
+            flush=True,
+        )
+        _install_exit_guard(self.context)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Hand the sweep context to the task in whatever process runs this job."""
@@ -247,15 +292,17 @@ class MlflowSweepCallback(Callback):
             parent_id = self.context.target.parent_run_id
             tracking.record_failure(client, parent_id, e)
             tracking.with_retries(lambda: client.set_terminated(parent_id, "FAILED"))
-            _exit_guard["parent"] = None
+            _exit_guard["context"] = None
             raise SystemExit(
                 f"Summarising sweep {parent_id} failed: {type(e).__name__}: {e}"
             ) from e
-        _exit_guard["parent"] = None
+        _exit_guard["context"] = None
         if counts["n_failed"]:
+            skipped = (self.context.n_jobs or 0) - counts["n_children"]
+            stop = f" ({skipped} not started: sweep.max_failures)" if skipped > 0 else ""
             raise SystemExit(
-                f"{counts['n_failed']} of {counts['n_children']} jobs failed; their tracebacks "
-                f"are the artifact error/traceback.txt of each FAILED child run of "
+                f"{counts['n_failed']} of {counts['n_children']} jobs failed{stop}; their "
+                f"tracebacks are the artifact error/traceback.txt of each FAILED child run of "
                 f"{self.context.target.parent_run_id}"
             )
 
@@ -280,10 +327,11 @@ def create_parent_run(
     }
     run = tracking.with_retries(
         lambda: client.create_run(
-            base.experiment_id, run_name=name[:250],
+            base.experiment_id,
+            run_name=name[:250],
             tags=tracking.run_tags(base, name[:250], tags),
         )
-    )  # fmt: skip
+    )
     params = [
         Param(tracking.mlflow_key(f"sweep.{k}"), ",".join(v)[:6000]) for k, v in swept.items()
     ]
@@ -339,8 +387,12 @@ def finish_parent_run(ctx: SweepContext, config: DictConfig) -> dict[str, int]:
         print(describe(register_best(client, summary, name, config.registry.min_improvement)))
     counts = summary.counts
     all_failed = counts["n_children"] > 0 and counts["n_finished"] == 0
-    status = "FAILED" if all_failed else "FINISHED"
+    stopped = ctx.max_failures is not None and counts["n_failed"] > ctx.max_failures
+    status = "FAILED" if all_failed or stopped else "FINISHED"
     client = MlflowClient(ctx.target.tracking_uri)
+    if stopped:
+        reason = f"stopped by sweep.max_failures={ctx.max_failures}: {counts['n_failed']} failed"
+        tracking.with_retries(lambda: client.set_tag(parent_id, "end_reason", reason))
     tracking.with_retries(lambda: client.set_terminated(parent_id, status))
     finished, failed, total = counts["n_finished"], counts["n_failed"], counts["n_children"]
     print(f"Sweep {parent_id} {status}: {finished} finished, {failed} failed of {total} children")
@@ -383,13 +435,13 @@ def record_search_result(ctx: SweepContext, summary: Any) -> None:
     tracking.with_retries(lambda: client.log_artifact(parent_id, str(results), "summary"))
 
 
-_exit_guard: dict[str, Any] = {"parent": None}
+_exit_guard: dict[str, Any] = {"context": None}
 
 
-def _install_exit_guard(tracking_uri: str, parent_id: str) -> None:
-    """If the process ends before `on_multirun_end` (an error, Ctrl-C, SIGTERM), the parent is
-    ended KILLED instead of staying RUNNING forever."""
-    _exit_guard.update(parent=parent_id, uri=tracking_uri)
+def _install_exit_guard(ctx: SweepContext) -> None:
+    """If the process ends before `on_multirun_end` (an error, Ctrl-C, SIGTERM), what finished
+    is still summarised, and the parent and any child still RUNNING end KILLED."""
+    _exit_guard["context"] = ctx
     if not _exit_guard.get("installed"):
         atexit.register(_close_parent_on_exit)
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
@@ -402,14 +454,32 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
 
 
 def _close_parent_on_exit() -> None:
-    parent_id = _exit_guard.get("parent")
-    if not parent_id:
+    ctx: SweepContext | None = _exit_guard.get("context")
+    if ctx is None:
         return
+    _exit_guard["context"] = None
+    from src.summary import children_of, summarize_sweep
+
+    parent_id = ctx.target.parent_run_id
     try:
-        client = MlflowClient(_exit_guard["uri"])
-        if client.get_run(parent_id).info.status == "RUNNING":
-            client.set_tag(parent_id, "end_reason", "interrupted before the sweep finished")
+        client = MlflowClient(ctx.target.tracking_uri)
+        parent = client.get_run(parent_id)
+        if parent.info.status != "RUNNING":
+            return
+        reason = "interrupted before the sweep finished"
+        for child in children_of(client, parent):
+            if child.info.status == "RUNNING":  # its worker was stopped with the sweep
+                client.set_tag(child.info.run_id, "end_reason", reason)
+                client.set_terminated(child.info.run_id, "KILLED")
+        try:
+            summarize_sweep(ctx.target.tracking_uri, parent_id, Path(ctx.sweep_dir))
+        finally:
+            client.set_tag(parent_id, "end_reason", reason)
             client.set_terminated(parent_id, "KILLED")
-            print(f"Sweep parent run {parent_id} ended KILLED", file=sys.stderr)
-    except MlflowException:
-        pass
+        print(
+            f"Sweep parent run {parent_id} ended KILLED; the summary of what finished is in "
+            f"{ctx.sweep_dir}",
+            file=sys.stderr,
+        )
+    except Exception as e:  # noqa: BLE001 - at exit, report rather than raise
+        print(f"Could not close sweep {parent_id}: {e}", file=sys.stderr)

@@ -80,6 +80,7 @@ def default_artifact_location(tracking_uri: str, experiment_name: str) -> str | 
 
 def ensure_experiment(tracking_uri: str, experiment_name: str) -> str:
     """Create the store (if new) and the experiment (if missing); return the experiment id."""
+    check_reachable(tracking_uri)
     client = MlflowClient(tracking_uri)
     try:
         experiment = with_retries(lambda: client.get_experiment_by_name(experiment_name))
@@ -108,6 +109,21 @@ def ensure_experiment(tracking_uri: str, experiment_name: str) -> str:
             return existing.experiment_id
     except MlflowException as e:
         raise TrackingError(f"MLflow tracking store {tracking_uri} is not usable: {e}") from e
+
+
+def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, naming the URI, when a tracking server does not answer (MLflow's own client
+    would retry for minutes before giving up)."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout_s):
+            pass
+    except (urllib.error.URLError, OSError) as e:
+        raise TrackingError(f"MLflow tracking server {tracking_uri} is unreachable: {e}") from e
 
 
 def with_retries(call: Callable[[], T], attempts: int = _RETRY_ATTEMPTS) -> T:
@@ -167,9 +183,22 @@ def git_info() -> tuple[str | None, bool | None]:
     return commit.stdout.strip(), bool(status.stdout.strip())
 
 
+def process_identity(pid: int) -> str | None:
+    """`host:pid:start` of a live process on this host (start: its start time in clock ticks
+    since boot, from /proc, so a reused pid does not pass for the original), else None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    start = stat.rsplit(")", 1)[1].split()[19]  # field 22 of proc(5), counted after the name
+    return f"{socket.gethostname()}:{pid}:{start}"
+
+
 def run_tags(target: RunTarget, run_name: str, extra: dict[str, str]) -> dict[str, str]:
     """Tags every run gets: name, parent link, git state, host and process."""
     tags = {MLFLOW_RUN_NAME: run_name, "host": socket.gethostname(), "pid": str(os.getpid())}
+    if (identity := process_identity(os.getpid())) is not None:
+        tags["process"] = identity  # lets a later sweep tell a crashed run from a live one
     if target.parent_run_id:
         tags[MLFLOW_PARENT_RUN_ID] = target.parent_run_id
     if target.git_commit:

@@ -14,6 +14,7 @@ from src.data import load_dataset
 from src.evaluate import evaluate
 from src.pipeline import build_pipeline
 from src.plots import save_child_plots
+from src.recovery import job_key
 from src.sweep import child_run_name, current_sweep, job_overrides, model_choice, run_task
 
 
@@ -24,7 +25,11 @@ def train(cfg: DictConfig) -> float:
     target, overrides = run_target(cfg), job_overrides()
     ctx = current_sweep()
     swept = ctx.swept if ctx is not None else ()
-    job_tags = {"hydra_overrides": " ".join(overrides), "model": model_choice(cfg)}
+    job_tags = {
+        "hydra_overrides": " ".join(overrides),
+        "job_key": job_key(overrides),
+        "model": model_choice(cfg),
+    }
     if (job_num := _job_num()) is not None:
         job_tags["job_number"] = str(job_num)
     with tracking.job_run(target, child_run_name(cfg, overrides, swept), job_tags) as run_id:
@@ -43,8 +48,10 @@ def train(cfg: DictConfig) -> float:
             tracking.log_results(client, run_id, params, result.metrics, artifacts)
         if cfg.mlflow.log_model:
             example = data.X_train.dropna().head(5)
-            tracking.log_sklearn_model(
-                target, run_id, pipeline, example, str(cfg.mlflow.model_format)
+            tracking.with_retries(
+                lambda: tracking.log_sklearn_model(
+                    target, run_id, pipeline, example, str(cfg.mlflow.model_format)
+                )
             )
     return result.metrics[str(cfg.sweep.metric)]
 

@@ -1,0 +1,312 @@
+"""Failures, interrupts, crashes, resume, concurrency, odd input: nothing lost or left RUNNING."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, _validate_param_name
+
+from src.summary import load_summary, nan_note
+from src.tracking import flatten_config
+
+from .conftest import HEART_CSV, REPO, all_runs, sweep_runs
+from .test_sweeps import SWEEP_FILES
+from .test_train import DATASETS, MODELS, compose_cfg, data_overrides
+
+SLOW_SWEEP = [
+    "-m",
+    "model=random_forest",
+    "model.n_estimators=300,301,302,303,304,305,306,307",
+    "data=heart",
+    f"data.path={HEART_CSV}",
+    "mlflow.log_model=false",
+]
+
+
+def start(
+    uri: str, tmp: Path, *args: str, new_session: bool = False
+) -> tuple[subprocess.Popen, Path]:
+    """Start `python -m src.train args` in the background; its output goes to a file."""
+    out = tmp / f"out{time.time_ns()}.log"
+    env = os.environ | {"MLFLOW_TRACKING_URI": uri}
+    with out.open("w") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "src.train", *args, f"hydra.sweep.dir={tmp}/sweep"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=new_session,
+        )
+    return process, out
+
+
+def wait_for(out: Path, text: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in out.read_text():
+        assert process.poll() is None, f"ended before {text!r}:\n{out.read_text()}"
+        assert time.monotonic() < deadline, f"no {text!r} in {timeout}s:\n{out.read_text()}"
+        time.sleep(0.2)
+
+
+def run(uri: str, tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    env = os.environ | {"MLFLOW_TRACKING_URI": uri}
+    return subprocess.run(
+        [sys.executable, "-m", "src.train", *args, f"hydra.sweep.dir={tmp}/s{time.time_ns()}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_max_failures_zero_stops_at_the_first_failure(tracking_uri, tmp_path) -> None:
+    result = run(
+        tracking_uri,
+        tmp_path,
+        "-m",
+        "model=knn",
+        "model.n_neighbors=3,500,5,7",
+        "data=iris",
+        "sweep.max_failures=0",
+        "mlflow.log_model=false",
+    )
+    assert result.returncode == 1
+    assert "1 of 2 jobs failed (2 not started: sweep.max_failures)" in result.stderr
+    parent, children = sweep_runs(tracking_uri)
+    assert sorted(c.info.status for c in children) == ["FAILED", "FINISHED"]  # 5 and 7 never ran
+    assert (
+        parent.info.status == "FAILED" and "sweep.max_failures=0" in parent.data.tags["end_reason"]
+    )
+    failed = next(c for c in children if c.info.status == "FAILED")
+    assert failed.data.tags["error_type"] == "ValueError"
+    assert "n_neighbors = 500" in failed.data.tags["error_message"]
+    client = MlflowClient(tracking_uri)
+    assert [a.path for a in client.list_artifacts(failed.info.run_id, "error")] == [
+        "error/traceback.txt"
+    ]
+    traceback = Path(
+        client.download_artifacts(failed.info.run_id, "error/traceback.txt")
+    ).read_text()
+    assert "Traceback" in traceback and "ValueError" in traceback
+
+
+def test_parent_fails_when_every_job_failed(tracking_uri, tmp_path) -> None:
+    result = run(
+        tracking_uri,
+        tmp_path,
+        "-m",
+        "model=knn",
+        "model.n_neighbors=500,600",
+        "data=iris",
+        "mlflow.log_model=false",
+    )
+    assert result.returncode == 1 and "2 of 2 jobs failed" in result.stderr
+    parent, children = sweep_runs(tracking_uri)
+    assert parent.info.status == "FAILED" and parent.data.metrics["n_failed"] == 2
+    assert {c.info.status for c in children} == {"FAILED"}
+
+
+@pytest.mark.parametrize(
+    ("launcher", "sig", "group"),
+    [
+        ([], signal.SIGINT, False),
+        ([], signal.SIGTERM, False),
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], signal.SIGTERM, False),
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], signal.SIGINT, True),  # Ctrl-C
+    ],
+    ids=["basic-SIGINT", "basic-SIGTERM", "joblib-SIGTERM", "joblib-Ctrl-C"],
+)
+def test_interrupt_leaves_nothing_running(tracking_uri, tmp_path, launcher, sig, group) -> None:
+    process, out = start(tracking_uri, tmp_path, *SLOW_SWEEP, *launcher, new_session=group)
+    wait_for(out, "[2/8]", process)
+    if group:
+        os.killpg(process.pid, sig)
+    else:
+        process.send_signal(sig)
+    process.wait(timeout=120)
+    assert process.returncode != 0
+    runs = all_runs(tracking_uri)
+    assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
+    parent, children = sweep_runs(tracking_uri)
+    assert parent.info.status == "KILLED"
+    statuses = [c.info.status for c in children]
+    assert statuses.count("FINISHED") >= 2
+    assert set(statuses) <= {"FINISHED", "KILLED"}
+    assert len(children) < 8  # pending jobs never started
+    table = pd.read_csv(tmp_path / "sweep" / "sweep_summary.csv")  # the summary of what finished
+    assert len(table) == len(children)
+    assert parent.data.metrics["n_finished"] == statuses.count("FINISHED")
+
+
+def test_sigkilled_sweep_is_marked_stale_by_the_next_summary(tracking_uri, tmp_path) -> None:
+    process, out = start(tracking_uri, tmp_path, *SLOW_SWEEP)
+    wait_for(out, "[1/8]", process)
+    process.kill()  # no cleanup at all: the parent and the running child stay RUNNING
+    process.wait()
+    running = [r for r in all_runs(tracking_uri) if r.info.status == "RUNNING"]
+    assert len(running) == 2
+    env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri}
+    doctor = subprocess.run(
+        [sys.executable, "-m", "src.doctor", "data=heart"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert doctor.returncode == 1 and doctor.stdout.count("STALE: its process is gone") == 2
+    summary = subprocess.run(
+        [sys.executable, "-m", "src.summary", "data=heart"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert summary.returncode == 0, summary.stderr
+    assert summary.stderr.count("Marked stale run") == 2
+    for stale in running:
+        after = MlflowClient(tracking_uri).get_run(stale.info.run_id)
+        assert after.info.status == "FAILED" and after.data.tags["error_type"] == "Stale"
+    assert [r for r in all_runs(tracking_uri) if r.info.status == "RUNNING"] == []
+
+
+def test_resume_reruns_only_what_did_not_finish(tracking_uri, tmp_path) -> None:
+    sweep = [
+        "-m",
+        "model=knn",
+        "model.n_neighbors=3,5,7,9,11,13",
+        "data=heart",
+        f"data.path={HEART_CSV}",
+        "mlflow.log_plots=false",
+    ]
+    process, out = start(tracking_uri, tmp_path, *sweep)
+    wait_for(out, "[2/6]", process)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=120)
+    parent, before = sweep_runs(tracking_uri)
+    finished_before = {c.info.run_id for c in before if c.info.status == "FINISHED"}
+    assert 2 <= len(finished_before) < 6
+    result = run(tracking_uri, tmp_path, *sweep, "sweep.resume=latest")
+    assert result.returncode == 0, result.stderr
+    assert f"Resuming sweep {parent.info.run_id}: {len(finished_before)} finished" in result.stdout
+    assert result.stdout.count("SKIPPED (finished in an earlier attempt)") == len(finished_before)
+    resumed, children = sweep_runs(tracking_uri)  # still exactly one parent
+    assert resumed.info.run_id == parent.info.run_id and resumed.info.status == "FINISHED"
+    assert sorted(c.data.params["model.n_neighbors"] for c in children) == sorted(
+        ["3", "5", "7", "9", "11", "13"]
+    )
+    assert {c.info.status for c in children} == {"FINISHED"}
+    assert finished_before <= {c.info.run_id for c in children}  # kept, not rerun
+    assert resumed.data.metrics["n_children"] == 6
+
+
+def test_forty_jobs_on_four_workers_with_a_locked_database(tracking_uri, tmp_path) -> None:
+    db = tracking_uri.removeprefix("sqlite:///")
+    process, out = start(
+        tracking_uri,
+        tmp_path,
+        "-m",
+        "model=knn",
+        "model.n_neighbors=range(1,41)",
+        "data=iris",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=4",
+        "mlflow.log_model=false",
+        "mlflow.log_plots=false",
+    )
+    wait_for(out, "[3/40]", process)
+    held = threading.Event()
+
+    def hold_write_lock() -> None:  # another process-like writer holding the lock for 8 s
+        connection = sqlite3.connect(db, timeout=30, isolation_level=None)
+        connection.execute("BEGIN EXCLUSIVE")
+        held.set()
+        time.sleep(8)
+        connection.execute("COMMIT")
+        connection.close()
+
+    locker = threading.Thread(target=hold_write_lock)
+    locker.start()
+    assert held.wait(30)
+    locker.join()
+    process.wait(timeout=300)
+    assert process.returncode == 0, out.read_text()[-3000:]
+    parent, children = sweep_runs(tracking_uri)
+    assert len(children) == 40 and {c.info.status for c in children} == {"FINISHED"}
+    assert sorted(int(c.data.params["model.n_neighbors"]) for c in children) == list(range(1, 41))
+    assert parent.info.status == "FINISHED" and parent.data.metrics["n_children"] == 40
+
+
+def test_unreachable_tracking_server_fails_fast_naming_it(tmp_path) -> None:
+    with __import__("socket").socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends
+    uri = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    result = run(uri, tmp_path, "-m", "model=knn", "model.n_neighbors=3,5")
+    assert time.monotonic() - started < 60
+    assert result.returncode != 0 and uri in result.stderr
+    assert "[1/" not in result.stdout  # no job was launched
+
+
+def test_long_param_value_is_kept_in_full(tracking_uri, tmp_path) -> None:
+    notes = "x" * (MAX_PARAM_VAL_LENGTH + 500)
+    result = run(tracking_uri, tmp_path, "model=knn", f"+notes={notes}", "mlflow.log_model=false")
+    assert result.returncode == 0, result.stderr
+    (child,) = all_runs(tracking_uri)
+    assert child.data.params["notes"] == notes[:MAX_PARAM_VAL_LENGTH]
+    assert child.data.tags["param_truncated.notes"] == "true"
+    full = Path(
+        MlflowClient(tracking_uri).download_artifacts(child.info.run_id, "params/notes.txt")
+    )
+    assert full.read_text() == notes
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [[f"model={m}", *data_overrides(d, HEART_CSV)] for m in MODELS for d in DATASETS]
+    + [[f"sweeps={name}"] for name in SWEEP_FILES],
+)
+def test_every_shipped_config_has_valid_mlflow_keys(extra) -> None:
+    cfg = compose_cfg(*extra)
+    for key, value in flatten_config(cfg).items():
+        _validate_param_name(key)
+        assert len(value) <= MAX_PARAM_VAL_LENGTH, key
+
+
+def test_non_finite_metric_is_recorded_but_never_best(tracking_uri) -> None:
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("nan")
+    parent = client.create_run(
+        experiment_id, run_name="sweep", tags={"sweep": "true", "sweep_metric": "roc_auc"}
+    )
+    now = int(time.time() * 1000)
+    for name, auc in (("degenerate", float("nan")), ("good", 0.9), ("ok", 0.8)):
+        child = client.create_run(
+            experiment_id, run_name=name, tags={"mlflow.parentRunId": parent.info.run_id}
+        )
+        client.log_batch(
+            child.info.run_id,
+            metrics=[Metric("roc_auc", auc, now, 0)],
+            params=[Param("model.k", name)],
+        )
+        client.set_terminated(child.info.run_id, "FINISHED")
+    summary = load_summary(client, client.get_run(parent.info.run_id))
+    assert summary.best["run_name"] == "good"
+    nan_row = summary.table[summary.table["run_name"] == "degenerate"].iloc[0]
+    assert pd.isna(nan_row["rank"]) and pd.isna(nan_row["roc_auc"])  # recorded, not ranked
+    assert "degenerate" in nan_note(summary) and "never chosen as best" in nan_note(summary)
