@@ -5,10 +5,11 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from sklearn import datasets as sk_datasets
 from sklearn.model_selection import train_test_split
 
@@ -45,7 +46,16 @@ class Dataset:
 
 
 def load_dataset(data_cfg: DictConfig) -> Dataset:
-    """Load the dataset described by `data_cfg` and return its stratified train/test split."""
+    """Load the dataset described by `data_cfg` and return its stratified train/test split.
+
+    Cached per process by the resolved config, so the jobs of a sweep that a process runs read
+    the file once; callers must not modify the frames (scikit-learn does not)."""
+    return _load_dataset_cached(OmegaConf.to_yaml(data_cfg, resolve=True))
+
+
+@lru_cache(maxsize=4)
+def _load_dataset_cached(data_yaml: str) -> Dataset:
+    data_cfg = OmegaConf.create(data_yaml)
     X, y = load_frame(data_cfg)
     return split_dataset(str(data_cfg.name), X, y, data_cfg)
 

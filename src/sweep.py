@@ -75,6 +75,8 @@ def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
     ctx = current_sweep()
     if ctx is None:
         return task(cfg)
+    if _exit_guard.get("signal"):  # a signal's KeyboardInterrupt can be swallowed by a __del__
+        raise KeyboardInterrupt(f"signal {_exit_guard['signal']}: the sweep is stopping")
     overrides = job_overrides()
     name = child_run_name(cfg, overrides, ctx.swept)
     key = job_key(overrides)
@@ -212,6 +214,20 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]] | None) -> None:
             load_frame(cfg.data)
 
 
+def skip_hydra_batch_validation() -> None:
+    """Hydra's sweeper composes every job's config once to validate the batch, throws it away,
+    and the launcher composes it again (~75 ms each, serially in the launching process, which
+    is what made 2 joblib workers slower than 1). `validate_jobs` has already checked every job
+    of this sweep before the parent run existed, so in this process the second check goes."""
+    from hydra.plugins.sweeper import Sweeper
+
+    Sweeper.validate_batch_is_legal = _already_validated  # type: ignore[method-assign]
+
+
+def _already_validated(self: Any, batch: Any) -> None:
+    """Stands in for Sweeper.validate_batch_is_legal once validate_jobs has run."""
+
+
 class MlflowSweepCallback(Callback):
     """Owns the sweep's parent run: creates it before jobs start and closes it at the end."""
 
@@ -229,6 +245,8 @@ class MlflowSweepCallback(Callback):
             # Hydra only warns about a callback's exception; SystemExit stops the sweep here,
             # before any run exists
             raise SystemExit(f"Sweep not started: {e}") from e
+        if jobs is not None:
+            skip_hydra_batch_validation()
         n_jobs = len(jobs) if jobs is not None else config.hydra.sweeper.get("n_trials")
         commit, dirty = tracking.git_info()
         base = tracking.RunTarget(uri, experiment_id, None, commit, dirty)
@@ -444,12 +462,16 @@ def _install_exit_guard(ctx: SweepContext) -> None:
     _exit_guard["context"] = ctx
     if not _exit_guard.get("installed"):
         atexit.register(_close_parent_on_exit)
-        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-            signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler, None):
+                signal.signal(signum, _raise_keyboard_interrupt)
         _exit_guard["installed"] = True
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    # also remembered: if this exception is raised inside a __del__ or a GC callback, Python
+    # only prints it, so run_task checks the flag before every job
+    _exit_guard["signal"] = signum
     raise KeyboardInterrupt(f"signal {signum}")
 
 

@@ -13,7 +13,6 @@ from src import tracking
 from src.data import load_dataset
 from src.evaluate import evaluate
 from src.pipeline import build_pipeline
-from src.plots import save_child_plots
 from src.recovery import job_key
 from src.sweep import child_run_name, current_sweep, job_overrides, model_choice, run_task
 
@@ -43,6 +42,8 @@ def train(cfg: DictConfig) -> float:
                 OmegaConf.to_yaml(OmegaConf.create(overrides))
             )
             if cfg.mlflow.log_plots:
+                from src.plots import save_child_plots  # matplotlib only when plots are wanted
+
                 save_child_plots(pipeline, data, result, artifacts / "plots")
             client = MlflowClient(target.tracking_uri)
             tracking.log_results(client, run_id, params, result.metrics, artifacts)

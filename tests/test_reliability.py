@@ -154,6 +154,10 @@ def test_interrupt_leaves_nothing_running(tracking_uri, tmp_path, launcher, sig,
 def test_sigkilled_sweep_is_marked_stale_by_the_next_summary(tracking_uri, tmp_path) -> None:
     process, out = start(tracking_uri, tmp_path, *SLOW_SWEEP)
     wait_for(out, "[1/8]", process)
+    deadline = time.monotonic() + 60
+    while sum(r.info.status == "RUNNING" for r in all_runs(tracking_uri)) < 2:  # job 2 started
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.1)
     process.kill()  # no cleanup at all: the parent and the running child stay RUNNING
     process.wait()
     running = [r for r in all_runs(tracking_uri) if r.info.status == "RUNNING"]

@@ -1,0 +1,174 @@
+"""Sweep cost against the bare work, side by side: `python tests/benchmarks/bench.py [--repeats 3]`.
+
+Runs the bare loop and the project's sweep on the same 144-job KNN grid (heart data), in lean,
+full and 2-worker modes, plus a 1,000-job flatness probe; prints medians, ratios, ms per job
+and peak RSS as a Markdown table (paste it into tests/benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+REPO = Path(__file__).resolve().parents[2]
+HEART = REPO.parent / "shared" / "data" / "heart_cleveland.csv"
+GRID = [
+    "model=knn",
+    "model.n_neighbors=range(1,25)",
+    "model.weights=uniform,distance",
+    "model.metric=euclidean,manhattan,chebyshev",
+]
+N_JOBS = 24 * 2 * 3
+LEAN = ["mlflow.log_plots=false", "mlflow.log_model=false"]
+TWO_WORKERS = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+FLAT_GRID = [
+    "model=knn",
+    "model.n_neighbors=range(1,101)",
+    "model.weights=uniform,distance",
+    "model.metric=euclidean,manhattan,chebyshev,minkowski,cityblock",
+]
+
+
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """(wall seconds, peak RSS in MB) of one whole process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    if process.returncode not in (0,):
+        raise RuntimeError(f"{command} failed ({process.returncode}):\n{stderr[-3000:]}")
+    return wall, usage.ru_maxrss // 1024
+
+
+def empty_store(template: Path, work: Path) -> str:
+    """A fresh copy of an already-migrated sqlite store (created once, as a user's store is)."""
+    target = work / f"mlflow{time.time_ns()}.db"
+    shutil.copy(template, target)
+    return f"sqlite:///{target}"
+
+
+def sweep(
+    extra: list[str], template: Path, work: Path, grid: list[str] = GRID
+) -> tuple[float, int, str]:
+    uri = empty_store(template, work)
+    env = os.environ | {"MLFLOW_TRACKING_URI": uri}
+    command = [
+        sys.executable,
+        "-m",
+        "src.train",
+        "-m",
+        *grid,
+        "data=heart",
+        f"data.path={HEART}",
+        f"hydra.sweep.dir={work}/sweep{time.time_ns()}",
+        *extra,
+    ]
+    wall, rss = timed(command, env)
+    return wall, rss, uri
+
+
+def flatness(template: Path, work: Path) -> dict[str, float]:
+    """A 1,000-job lean sweep: job cost early vs late (from the children's start times), the
+    end-of-sweep summary time, and peak RSS."""
+    wall, rss, uri = sweep(LEAN, template, work, FLAT_GRID)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("heart-classification")
+    runs = client.search_runs([experiment.experiment_id], max_results=5000)
+    parent = next(r for r in runs if r.data.tags.get("sweep") == "true")
+    children = sorted(
+        (r for r in runs if r is not parent), key=lambda r: int(r.data.tags["job_number"])
+    )
+    starts = [c.info.start_time for c in children]
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    early, late = statistics.median(gaps[4:15]), statistics.median(gaps[-11:])
+    summary_s = (parent.info.end_time - max(c.info.end_time for c in children)) / 1000
+    return {
+        "jobs": len(children),
+        "wall_s": wall,
+        "peak_rss_mb": rss,
+        "job_10_ms": early,
+        "job_1000_ms": late,
+        "late_vs_early": late / early,
+        "summary_s": summary_s,
+    }
+
+
+def main() -> None:
+    """Run everything, print the table."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-flatness", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="sweep-bench-"))
+    template = work / "template.db"
+    env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{template}"}
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from src.tracking import ensure_experiment as e; "
+            f"e('sqlite:///{template}', 'heart-classification')",
+        ],
+        cwd=REPO,
+        env=env,
+        check=True,
+    )
+    bare_cmd = [sys.executable, str(REPO / "tests" / "benchmarks" / "bare_loop.py"), str(HEART)]
+    results: dict[str, list[tuple[float, int]]] = {
+        "bare": [],
+        "lean": [],
+        "full": [],
+        "lean_2_workers": [],
+    }
+    for _ in range(args.repeats):  # interleaved, so drift in the machine hits every mode alike
+        results["bare"].append(timed(bare_cmd, os.environ | {"PYTHONPATH": str(REPO)}))
+        results["lean"].append(sweep(LEAN, template, work)[:2])
+        results["full"].append(sweep([], template, work)[:2])
+        results["lean_2_workers"].append(sweep(LEAN + TWO_WORKERS, template, work)[:2])
+    median = {k: statistics.median(w for w, _ in v) for k, v in results.items()}
+    rss = {k: max(r for _, r in v) for k, v in results.items()}
+    print(
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; "
+        f"{N_JOBS}-job KNN grid on the heart data, median of {args.repeats} whole-process runs\n"
+    )
+    print("| mode | wall s | ms/job | x bare loop | peak RSS MB |")
+    print("|---|---|---|---|---|")
+    for mode in results:
+        print(
+            f"| {mode} | {median[mode]:.1f} | {1000 * median[mode] / N_JOBS:.0f} | "
+            f"{median[mode] / median['bare']:.2f} | {rss[mode]} |"
+        )
+    print(f"\n2 workers / 1 worker (lean): {median['lean_2_workers'] / median['lean']:.2f}")
+    out = {"median_s": median, "peak_rss_mb": rss, "repeats": args.repeats}
+    if not args.skip_flatness:
+        flat = flatness(template, work)
+        out["flatness"] = flat
+        print(
+            f"\n1,000-job lean sweep: {flat['wall_s']:.0f} s, job 10 {flat['job_10_ms']:.0f} ms, "
+            f"job 1,000 {flat['job_1000_ms']:.0f} ms ({flat['late_vs_early']:.2f}x), end-of-sweep "
+            f"summary {flat['summary_s']:.1f} s, peak RSS {flat['peak_rss_mb']} MB"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
