@@ -4,24 +4,30 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: sweep test lint ui
+.PHONY: sweep test lint ui system-deps
 
 # The main sweep: sweeps/knn_grid.yaml on the bundled breast-cancer data, 1 parent + 42 children.
 sweep: $(STAMP)
 	$(BIN)/python -m src.train sweeps=knn_grid
 
 # Lint, then every test (the same command CI runs through .ci/run).
-test: $(STAMP) lint /usr/bin/chromium
+test: $(STAMP) lint system-deps
 	$(BIN)/python -m pytest
-
-# The MLflow UI test drives Debian's chromium (Playwright never downloads a browser here).
-/usr/bin/chromium:
-	@[ "$$(id -u)" = 0 ] || { echo "The UI test needs Debian's chromium: sudo apt-get install chromium"; exit 1; }
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Debian packages the end-to-end tests use: chromium (the MLflow UI test; Playwright never
+# downloads a browser here) and the PostgreSQL server (the Team setup test, on a loopback port).
+system-deps:
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "The end-to-end tests need:$$missing (sudo apt-get install$$missing)"; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db --host 127.0.0.1 --port 5000

@@ -34,10 +34,18 @@ def save_child_plots(pipeline: Pipeline, data: Dataset, result: Evaluation, out_
         fig, ax = plt.subplots(figsize=(5, 4))
         try:
             draw(ax)
-            fig.tight_layout()
-            fig.savefig(out_dir / f"{name}.png", dpi=DPI)
+            # fixed margins instead of tight_layout (a third of a plot's cost); room on the
+            # left for feature names
+            left = 0.38 if name == "feature_importance" else 0.16
+            fig.subplots_adjust(left=left, right=0.96, bottom=0.13, top=0.91)
+            save_png(fig, out_dir / f"{name}.png")
         finally:
             plt.close(fig)
+
+
+def save_png(fig: plt.Figure, path: Path) -> None:
+    """Write a PNG quickly: light zlib compression (the files stay small at this size)."""
+    fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 1})
 
 
 def plot_roc_curve(ax: plt.Axes, data: Dataset, result: Evaluation) -> None:
@@ -84,9 +92,15 @@ def feature_importance(pipeline: Pipeline, data: Dataset) -> tuple[list[str], np
     if coef is not None and not hasattr(coef, "toarray"):
         names = pipeline[:-1].get_feature_names_out()
         return list(names), np.abs(np.atleast_2d(coef)).mean(axis=0), "|coefficient|"
-    perm = permutation_importance(
-        pipeline, data.X_test, data.y_test, n_repeats=5, random_state=0, n_jobs=1
-    )
+    preprocess = pipeline[:-1]
+    if list(preprocess.get_feature_names_out()) == list(data.X_test.columns):
+        # every column is numeric and preprocessed on its own (impute, scale), so permuting a
+        # raw column and transforming equals transforming once and permuting that column:
+        # the same importances without re-running the preprocessing 65 times
+        X, estimator = preprocess.transform(data.X_test), pipeline[-1]
+    else:  # one-hot columns: permute the raw column, as a user would read the result
+        X, estimator = data.X_test, pipeline
+    perm = permutation_importance(estimator, X, data.y_test, n_repeats=5, random_state=0, n_jobs=1)
     return list(data.X_test.columns), perm.importances_mean, "permutation importance"
 
 
@@ -115,7 +129,7 @@ def save_sweep_plots(summary: Any, importance: pd.DataFrame, out_dir: Path) -> l
         fig = make()
         try:
             fig.tight_layout()
-            fig.savefig(path, dpi=DPI)
+            save_png(fig, path)
         finally:
             plt.close(fig)
     return paths
@@ -176,8 +190,13 @@ def plot_parallel_coordinates(ranked: pd.DataFrame, params: list[str], metric: s
     values = ranked[metric].astype(float)
     norm = plt.Normalize(values.min(), values.max())
     cmap = plt.get_cmap("viridis")
-    for index, row in scaled.iterrows():
-        ax.plot(range(len(columns)), row.to_numpy(), color=cmap(norm(values[index])), alpha=0.6)
+    from matplotlib.collections import LineCollection
+
+    xs = np.arange(len(columns))
+    lines = [np.column_stack([xs, row]) for row in scaled.to_numpy()]
+    ax.add_collection(LineCollection(lines, colors=cmap(norm(values.to_numpy())), alpha=0.6))
+    ax.set_xlim(-0.1, len(columns) - 0.6)
+    ax.set_ylim(-0.05, 1.05)
     for i, key in enumerate(columns):
         ax.axvline(i, color="grey", linewidth=0.8)
         for y, label in ticks[key]:

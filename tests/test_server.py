@@ -1,0 +1,201 @@
+"""Team setup: sweeps against a real `mlflow server` (PostgreSQL or sqlite backend, served
+artifacts) with 4 joblib workers; and a sweep under Hydra's submitit launcher."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from .conftest import REPO
+from .test_ui import free_port
+
+SWEEP = [
+    "-m",
+    "model=knn",
+    "model.n_neighbors=3,5,7,9",
+    "data=wine",
+    "hydra/launcher=joblib",
+    "hydra.launcher.n_jobs=4",
+]
+
+
+def as_postgres(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run its tools as the `postgres` user when we are root."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """A real PostgreSQL server on a loopback port, in a temporary data directory."""
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    assert binaries, "PostgreSQL server binaries are required: apt-get install postgresql"
+    bin_dir = Path(binaries[-1]).parent
+    data = Path(tempfile.mkdtemp(prefix="sweep-pg-"))
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(data, user.pw_uid, user.pw_gid)
+    port = free_port()
+    subprocess.run(
+        as_postgres(
+            [str(bin_dir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "postgres"]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
+    subprocess.run(
+        as_postgres(
+            [
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(data / "db"),
+                "-o",
+                options,
+                "-l",
+                str(data / "log"),
+                "-w",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    try:
+        subprocess.run(
+            as_postgres(
+                [
+                    str(bin_dir / "createdb"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-U",
+                    "postgres",
+                    "mlflow",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
+    finally:
+        subprocess.run(
+            as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "stop"]),
+            capture_output=True,
+        )
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def start_server(backend: str, tmp: Path) -> tuple[subprocess.Popen, str]:
+    """`mlflow server` on loopback, serving artifacts itself; returns (process, url)."""
+    port = free_port()
+    log = tmp / f"server{port}.log"
+    env = os.environ | {"MLFLOW_DISABLE_TELEMETRY": "true"}
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                backend,
+                "--serve-artifacts",
+                "--artifacts-destination",
+                (tmp / "served-artifacts").as_uri(),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return server, url
+        except OSError:
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+
+
+def check_sweep_through_server(url: str, tmp: Path) -> None:
+    env = os.environ | {"MLFLOW_TRACKING_URI": url}
+    result = subprocess.run(
+        [sys.executable, "-m", "src.train", *SWEEP, f"hydra.sweep.dir={tmp}/sweep"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(url)
+    experiment = client.get_experiment_by_name("wine-classification")
+    assert experiment.artifact_location.startswith("mlflow-artifacts:")  # served by the server
+    runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("sweep") == "true"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 4 == len(runs) - 1
+    assert {c.info.status for c in children} == {"FINISHED"} and parent.info.status == "FINISHED"
+    assert len({c.data.tags["pid"] for c in children} - {parent.data.tags["pid"]}) >= 2  # workers
+    assert {c.data.tags["host"] for c in children} == {os.uname().nodename}
+    assert parent.data.metrics["n_children"] == 4 and "best_run_id" in parent.data.tags
+    plots = {a.path for a in client.list_artifacts(children[0].info.run_id, "plots")}
+    assert "plots/roc_curve.png" in plots
+    assert "summary/sweep_summary.md" in {
+        a.path for a in client.list_artifacts(parent.info.run_id, "summary")
+    }
+    os.environ["MLFLOW_TRACKING_URI"] = url
+    try:
+        model = mlflow.pyfunc.load_model(f"runs:/{parent.data.tags['best_run_id']}/model")
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI")
+    from sklearn.datasets import load_wine
+
+    assert len(model.predict(load_wine(as_frame=True).data.head(7))) == 7
+    registered = subprocess.run(
+        [sys.executable, "-m", "src.register", "data=wine"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert registered.returncode == 0, registered.stderr
+    assert client.get_model_version_by_alias("wine-classifier", "champion").version == 1
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_sweep_through_a_tracking_server(backend, request, tmp_path) -> None:
+    store = (
+        request.getfixturevalue("postgres")
+        if backend == "postgresql"
+        else f"sqlite:///{tmp_path}/server.db"
+    )
+    server, url = start_server(store, tmp_path)
+    try:
+        check_sweep_through_server(url, tmp_path)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
