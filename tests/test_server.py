@@ -199,3 +199,31 @@ def test_sweep_through_a_tracking_server(backend, request, tmp_path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def test_submitit_local_launcher_gives_one_parent_with_children(
+    run_train, tracking_uri, tmp_path
+) -> None:
+    """Jobs run as separate processes started by submitit (as on SLURM): still one parent."""
+    result = run_train(
+        "-m",
+        "model=knn",
+        "model.n_neighbors=3,5,7",
+        "data=iris",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=10",
+        "hydra.launcher.tasks_per_node=1",
+        "mlflow.log_model=false",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = MlflowClient(tracking_uri).search_runs(
+        [e.experiment_id for e in MlflowClient(tracking_uri).search_experiments()]
+    )
+    (parent,) = [r for r in runs if r.data.tags.get("sweep") == "true"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 3 == len(runs) - 1
+    assert {c.info.status for c in children} == {"FINISHED"} and parent.info.status == "FINISHED"
+    assert parent.data.tags["launcher"].endswith("LocalLauncher")
+    assert parent.data.tags["pid"] not in {c.data.tags["pid"] for c in children}
+    assert sorted(c.data.params["model.n_neighbors"] for c in children) == ["3", "5", "7"]
+    assert (tmp_path / "sweep" / "sweep_summary.md").is_file()
