@@ -13,6 +13,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -40,6 +41,13 @@ def as_postgres(command: list[str]) -> list[str]:
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[str]:
     """A real PostgreSQL server on a loopback port, in a temporary data directory."""
+    with running_postgres() as uri:
+        yield uri
+
+
+@contextmanager
+def running_postgres() -> Iterator[str]:
+    """Start PostgreSQL with a database `mlflow`; yield its SQLAlchemy URI; stop and delete it."""
     binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     assert binaries, "PostgreSQL server binaries are required: apt-get install postgresql"
     bin_dir = Path(binaries[-1]).parent

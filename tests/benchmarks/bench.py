@@ -108,11 +108,55 @@ def flatness(template: Path, work: Path) -> dict[str, float]:
     }
 
 
+def server_table(template: Path, work: Path) -> None:
+    """Per-child cost and throughput through `mlflow server` on PostgreSQL, with 1, 2 and 4
+    workers, next to the embedded sqlite store (lean 144-job grid, one run each)."""
+    sys.path.insert(0, str(REPO))
+    from tests.test_server import running_postgres, start_server
+
+    def measure(uri: str | None, extra: list[str]) -> float:
+        if uri is None:
+            return sweep(LEAN + extra, template, work)[0]
+        env = os.environ | {"MLFLOW_TRACKING_URI": uri}
+        command = [
+            sys.executable,
+            "-m",
+            "src.train",
+            "-m",
+            *GRID,
+            "data=heart",
+            f"data.path={HEART}",
+            f"hydra.sweep.dir={work}/sweep{time.time_ns()}",
+            *LEAN,
+            *extra,
+        ]
+        return timed(command, env)[0]
+
+    workers = {1: [], 2: TWO_WORKERS, 4: ["hydra/launcher=joblib", "hydra.launcher.n_jobs=4"]}
+    print("\n| store | workers | wall s | ms/child | children/s |")
+    print("|---|---|---|---|---|")
+    with running_postgres() as postgres:
+        server, url = start_server(postgres, work)
+        try:
+            for store, uri in (("sqlite (embedded)", None), ("mlflow server + PostgreSQL", url)):
+                for n, extra in workers.items():
+                    wall = measure(uri, extra)
+                    print(
+                        f"| {store} | {n} | {wall:.1f} | {1000 * wall / N_JOBS:.0f} | "
+                        f"{N_JOBS / wall:.1f} |",
+                        flush=True,
+                    )
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+
+
 def main() -> None:
     """Run everything, print the table."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-flatness", action="store_true")
+    parser.add_argument("--server", action="store_true", help="only the tracking-server table")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sweep-bench-"))
@@ -129,6 +173,10 @@ def main() -> None:
         env=env,
         check=True,
     )
+    if args.server:
+        server_table(template, work)
+        shutil.rmtree(work, ignore_errors=True)
+        return
     bare_cmd = [sys.executable, str(REPO / "tests" / "benchmarks" / "bare_loop.py"), str(HEART)]
     results: dict[str, list[tuple[float, int]]] = {
         "bare": [],
