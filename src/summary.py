@@ -468,23 +468,23 @@ def resolve_sweep(client: MlflowClient, experiment_name: str, run_id: str | None
         if run.data.tags.get("sweep") != "true":
             raise SummaryError(f"run {run_id!r} ({run.info.run_name}) is not a sweep parent run")
         return run
+    return experiment_sweeps(client, experiment_name, uri)[0]
+
+
+def experiment_sweeps(client: MlflowClient, experiment_name: str, uri: str) -> list[Run]:
+    """The sweeps of a named experiment, newest first; an error if there is none."""
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
         raise SummaryError(f"no experiment {experiment_name!r} in the tracking store {uri}")
     sweeps = find_sweeps(client, experiment.experiment_id)
     if not sweeps:
         raise SummaryError(f"experiment {experiment_name!r} has no sweeps yet ({uri})")
-    return sweeps[0]
+    return sweeps
 
 
 def list_sweeps(client: MlflowClient, experiment_name: str, uri: str) -> str:
     """A table of the experiment's sweeps: name, start, children, best metric."""
-    experiment = client.get_experiment_by_name(experiment_name)
-    if experiment is None:
-        raise SummaryError(f"no experiment {experiment_name!r} in the tracking store {uri}")
-    sweeps = find_sweeps(client, experiment.experiment_id)
-    if not sweeps:
-        raise SummaryError(f"experiment {experiment_name!r} has no sweeps yet ({uri})")
+    sweeps = experiment_sweeps(client, experiment_name, uri)
     rows = []
     for run in sweeps:
         metric = run.data.tags.get("sweep_metric", "cv_accuracy_mean")

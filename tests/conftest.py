@@ -29,23 +29,26 @@ def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/mlflow.db"
 
 
+def cli(
+    uri: str, module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """Run `python -m <module> args...` from the repo root against the store at `uri`."""
+    full_env = os.environ | {"MLFLOW_TRACKING_URI": uri} | (env or {})
+    full_env.pop("MLFLOW_RUN_ID", None)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @pytest.fixture
-def run_cli(tmp_path: Path, tracking_uri: str) -> Callable[..., subprocess.CompletedProcess]:
-    """Run `python -m <module> args...` from the repo root against the tmp store."""
-
-    def run(module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 600):
-        full_env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri} | (env or {})
-        full_env.pop("MLFLOW_RUN_ID", None)
-        return subprocess.run(
-            [sys.executable, "-m", module, *args],
-            cwd=REPO,
-            env=full_env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    return run
+def run_cli(tracking_uri: str) -> Callable[..., subprocess.CompletedProcess]:
+    """`cli` against the test's own sqlite store."""
+    return lambda module, *args, **kwargs: cli(tracking_uri, module, *args, **kwargs)
 
 
 @pytest.fixture

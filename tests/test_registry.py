@@ -17,24 +17,12 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from .conftest import HEART_CSV, REPO
+from .conftest import HEART_CSV, cli
 from .test_ui import free_port
 
 NAME = "heart-classifier"
 WORSE = ["model=decision_tree", "model.max_depth=1"]
 BETTER = ["model=logistic_regression"]
-
-
-def cli(uri: str, module: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = os.environ | {"MLFLOW_TRACKING_URI": uri}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def heart_sweep(uri: str, tmp: Path, *overrides: str) -> str:

@@ -20,7 +20,7 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, _validate_param_name
 from src.summary import load_summary, nan_note
 from src.tracking import flatten_config
 
-from .conftest import HEART_CSV, REPO, all_runs, sweep_runs
+from .conftest import HEART_CSV, REPO, all_runs, cli, sweep_runs
 from .test_sweeps import SWEEP_FILES
 from .test_train import DATASETS, MODELS, compose_cfg, data_overrides
 
@@ -61,15 +61,7 @@ def wait_for(out: Path, text: str, process: subprocess.Popen, timeout: float = 1
 
 
 def run(uri: str, tmp: Path, *args: str) -> subprocess.CompletedProcess:
-    env = os.environ | {"MLFLOW_TRACKING_URI": uri}
-    return subprocess.run(
-        [sys.executable, "-m", "src.train", *args, f"hydra.sweep.dir={tmp}/s{time.time_ns()}"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return cli(uri, "src.train", *args, f"hydra.sweep.dir={tmp}/s{time.time_ns()}")
 
 
 def test_max_failures_zero_stops_at_the_first_failure(tracking_uri, tmp_path) -> None:
@@ -162,24 +154,9 @@ def test_sigkilled_sweep_is_marked_stale_by_the_next_summary(tracking_uri, tmp_p
     process.wait()
     running = [r for r in all_runs(tracking_uri) if r.info.status == "RUNNING"]
     assert len(running) == 2
-    env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri}
-    doctor = subprocess.run(
-        [sys.executable, "-m", "src.doctor", "data=heart"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    doctor = cli(tracking_uri, "src.doctor", "data=heart", timeout=120)
     assert doctor.returncode == 1 and doctor.stdout.count("STALE: its process is gone") == 2
-    summary = subprocess.run(
-        [sys.executable, "-m", "src.summary", "data=heart"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    summary = cli(tracking_uri, "src.summary", "data=heart", timeout=120)
     assert summary.returncode == 0, summary.stderr
     assert summary.stderr.count("Marked stale run") == 2
     for stale in running:

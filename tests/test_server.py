@@ -20,7 +20,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from .conftest import REPO
+from .conftest import cli
 from .test_ui import free_port
 
 SWEEP = [
@@ -149,15 +149,7 @@ def start_server(backend: str, tmp: Path) -> tuple[subprocess.Popen, str]:
 
 
 def check_sweep_through_server(url: str, tmp: Path) -> None:
-    env = os.environ | {"MLFLOW_TRACKING_URI": url}
-    result = subprocess.run(
-        [sys.executable, "-m", "src.train", *SWEEP, f"hydra.sweep.dir={tmp}/sweep"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = cli(url, "src.train", *SWEEP, f"hydra.sweep.dir={tmp}/sweep")
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(url)
     experiment = client.get_experiment_by_name("wine-classification")
@@ -183,14 +175,7 @@ def check_sweep_through_server(url: str, tmp: Path) -> None:
     from sklearn.datasets import load_wine
 
     assert len(model.predict(load_wine(as_frame=True).data.head(7))) == 7
-    registered = subprocess.run(
-        [sys.executable, "-m", "src.register", "data=wine"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    registered = cli(url, "src.register", "data=wine", timeout=300)
     assert registered.returncode == 0, registered.stderr
     assert str(client.get_model_version_by_alias("wine-classifier", "champion").version) == "1"
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import pandas as pd
@@ -12,7 +9,7 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from .conftest import REPO, sweep_runs
+from .conftest import cli, sweep_runs
 
 SWEEP = [
     "-m",
@@ -22,18 +19,6 @@ SWEEP = [
     "data=iris",
     "mlflow.log_model=false",
 ]
-
-
-def cli(uri: str, module: str, *args: str) -> subprocess.CompletedProcess:
-    env = os.environ | {"MLFLOW_TRACKING_URI": uri}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 @pytest.fixture(scope="module")

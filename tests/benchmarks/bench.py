@@ -63,9 +63,10 @@ def empty_store(template: Path, work: Path) -> str:
 
 
 def sweep(
-    extra: list[str], template: Path, work: Path, grid: list[str] = GRID
+    extra: list[str], template: Path, work: Path, grid: list[str] = GRID, uri: str | None = None
 ) -> tuple[float, int, str]:
-    uri = empty_store(template, work)
+    """(wall s, peak RSS MB, tracking URI) of one sweep; a fresh sqlite store unless `uri`."""
+    uri = uri or empty_store(template, work)
     env = os.environ | {"MLFLOW_TRACKING_URI": uri}
     command = [
         sys.executable,
@@ -114,24 +115,6 @@ def server_table(template: Path, work: Path) -> None:
     sys.path.insert(0, str(REPO))
     from tests.test_server import running_postgres, start_server
 
-    def measure(uri: str | None, extra: list[str]) -> float:
-        if uri is None:
-            return sweep(LEAN + extra, template, work)[0]
-        env = os.environ | {"MLFLOW_TRACKING_URI": uri}
-        command = [
-            sys.executable,
-            "-m",
-            "src.train",
-            "-m",
-            *GRID,
-            "data=heart",
-            f"data.path={HEART}",
-            f"hydra.sweep.dir={work}/sweep{time.time_ns()}",
-            *LEAN,
-            *extra,
-        ]
-        return timed(command, env)[0]
-
     workers = {1: [], 2: TWO_WORKERS, 4: ["hydra/launcher=joblib", "hydra.launcher.n_jobs=4"]}
     print("\n| store | workers | wall s | ms/child | children/s |")
     print("|---|---|---|---|---|")
@@ -140,7 +123,7 @@ def server_table(template: Path, work: Path) -> None:
         try:
             for store, uri in (("sqlite (embedded)", None), ("mlflow server + PostgreSQL", url)):
                 for n, extra in workers.items():
-                    wall = measure(uri, extra)
+                    wall = sweep(LEAN + extra, template, work, uri=uri)[0]
                     print(
                         f"| {store} | {n} | {wall:.1f} | {1000 * wall / N_JOBS:.0f} | "
                         f"{N_JOBS / wall:.1f} |",
