@@ -115,7 +115,7 @@ def plot_feature_importance(ax: plt.Axes, pipeline: Pipeline, data: Dataset) -> 
 
 def save_sweep_plots(summary: Any, importance: pd.DataFrame, out_dir: Path) -> list[Path]:
     """metric_vs_params.png, parallel_coordinates.png, parameter_importance.png for a sweep."""
-    ranked = summary.table[summary.table["rank"].notna()]
+    ranked = summary.ranked
     params = [k for k in summary.swept if k in ranked and ranked[k].nunique() > 1]
     if ranked.empty or not params:
         return []

@@ -42,9 +42,14 @@ class SweepSummary:
     direction: str
 
     @property
+    def ranked(self) -> pd.DataFrame:
+        """The finished children with a finite selection metric, best first."""
+        return self.table[self.table["rank"].notna()]
+
+    @property
     def best(self) -> pd.Series | None:
         """The best child's row, or None when no child has a finite selection metric."""
-        ranked = self.table[self.table["rank"].notna()]
+        ranked = self.ranked
         return ranked.iloc[0] if len(ranked) else None
 
     @property
@@ -120,7 +125,6 @@ def build_table(children: list[Run], swept: list[str], metric: str, direction: s
 def swept_keys(parent: Run, children: list[Run]) -> list[str]:
     """The parent's `sweep.<key>` params, plus any param that varies among the children."""
     keys = [k.removeprefix("sweep.") for k in parent.data.params if k.startswith("sweep.")]
-    keys = [k for k in keys if k != "n_jobs"]
     if children:
         names = set().union(*(c.data.params for c in children))
         varying = [k for k in sorted(names) if len({c.data.params.get(k) for c in children}) > 1]
@@ -141,7 +145,7 @@ def load_summary(client: MlflowClient, parent: Run) -> SweepSummary:
 
 def parameter_importance(summary: SweepSummary) -> pd.DataFrame:
     """Share of the metric's variance each swept param explains on its own (one-way ANOVA η²)."""
-    finished = summary.table[summary.table["rank"].notna()]
+    finished = summary.ranked
     y = pd.to_numeric(finished[summary.metric], errors="coerce")
     total = float(((y - y.mean()) ** 2).sum())
     rows = []
@@ -166,7 +170,7 @@ def tie_note(summary: SweepSummary) -> str | None:
     best = summary.best
     if best is None or "cv_accuracy_std" not in summary.table:
         return None
-    ranked = summary.table[summary.table["rank"].notna()]
+    ranked = summary.ranked
     std = float(best.get("cv_accuracy_std", np.nan))
     if not math.isfinite(std) or len(ranked) < 2:
         return None
@@ -194,7 +198,7 @@ def nan_note(summary: SweepSummary) -> str | None:
 
 def spread(summary: SweepSummary) -> dict[str, float]:
     """mean_<m> and std_<m> across the ranked children: the noise floor of a seeds sweep."""
-    ranked = summary.table[summary.table["rank"].notna()]
+    ranked = summary.ranked
     out: dict[str, float] = {}
     if len(ranked) < 2:
         return out
@@ -273,7 +277,7 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame) -> str:
             if f"mean_{name}" in spread_metrics
         ]
         lines.append("")
-    ranked = summary.table[summary.table["rank"].notna()].head(TOP_N)
+    ranked = summary.ranked.head(TOP_N)
     if len(ranked):
         columns = [
             "rank",

@@ -127,8 +127,9 @@ def child_run_name(cfg: DictConfig, overrides: list[str], swept: tuple[str, ...]
     return " ".join(parts)
 
 
-def report_progress(ctx: SweepContext, run_name: str, status: str, detail: str) -> int:
-    """Print `[k/N] name status detail, elapsed, ETA`; return the sweep's failures so far."""
+def report_progress(ctx: SweepContext, run_name: str, status: str, detail: str) -> None:
+    """Record the job's outcome for the whole sweep and print `[k/N] name status detail,
+    elapsed, ETA`."""
     path = Path(ctx.sweep_dir) / PROGRESS_FILE
     with path.open("a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)  # jobs in several processes append to the same file
@@ -137,7 +138,7 @@ def report_progress(ctx: SweepContext, run_name: str, status: str, detail: str) 
         f.seek(0)
         statuses = [line.split("\t", 1)[0] for line in f.read().splitlines()]
         fcntl.flock(f, fcntl.LOCK_UN)
-    done, failed = len(statuses), statuses.count("FAILED")
+    done = len(statuses)
     elapsed = time.time() - ctx.started_at
     total = f"/{ctx.n_jobs}" if ctx.n_jobs else ""
     eta = ""
@@ -147,7 +148,6 @@ def report_progress(ctx: SweepContext, run_name: str, status: str, detail: str) 
         f"[{done}{total}] {run_name}: {status} {detail} ({_duration(elapsed)} elapsed{eta})",
         flush=True,
     )
-    return failed
 
 
 def failures_so_far(ctx: SweepContext) -> int:
@@ -403,19 +403,18 @@ def finish_parent_run(ctx: SweepContext, config: DictConfig) -> dict[str, int]:
     from src.summary import summarize_sweep
 
     parent_id = ctx.target.parent_run_id
+    client = MlflowClient(ctx.target.tracking_uri)
     summary = summarize_sweep(ctx.target.tracking_uri, parent_id, Path(ctx.sweep_dir))
-    record_search_result(ctx, summary)
+    record_search_result(client, ctx, summary)
     if config.registry.enabled and summary.best is not None:
         from src.register import default_model_name, describe, register_best
 
-        client = MlflowClient(ctx.target.tracking_uri)
         name = config.registry.name or default_model_name(str(config.mlflow.experiment_name))
         print(describe(register_best(client, summary, name, config.registry.min_improvement)))
     counts = summary.counts
     all_failed = counts["n_children"] > 0 and counts["n_finished"] == 0
     stopped = ctx.max_failures is not None and counts["n_failed"] > ctx.max_failures
     status = "FAILED" if all_failed or stopped else "FINISHED"
-    client = MlflowClient(ctx.target.tracking_uri)
     if stopped:
         reason = f"stopped by sweep.max_failures={ctx.max_failures}: {counts['n_failed']} failed"
         tracking.with_retries(lambda: client.set_tag(parent_id, "end_reason", reason))
@@ -431,7 +430,7 @@ def finish_parent_run(ctx: SweepContext, config: DictConfig) -> dict[str, int]:
     return counts
 
 
-def record_search_result(ctx: SweepContext, summary: Any) -> None:
+def record_search_result(client: MlflowClient, ctx: SweepContext, summary: Any) -> None:
     """A search sweeper's own verdict (Optuna's optimization_results.yaml) on the parent: the best
     value, the best params, and the child run that holds that trial."""
     results = Path(ctx.sweep_dir) / "optimization_results.yaml"
@@ -447,7 +446,6 @@ def record_search_result(ctx: SweepContext, summary: Any) -> None:
     tags = {"search_best_params": json.dumps(best_params)}
     if len(match):
         tags["search_best_run_id"] = str(match.iloc[0]["run_id"])
-    client = MlflowClient(ctx.target.tracking_uri)
     parent_id = ctx.target.parent_run_id
     now = int(time.time() * 1000)
     metrics = []
