@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -60,6 +64,48 @@ def run_train(run_cli, tmp_path: Path) -> Callable[..., subprocess.CompletedProc
         return run_cli("src.train", *args, *dirs, **kwargs)
 
     return run
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def mlflow_process(
+    args: list[str], log: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> Iterator[str]:
+    """Run `python -m mlflow <args>` on a free loopback port until it answers `/health` (the
+    tracking server, the UI and the model server all do); yield its URL; stop it."""
+    port = free_port()
+    full_env = os.environ | {"MLFLOW_DISABLE_TELEMETRY": "true"} | (env or {})
+    # `mlflow models serve` starts `uvicorn` by name: the venv must be on PATH, as when activated
+    full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full_env.get('PATH', '')}"
+    with log.open("w") as out:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", *args, "--host", "127.0.0.1", "--port", str(port)],
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=log.parent,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, f"no answer in {timeout} s:\n{log.read_text()}"
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
 
 
 def all_runs(tracking_uri: str) -> list[Run]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -17,8 +15,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from .conftest import HEART_CSV, cli
-from .test_ui import free_port
+from .conftest import HEART_CSV, cli, mlflow_process
 
 NAME = "heart-classifier"
 WORSE = ["model=decision_tree", "model.max_depth=1"]
@@ -159,55 +156,18 @@ def test_predict_bad_input_is_a_clear_error(registry, tmp_path, columns, model, 
 
 def test_served_model_answers_like_predict(registry, tmp_path) -> None:
     uri = registry["uri"]
-    port = free_port()
-    env = os.environ | {"MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    # mlflow models serve starts `uvicorn` by name: the venv must be on PATH, as when activated
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "models",
-            "serve",
-            "-m",
-            f"models:/{NAME}@champion",
-            "--env-manager",
-            "local",
-            "--host",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,
-    )
     rows = heart_rows(25)
     body = json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split", index=False))})
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                request = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/invocations",
-                    data=body.encode(),
-                    method="POST",
-                    headers={"Content-Type": "application/json"},
-                )
-                with urllib.request.urlopen(request, timeout=10) as response:
-                    served = json.loads(response.read())["predictions"]
-                break
-            except OSError:
-                assert server.poll() is None, (tmp_path / "serve.log").read_text()
-                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-                time.sleep(1)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+    args = ["models", "serve", "-m", f"models:/{NAME}@champion", "--env-manager", "local"]
+    with mlflow_process(args, tmp_path / "serve.log", env={"MLFLOW_TRACKING_URI": uri}) as url:
+        request = urllib.request.Request(
+            f"{url}/invocations",
+            data=body.encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            served = json.loads(response.read())["predictions"]
     rows.to_csv(tmp_path / "rows.csv", index=False)
     result = cli(
         uri,

@@ -8,10 +8,8 @@ import os
 import pwd
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,8 +18,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from .conftest import cli
-from .test_ui import free_port
+from .conftest import cli, free_port, mlflow_process
 
 SWEEP = [
     "-m",
@@ -108,44 +105,21 @@ def running_postgres() -> Iterator[str]:
         shutil.rmtree(data, ignore_errors=True)
 
 
-def start_server(backend: str, tmp: Path) -> tuple[subprocess.Popen, str]:
-    """`mlflow server` on loopback, serving artifacts itself; returns (process, url)."""
-    port = free_port()
-    log = tmp / f"server{port}.log"
-    env = os.environ | {"MLFLOW_DISABLE_TELEMETRY": "true"}
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "server",
-                "--backend-store-uri",
-                backend,
-                "--serve-artifacts",
-                "--artifacts-destination",
-                (tmp / "served-artifacts").as_uri(),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "2",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                return server, url
-        except OSError:
-            assert server.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.5)
+@contextmanager
+def running_server(backend: str, tmp: Path) -> Iterator[str]:
+    """`mlflow server` on loopback against `backend`, serving artifacts itself; yields its URL."""
+    args = [
+        "server",
+        "--backend-store-uri",
+        backend,
+        "--serve-artifacts",
+        "--artifacts-destination",
+        (tmp / "served-artifacts").as_uri(),
+        "--workers",
+        "2",
+    ]
+    with mlflow_process(args, tmp / f"server{time.time_ns()}.log") as url:
+        yield url
 
 
 def check_sweep_through_server(url: str, tmp: Path) -> None:
@@ -187,12 +161,8 @@ def test_sweep_through_a_tracking_server(backend, request, tmp_path) -> None:
         if backend == "postgresql"
         else f"sqlite:///{tmp_path}/server.db"
     )
-    server, url = start_server(store, tmp_path)
-    try:
+    with running_server(store, tmp_path) as url:
         check_sweep_through_server(url, tmp_path)
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
 
 
 def test_submitit_local_launcher_gives_one_parent_with_children(

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 from playwright.sync_api import sync_playwright
 
-from .conftest import REPO, sweep_runs
+from .conftest import REPO, mlflow_process, sweep_runs
 
 CHROMIUM = "/usr/bin/chromium"
 # as the machine's own probe starts it: no sandbox as root, and no background network traffic
@@ -31,12 +26,6 @@ CHROMIUM_ARGS = [
 SCREENSHOT = REPO / "tests" / "screenshots" / "chart_view.png"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_ui(run_train, tracking_uri, tmp_path):
     """A finished sweep, and `mlflow ui` serving its store on a loopback port."""
@@ -49,44 +38,9 @@ def mlflow_ui(run_train, tracking_uri, tmp_path):
         "mlflow.log_model=false",
     )
     assert result.returncode == 0, result.stderr
-    port = free_port()
-    env = os.environ | {"MLFLOW_DISABLE_TELEMETRY": "true"}
-    log = (tmp_path / "ui.log").open("w")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "ui",
-            "--backend-store-uri",
-            tracking_uri,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except OSError:
-                assert server.poll() is None, (tmp_path / "ui.log").read_text()
-                assert time.monotonic() < deadline, "mlflow ui did not start in 90 s"
-                time.sleep(0.5)
+    args = ["ui", "--backend-store-uri", tracking_uri, "--workers", "1"]
+    with mlflow_process(args, tmp_path / "ui.log", timeout=90) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
 
 
 def test_chart_view_shows_the_sweep_metrics_on_open(mlflow_ui, tracking_uri, tmp_path) -> None:

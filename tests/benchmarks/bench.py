@@ -113,25 +113,20 @@ def server_table(template: Path, work: Path) -> None:
     """Per-child cost and throughput through `mlflow server` on PostgreSQL, with 1, 2 and 4
     workers, next to the embedded sqlite store (lean 144-job grid, one run each)."""
     sys.path.insert(0, str(REPO))
-    from tests.test_server import running_postgres, start_server
+    from tests.test_server import running_postgres, running_server
 
     workers = {1: [], 2: TWO_WORKERS, 4: ["hydra/launcher=joblib", "hydra.launcher.n_jobs=4"]}
     print("\n| store | workers | wall s | ms/child | children/s |")
     print("|---|---|---|---|---|")
-    with running_postgres() as postgres:
-        server, url = start_server(postgres, work)
-        try:
-            for store, uri in (("sqlite (embedded)", None), ("mlflow server + PostgreSQL", url)):
-                for n, extra in workers.items():
-                    wall = sweep(LEAN + extra, template, work, uri=uri)[0]
-                    print(
-                        f"| {store} | {n} | {wall:.1f} | {1000 * wall / N_JOBS:.0f} | "
-                        f"{N_JOBS / wall:.1f} |",
-                        flush=True,
-                    )
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
+    with running_postgres() as postgres, running_server(postgres, work) as url:
+        for store, uri in (("sqlite (embedded)", None), ("mlflow server + PostgreSQL", url)):
+            for n, extra in workers.items():
+                wall = sweep(LEAN + extra, template, work, uri=uri)[0]
+                print(
+                    f"| {store} | {n} | {wall:.1f} | {1000 * wall / N_JOBS:.0f} | "
+                    f"{N_JOBS / wall:.1f} |",
+                    flush=True,
+                )
 
 
 def main() -> None:
