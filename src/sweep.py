@@ -29,7 +29,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from src import tracking
+from src import composition, tracking
 from src.recovery import job_key, mark_stale_runs, reopen_sweep, resume_parent
 from src.summary import SummaryError
 
@@ -181,53 +181,24 @@ def expand_jobs(config: DictConfig) -> list[list[str]] | None:
 
 def validate_jobs(config: DictConfig, jobs: list[list[str]] | None) -> None:
     """Compose every job's config and build its model and data, so that bad input fails before
-    the parent run exists; composition is done once per distinct set of group choices."""
-    from hydra import compose
-
+    the parent run exists. Composition goes through `composition.CachingConfigLoader` (once per
+    distinct set of group choices), which then serves the launcher and Hydra's own batch check
+    the same configs from its cache."""
     from src.data import load_frame
     from src.pipeline import build_estimator
 
-    config_name = str(config.hydra.job.config_name)
-    groups = set(config.hydra.runtime.choices)
-    parser = OverridesParser.create()
-    composed: dict[tuple[str, ...], DictConfig] = {}
+    loader = composition.install()
+    if jobs is None:  # the sweeper picks values later: check what is fixed already
+        parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+        jobs = [[str(o.input_line) for o in parsed if not o.is_sweep_override()]]
     seen_data: set[str] = set()
-    for job in jobs if jobs is not None else [list(config.hydra.overrides.task)]:
-        parsed = parser.parse_overrides(job)
-        structural = tuple(
-            str(o.input_line)
-            for o in parsed
-            if o.key_or_group in groups or o.is_delete() or o.is_force_add()
-        )
-        if structural not in composed:
-            composed[structural] = compose(config_name=config_name, overrides=list(structural))
-        cfg = composed[structural].copy()
-        for o in parsed:
-            if str(o.input_line) in structural:
-                continue
-            try:
-                OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True, force_add=o.is_add())
-            except Exception as e:  # omegaconf raises several types; all mean a bad key
-                raise ValueError(f"override {o.input_line!r}: {e}") from e
+    for job in jobs:
+        cfg = loader.load_sweep_config(config, job)
         build_estimator(cfg.model)
         data_key = OmegaConf.to_yaml(cfg.data, resolve=True)
         if data_key not in seen_data:
             seen_data.add(data_key)
             load_frame(cfg.data)
-
-
-def skip_hydra_batch_validation() -> None:
-    """Hydra's sweeper composes every job's config once to validate the batch, throws it away,
-    and the launcher composes it again (~75 ms each, serially in the launching process, which
-    is what made 2 joblib workers slower than 1). `validate_jobs` has already checked every job
-    of this sweep before the parent run existed, so in this process the second check goes."""
-    from hydra.plugins.sweeper import Sweeper
-
-    Sweeper.validate_batch_is_legal = _already_validated  # type: ignore[method-assign]
-
-
-def _already_validated(self: Any, batch: Any) -> None:
-    """Stands in for Sweeper.validate_batch_is_legal once validate_jobs has run."""
 
 
 class MlflowSweepCallback(Callback):
@@ -247,8 +218,6 @@ class MlflowSweepCallback(Callback):
             # Hydra only warns about a callback's exception; SystemExit stops the sweep here,
             # before any run exists
             raise SystemExit(f"Sweep not started: {e}") from e
-        if jobs is not None:
-            skip_hydra_batch_validation()
         n_jobs = len(jobs) if jobs is not None else config.hydra.sweeper.get("n_trials")
         commit, dirty = tracking.git_info()
         base = tracking.RunTarget(uri, experiment_id, None, commit, dirty)

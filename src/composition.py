@@ -1,0 +1,127 @@
+"""Compose a sweep's job configs once per distinct set of config-group choices.
+
+Hydra composes every job of a multirun from scratch (~75 ms: parse the overrides, build the
+defaults list, load and merge the YAML files), in every launcher. Most jobs of a sweep differ only
+in values (`model.n_neighbors=3` vs `=5`), and Hydra itself applies value overrides *after*
+composing the defaults list. So `CachingConfigLoader` composes the defaults-affecting part of a
+job (its group choices, deletions and appends, and all `hydra.*` overrides) with Hydra's own
+loader once, keeps it, and for each job deep-copies it and applies the job's value overrides with
+the very function Hydra uses (`ConfigLoaderImpl._apply_overrides_to_config`), then sets the
+job-specific `hydra.overrides.task` and `hydra.job.override_dirname` as Hydra does. The result is
+the config Hydra would compose (tests/test_composition.py compares them, key by key and flag by
+flag).
+
+The sweep callback installs it on the running Hydra instance before the sweeper exists
+(`install`), so every launcher that composes through `config_loader.load_sweep_config` (basic,
+joblib, submitit, ray, rq) uses it; joblib and submitit pickle the loader into their workers,
+where the cache is this module's and each worker composes each group-choice set once.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from collections import OrderedDict
+from typing import Any
+
+from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+from hydra._internal.config_repository import CachingConfigRepository
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.errors import ConfigCompositionException
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+MAX_CACHED = 32  # distinct (group choices, hydra overrides) sets kept per process
+
+# per process, not per loader object: launchers pickle the loader into every job they send to
+# a worker, and a cache travelling with it would be pickled (and lost) each time
+_bases: OrderedDict[tuple, DictConfig] = OrderedDict()
+_repos: OrderedDict[tuple, CachingConfigRepository] = OrderedDict()
+
+
+class CachingConfigLoader(ConfigLoaderImpl):
+    """Hydra's config loader; a sweep job's config is composed once per group-choice set."""
+
+    def load_sweep_config(
+        self, master_config: DictConfig, sweep_overrides: list[str]
+    ) -> DictConfig:
+        """The config of one job of the sweep `master_config` (same result as Hydra's)."""
+        hydra_overrides = OmegaConf.to_container(master_config.hydra.overrides.hydra)
+        assert isinstance(hydra_overrides, list)
+        config_name = master_config.hydra.job.config_name
+        try:
+            cfg = self._compose(config_name, [*hydra_overrides, *sweep_overrides])
+        except OmegaConfBaseException as e:  # as Hydra's load_configuration reports it
+            raise ConfigCompositionException().with_traceback(sys.exc_info()[2]) from e
+        OmegaConf.copy_cache(from_config=master_config, to_config=cfg)
+        return cfg
+
+    def _compose(self, config_name: str | None, overrides: list[str]) -> DictConfig:
+        parsed = OverridesParser.create().parse_overrides(overrides=overrides)
+        if any(o.key_or_group.startswith("hydra.searchpath") for o in parsed):
+            # a job that moves the search path: leave it all to Hydra
+            return self.load_configuration(config_name, overrides, RunMode.RUN)
+        self.validate_sweep_overrides_legal(parsed, run_mode=RunMode.RUN, from_shell=True)
+        hydra_lines = tuple(o.input_line for o in parsed if o.is_hydra_override())
+        repo = self._repository(config_name, hydra_lines)
+        structural: list[Override] = []
+        values: list[Override] = []
+        for o in parsed:
+            is_structural = o.is_hydra_override() or _selects_configs(o, repo)
+            (structural if is_structural else values).append(o)
+        key = (config_name, self._search_path(), tuple(o.input_line for o in structural))
+        base = _bases.get(key)
+        if base is None:
+            base = self.load_configuration(
+                config_name, [o.input_line for o in structural], RunMode.RUN
+            )
+            _remember(_bases, key, base)
+        cfg = copy.deepcopy(base)
+        ConfigLoaderImpl._apply_overrides_to_config(values, cfg)  # what Hydra does with them
+        task = [o for o in parsed if not o.is_hydra_override()]
+        cfg.hydra.overrides.task = [o.input_line for o in task]
+        dirname = cfg.hydra.job.config.override_dirname
+        cfg.hydra.job.override_dirname = get_overrides_dirname(
+            overrides=task,
+            kv_sep=dirname.kv_sep,
+            item_sep=dirname.item_sep,
+            exclude_keys=dirname.exclude_keys,
+        )
+        return cfg
+
+    def _repository(
+        self, config_name: str | None, hydra_lines: tuple[str, ...]
+    ) -> CachingConfigRepository:
+        """The config repository as Hydra sets it up for these hydra overrides (search path)."""
+        key = (config_name, self._search_path(), hydra_lines)
+        repo = _repos.get(key)
+        if repo is None:
+            _, repo = self._parse_overrides_and_create_caching_repo(config_name, list(hydra_lines))
+            _remember(_repos, key, repo)
+        return repo
+
+    def _search_path(self) -> tuple[tuple[str | None, str | None], ...]:
+        return tuple((e.provider, e.path) for e in self.config_search_path.get_path())
+
+
+def _selects_configs(override: Override, repo: CachingConfigRepository) -> bool:
+    """Whether Hydra treats `override` as a defaults-list edit (its `Overrides` class's test)."""
+    return repo.group_exists(override.key_or_group) and not isinstance(override.value(), dict)
+
+
+def _remember(cache: OrderedDict, key: tuple, value: Any) -> None:
+    cache[key] = value
+    while len(cache) > MAX_CACHED:
+        cache.popitem(last=False)
+
+
+def install() -> CachingConfigLoader:
+    """Make the running Hydra compose sweep jobs with a `CachingConfigLoader`; return it."""
+    hydra = GlobalHydra.instance().hydra
+    assert hydra is not None, "Hydra is not initialized"
+    if not isinstance(hydra.config_loader, CachingConfigLoader):
+        hydra.config_loader = CachingConfigLoader(hydra.config_loader.config_search_path)
+    return hydra.config_loader
