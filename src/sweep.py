@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import fcntl
+import gc
 import json
 import os
 import signal
@@ -34,6 +35,8 @@ from src.recovery import job_key, mark_stale_runs, reopen_sweep, resume_parent
 from src.summary import SummaryError
 
 PROGRESS_FILE = ".sweep_progress.tsv"
+GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
+_gc_settled: list[bool] = []  # per process: settle_gc has run
 
 
 def launcher_workers(*, _root_: DictConfig) -> int:
@@ -93,6 +96,21 @@ def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
         return float("nan")
     report_progress(ctx, name, "FINISHED", detail=f"{cfg.sweep.metric}={value:.4f}")
     return value
+
+
+def settle_gc() -> None:
+    """After the first job of this process: collect, freeze what survived (modules, caches,
+    the sweep's configs) out of the garbage collector's reach, and collect the young
+    generation less often. A job allocates a great many short-lived containers (OmegaConf
+    nodes, matplotlib artists, SQLAlchemy rows); with the defaults the collector ran ~5,900
+    times in a 144-job sweep, its older passes over 280,000+ long-lived objects: ~8% of the
+    sweep. Old generations are still collected, so garbage cycles do not accumulate."""
+    if _gc_settled:
+        return
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
+    _gc_settled.append(True)
 
 
 def job_overrides() -> list[str]:
@@ -275,6 +293,7 @@ class MlflowSweepCallback(Callback):
             job_return.cfg = None
             job_return.hydra_cfg = None
         _current = None
+        settle_gc()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Close the parent: FINISHED unless every job failed; exit non-zero if any failed."""

@@ -250,8 +250,10 @@ def log_results(
     params: dict[str, str],
     metrics: dict[str, float],
     artifact_dir: Path,
+    model_id: str | None = None,
 ) -> None:
-    """Log params and metrics in one batch, and the artifact folder in one upload."""
+    """Log params and metrics in one batch, and the artifact folder in one upload; with
+    `model_id`, the metrics are also the logged model's."""
     long_values = {k: v for k, v in params.items() if len(v) > MAX_PARAM_VAL_LENGTH}
     now = int(time.time() * 1000)
     batch_params = [Param(k, v[:MAX_PARAM_VAL_LENGTH]) for k, v in params.items()]
@@ -259,7 +261,7 @@ def log_results(
     for key, value in long_values.items():
         (artifact_dir / "params").mkdir(parents=True, exist_ok=True)
         (artifact_dir / "params" / f"{key}.txt").write_text(value)
-    batch_metrics = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+    batch_metrics = [Metric(k, float(v), now, 0, model_id=model_id) for k, v in metrics.items()]
     with_retries(
         lambda: client.log_batch(
             run_id, metrics=batch_metrics, params=batch_params, tags=batch_tags
@@ -269,9 +271,15 @@ def log_results(
 
 
 def log_sklearn_model(
-    target: RunTarget, run_id: str, pipeline: Any, input_example: Any, fmt: str
-) -> None:
-    """Log the fitted pipeline as the MLflow model `model`, with explicit requirements."""
+    target: RunTarget,
+    run_id: str,
+    pipeline: Any,
+    input_example: Any,
+    fmt: str,
+    params: dict[str, str] | None = None,
+) -> str:
+    """Log the fitted pipeline as the MLflow model `model` (explicit requirements, `params` as
+    the model's params); return the logged model's id."""
     from mlflow.models import infer_signature
 
     signature = infer_signature(input_example, pipeline.predict(input_example))
@@ -284,7 +292,7 @@ def log_sklearn_model(
             skops.io.dump(pipeline, probe)
             skops_trusted = skops.io.get_untrusted_types(file=probe)
     with fluent_target(target):
-        mlflow.sklearn.log_model(
+        info = mlflow.sklearn.log_model(
             pipeline,
             name="model",
             run_id=run_id,
@@ -293,7 +301,9 @@ def log_sklearn_model(
             serialization_format=fmt,
             skops_trusted_types=skops_trusted,
             pip_requirements=model_requirements(),
+            params={k: v[:MAX_PARAM_VAL_LENGTH] for k, v in (params or {}).items()},
         )
+    return info.model_id
 
 
 @contextmanager

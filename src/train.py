@@ -34,6 +34,17 @@ def train(cfg: DictConfig) -> float:
     with tracking.job_run(target, child_run_name(cfg, overrides, swept), job_tags) as run_id:
         result = evaluate(pipeline, data, cfg.cv.folds, cfg.seed)
         params = tracking.flatten_config(cfg) | {"model": model_choice(cfg), "data": cfg.data.name}
+        model_id = None
+        if cfg.mlflow.log_model:
+            # the model first, given the params itself: MLflow would otherwise re-read the run's
+            # params and every metric's history to copy them onto it (a query per metric);
+            # the metrics below then name the model, as MLflow's own linking would
+            example = data.X_train.dropna().head(5)
+            model_id = tracking.with_retries(
+                lambda: tracking.log_sklearn_model(
+                    target, run_id, pipeline, example, str(cfg.mlflow.model_format), params
+                )
+            )
         with tempfile.TemporaryDirectory() as tmp:
             artifacts = Path(tmp)
             (artifacts / "config").mkdir()
@@ -46,14 +57,7 @@ def train(cfg: DictConfig) -> float:
 
                 save_child_plots(pipeline, data, result, artifacts / "plots")
             client = MlflowClient(target.tracking_uri)
-            tracking.log_results(client, run_id, params, result.metrics, artifacts)
-        if cfg.mlflow.log_model:
-            example = data.X_train.dropna().head(5)
-            tracking.with_retries(
-                lambda: tracking.log_sklearn_model(
-                    target, run_id, pipeline, example, str(cfg.mlflow.model_format)
-                )
-            )
+            tracking.log_results(client, run_id, params, result.metrics, artifacts, model_id)
     return result.metrics[str(cfg.sweep.metric)]
 
 

@@ -112,6 +112,10 @@ def test_logged_model_loads_and_predicts(model, heart_csv, tracking_uri, monkeyp
     assert loaded.metadata.signature is not None
     logged = MlflowClient(tracking_uri).search_logged_models([run.info.experiment_id])
     assert [m.source_run_id for m in logged] == [run.info.run_id]  # not in the default experiment
+    # the model carries the run's params and metrics, as MLflow links them
+    assert logged[0].params == run.data.params
+    assert {m.key: m.value for m in logged[0].metrics} == run.data.metrics
+    assert {m.run_id for m in logged[0].metrics} == {run.info.run_id}
     requirements = (Path(next(iter(files)).parent) / "requirements.txt").read_text()
     assert "scikit-learn==" in requirements and "mlflow==" in requirements
 
