@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +30,119 @@ from src.evaluate import Evaluation  # noqa: E402
 DPI = 80
 MAX_FEATURES_SHOWN = 20
 PERMUTED_ROWS_PER_CALL = 100_000  # rows of permuted copies predicted at once (bounds memory)
+_renderer: ProcessPoolExecutor | None = None  # see start_renderer
+
+
+@dataclass(frozen=True)
+class ChildPlots:
+    """What a child's three plots show: small arrays, cheap to send to another process."""
+
+    y_test: np.ndarray
+    y_score: np.ndarray | None  # class probabilities on the test split, columns in `classes`
+    classes: list
+    confusion: np.ndarray
+    roc_auc: float
+    importance: tuple[list[str], np.ndarray, str]  # feature names, values, what they are
+
+
+def child_plots(pipeline: Pipeline, data: Dataset, result: Evaluation) -> ChildPlots:
+    """The data of a child's plots (computes feature importance)."""
+    return ChildPlots(
+        y_test=np.asarray(data.y_test),
+        y_score=result.y_score,
+        classes=list(result.classes),
+        confusion=result.confusion,
+        roc_auc=result.metrics["roc_auc"],
+        importance=feature_importance(pipeline, data),
+    )
 
 
 def save_child_plots(pipeline: Pipeline, data: Dataset, result: Evaluation, out_dir: Path) -> None:
     """Write roc_curve.png, confusion_matrix.png and feature_importance.png into `out_dir`."""
+    render_child_plots(child_plots(pipeline, data, result), out_dir)
+
+
+class PendingPlots:
+    """Child plots being rendered by the renderer process; `wait` returns when the files exist."""
+
+    def __init__(self, plots: ChildPlots, out_dir: Path, future: Future | None) -> None:
+        self.plots, self.out_dir, self.future = plots, out_dir, future
+
+    def wait(self) -> None:
+        """Block until the PNGs are written (an error in rendering is raised here)."""
+        if self.future is None:
+            return
+        try:
+            self.future.result()
+        except BrokenProcessPool:  # the renderer died (killed, out of memory): render here
+            stop_renderer()
+            render_child_plots(self.plots, self.out_dir)
+
+
+def start_child_plots(
+    pipeline: Pipeline, data: Dataset, result: Evaluation, out_dir: Path
+) -> PendingPlots:
+    """Start writing a child's plots: in the renderer process when one runs (this returns at
+    once, and the job goes on logging its model meanwhile), else here and now."""
+    plots = child_plots(pipeline, data, result)
+    future = None
+    if _renderer is not None:
+        try:
+            future = _renderer.submit(render_child_plots, plots, out_dir)
+        except (BrokenProcessPool, RuntimeError):
+            stop_renderer()
+    if future is None:
+        render_child_plots(plots, out_dir)
+    return PendingPlots(plots, out_dir, future)
+
+
+def start_renderer() -> None:
+    """Render child plots in a process of their own from now on: for a sweep whose jobs run
+    one at a time in this process, rendering (~100 ms a child) then overlaps the logging of
+    the model on a second core. The process starts (and imports) now, in the background."""
+    global _renderer
+    if _renderer is None:
+        _renderer = ProcessPoolExecutor(
+            1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_renderer_setup,
+            initargs=(os.getpid(),),
+        )
+        _renderer.submit(int)  # start it now rather than at the first child
+
+
+def stop_renderer() -> None:
+    """Stop the renderer process (if any); plots are rendered in-process again."""
+    global _renderer
+    renderer, _renderer = _renderer, None
+    if renderer is not None:
+        renderer.shutdown(wait=True, cancel_futures=True)
+
+
+def _renderer_setup(parent: int) -> None:
+    # Ctrl-C reaches the whole process group: the sweep process handles it and stops this one;
+    # if the sweep process dies without stopping it (SIGKILL), this one exits on its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+
+
+def render_child_plots(plots: ChildPlots, out_dir: Path) -> None:
+    """Render the three PNGs of `plots` into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, draw in (
-        ("roc_curve", lambda ax: plot_roc_curve(ax, data, result)),
-        ("confusion_matrix", lambda ax: plot_confusion_matrix(ax, result)),
-        ("feature_importance", lambda ax: plot_feature_importance(ax, pipeline, data)),
+        ("roc_curve", plot_roc_curve),
+        ("confusion_matrix", plot_confusion_matrix),
+        ("feature_importance", plot_feature_importance),
     ):
         fig, ax = plt.subplots(figsize=(5, 4))
         try:
-            draw(ax)
+            draw(ax, plots)
             # fixed margins instead of tight_layout (a third of a plot's cost); room on the
             # left for feature names
             left = 0.38 if name == "feature_importance" else 0.16
@@ -49,33 +157,33 @@ def save_png(fig: plt.Figure, path: Path) -> None:
     fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 1})
 
 
-def plot_roc_curve(ax: plt.Axes, data: Dataset, result: Evaluation) -> None:
+def plot_roc_curve(ax: plt.Axes, plots: ChildPlots) -> None:
     """ROC curve with its AUC (binary), or one one-vs-rest curve per class (multiclass)."""
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
-    if result.y_score is None:
+    if plots.y_score is None:
         ax.text(0.5, 0.5, "model gives no class probabilities", ha="center")
     else:
-        y_true = np.asarray(data.y_test)
-        curves = [(result.classes[-1], 1)] if len(result.classes) == 2 else [
-            (label, i) for i, label in enumerate(result.classes)
+        y_true = plots.y_test
+        curves = [(plots.classes[-1], 1)] if len(plots.classes) == 2 else [
+            (label, i) for i, label in enumerate(plots.classes)
         ]  # fmt: skip
         for label, column in curves:
             positives = y_true == label
             if positives.all() or not positives.any():
                 continue
-            fpr, tpr, _ = roc_curve(positives, result.y_score[:, column])
+            fpr, tpr, _ = roc_curve(positives, plots.y_score[:, column])
             ax.plot(fpr, tpr, label=f"class {label} (AUC = {auc(fpr, tpr):.3f})")
         ax.legend(loc="lower right", fontsize="small")
     ax.set(xlabel="False positive rate", ylabel="True positive rate",
-           title=f"ROC curve (AUC = {result.metrics['roc_auc']:.3f})")  # fmt: skip
+           title=f"ROC curve (AUC = {plots.roc_auc:.3f})")  # fmt: skip
 
 
-def plot_confusion_matrix(ax: plt.Axes, result: Evaluation) -> None:
+def plot_confusion_matrix(ax: plt.Axes, plots: ChildPlots) -> None:
     """Heatmap of the test confusion matrix with the count in every cell."""
-    counts = result.confusion
+    counts = plots.confusion
     ax.imshow(counts, cmap="Blues")
-    ticks = range(len(result.classes))
-    ax.set(xticks=ticks, yticks=ticks, xticklabels=result.classes, yticklabels=result.classes,
+    ticks = range(len(plots.classes))
+    ax.set(xticks=ticks, yticks=ticks, xticklabels=plots.classes, yticklabels=plots.classes,
            xlabel="Predicted", ylabel="True", title="Confusion matrix (test)")  # fmt: skip
     threshold = counts.max() / 2
     for (i, j), count in np.ndenumerate(counts):
@@ -144,9 +252,9 @@ def permutation_importance_mean(
     return np.mean(baseline - scores.reshape(n_features, n_repeats), axis=1)
 
 
-def plot_feature_importance(ax: plt.Axes, pipeline: Pipeline, data: Dataset) -> None:
+def plot_feature_importance(ax: plt.Axes, plots: ChildPlots) -> None:
     """Horizontal bars of the most important features, largest on top."""
-    names, values, kind = feature_importance(pipeline, data)
+    names, values, kind = plots.importance
     order = np.argsort(values)[-MAX_FEATURES_SHOWN:]
     ax.barh([str(names[i]) for i in order], values[order], color="tab:blue")
     ax.tick_params(axis="y", labelsize="small")

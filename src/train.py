@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import hydra
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from src import tracking
-from src.data import load_dataset
+from src.data import Dataset, load_dataset
 from src.evaluate import evaluate
 from src.pipeline import build_pipeline
 from src.recovery import job_key
@@ -34,31 +35,50 @@ def train(cfg: DictConfig) -> float:
     with tracking.job_run(target, child_run_name(cfg, overrides, swept), job_tags) as run_id:
         result = evaluate(pipeline, data, cfg.cv.folds, cfg.seed)
         params = tracking.flatten_config(cfg) | {"model": model_choice(cfg), "data": cfg.data.name}
-        model_id = None
-        if cfg.mlflow.log_model:
-            # the model first, given the params itself: MLflow would otherwise re-read the run's
-            # params and every metric's history to copy them onto it (a query per metric);
-            # the metrics below then name the model, as MLflow's own linking would
-            example = data.X_train.dropna().head(5)
-            model_id = tracking.with_retries(
-                lambda: tracking.log_sklearn_model(
-                    target, run_id, pipeline, example, str(cfg.mlflow.model_format), params
-                )
-            )
+        pending = None
         with tempfile.TemporaryDirectory() as tmp:
             artifacts = Path(tmp)
-            (artifacts / "config").mkdir()
-            (artifacts / "config" / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-            (artifacts / "config" / "overrides.yaml").write_text(
-                OmegaConf.to_yaml(OmegaConf.create(overrides))
-            )
             if cfg.mlflow.log_plots:
-                from src.plots import save_child_plots  # matplotlib only when plots are wanted
+                from src.plots import start_child_plots  # matplotlib only when plots are wanted
 
-                save_child_plots(pipeline, data, result, artifacts / "plots")
+                pending = start_child_plots(pipeline, data, result, artifacts / "plots")
+            try:
+                model_id = log_model(cfg, target, run_id, pipeline, data, params)
+                (artifacts / "config").mkdir()
+                config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+                (artifacts / "config" / "config.yaml").write_text(config_yaml)
+                (artifacts / "config" / "overrides.yaml").write_text(
+                    OmegaConf.to_yaml(OmegaConf.create(overrides))
+                )
+            finally:
+                if pending is not None:  # the plots are written into `artifacts`
+                    pending.wait()
             client = MlflowClient(target.tracking_uri)
             tracking.log_results(client, run_id, params, result.metrics, artifacts, model_id)
     return result.metrics[str(cfg.sweep.metric)]
+
+
+def log_model(
+    cfg: DictConfig,
+    target: tracking.RunTarget,
+    run_id: str,
+    pipeline: Any,
+    data: Dataset,
+    params: dict[str, str],
+) -> str | None:
+    """Log the fitted pipeline as the run's model (if `mlflow.log_model`); its logged model id.
+
+    The model goes before the metrics, given the params itself: MLflow would otherwise re-read
+    the run's params and every metric's history to copy them onto it (a query per metric); the
+    metrics, logged next, name the model, as MLflow's own linking would."""
+    if not cfg.mlflow.log_model:
+        return None
+    example = data.X_train.dropna().head(5)
+    return tracking.with_retries(
+        lambda: tracking.log_sklearn_model(
+            target, run_id, pipeline, example, str(cfg.mlflow.model_format), params
+        )
+    )
 
 
 def run_target(cfg: DictConfig) -> tracking.RunTarget:

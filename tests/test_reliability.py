@@ -60,6 +60,19 @@ def wait_for(out: Path, text: str, process: subprocess.Popen, timeout: float = 1
         time.sleep(0.2)
 
 
+def child_processes(pid: int) -> list[int]:
+    """Pids of the live processes whose parent is `pid` (from /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            children.append(int(stat.parent.name))
+    return children
+
+
 def run(uri: str, tmp: Path, *args: str) -> subprocess.CompletedProcess:
     return cli(uri, "src.train", *args, f"hydra.sweep.dir={tmp}/s{time.time_ns()}")
 
@@ -118,8 +131,9 @@ def test_parent_fails_when_every_job_failed(tracking_uri, tmp_path) -> None:
         ([], signal.SIGTERM, False),
         (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], signal.SIGTERM, False),
         (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], signal.SIGINT, True),  # Ctrl-C
+        (["mlflow.plot_process=true"], signal.SIGINT, True),  # Ctrl-C reaches the renderer too
     ],
-    ids=["basic-SIGINT", "basic-SIGTERM", "joblib-SIGTERM", "joblib-Ctrl-C"],
+    ids=["basic-SIGINT", "basic-SIGTERM", "joblib-SIGTERM", "joblib-Ctrl-C", "renderer-Ctrl-C"],
 )
 def test_interrupt_leaves_nothing_running(tracking_uri, tmp_path, launcher, sig, group) -> None:
     process, out = start(tracking_uri, tmp_path, *SLOW_SWEEP, *launcher, new_session=group)
@@ -144,14 +158,20 @@ def test_interrupt_leaves_nothing_running(tracking_uri, tmp_path, launcher, sig,
 
 
 def test_sigkilled_sweep_is_marked_stale_by_the_next_summary(tracking_uri, tmp_path) -> None:
-    process, out = start(tracking_uri, tmp_path, *SLOW_SWEEP)
+    process, out = start(tracking_uri, tmp_path, *SLOW_SWEEP, "mlflow.plot_process=true")
     wait_for(out, "[1/8]", process)
     deadline = time.monotonic() + 60
     while sum(r.info.status == "RUNNING" for r in all_runs(tracking_uri)) < 2:  # job 2 started
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.1)
+    renderers = child_processes(process.pid)
+    assert renderers, "the sweep renders its plots in a second process"
     process.kill()  # no cleanup at all: the parent and the running child stay RUNNING
     process.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in renderers):  # they follow their parent
+        assert time.monotonic() < deadline, "the plot renderer outlived the killed sweep"
+        time.sleep(0.2)
     running = [r for r in all_runs(tracking_uri) if r.info.status == "RUNNING"]
     assert len(running) == 2
     doctor = cli(tracking_uri, "src.doctor", "data=heart", timeout=120)

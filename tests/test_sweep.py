@@ -40,9 +40,10 @@ def assert_knn_sweep(tracking_uri: str, stdout: str) -> tuple:
             in (child.data.tags["hydra_overrides"])
         )
     client = MlflowClient(tracking_uri)
+    for child in children:
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id, "plots")}
+        assert artifacts == PLOTS
     child = children[0]
-    artifacts = {a.path for a in client.list_artifacts(child.info.run_id, "plots")}
-    assert artifacts == PLOTS
     configs = {a.path for a in client.list_artifacts(child.info.run_id, "config")}
     assert configs == {"config/config.yaml", "config/overrides.yaml"}
     local = Path(client.download_artifacts(child.info.run_id, "plots/roc_curve.png"))
@@ -55,7 +56,7 @@ def assert_knn_sweep(tracking_uri: str, stdout: str) -> tuple:
 
 
 def test_knn_sweep_is_one_parent_with_six_children(run_train, tracking_uri, monkeypatch) -> None:
-    result = run_train(*KNN_SWEEP)
+    result = run_train(*KNN_SWEEP, "mlflow.plot_process=true")  # plots in a second process
     assert result.returncode == 0, result.stderr
     parent, children = assert_knn_sweep(tracking_uri, result.stdout)
     assert parent.data.params["sweep.model.n_neighbors"] == "3,5,7"
