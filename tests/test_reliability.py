@@ -48,8 +48,15 @@ def start(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=new_session,
+            preexec_fn=_default_sigint,
         )
     return process, out
+
+
+def _default_sigint() -> None:
+    # a shell's background job (`cmd &`) starts with SIGINT ignored, and so would the sweep:
+    # these tests interrupt it as a terminal's Ctrl-C does, whatever started pytest
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(out: Path, text: str, process: subprocess.Popen, timeout: float = 120) -> None:
