@@ -187,7 +187,7 @@ def _duration(seconds: float) -> str:
 
 def expand_jobs(config: DictConfig) -> list[list[str]] | None:
     """Every job's override list for Hydra's basic sweeper; None for sweepers that decide later."""
-    if not str(config.hydra.sweeper._target_).endswith("BasicSweeper"):
+    if _is_search(config):
         return None
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
