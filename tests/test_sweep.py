@@ -70,13 +70,28 @@ def test_knn_sweep_is_one_parent_with_six_children(run_train, tracking_uri, monk
     assert len(model.predict(X)) == 10
 
 
-def test_joblib_workers_keep_children_under_the_parent(run_train, tracking_uri) -> None:
-    result = run_train(*KNN_SWEEP, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        "hydra_plugins.sweeps_joblib_launcher.SweepsJoblibLauncher",  # hydra/launcher=joblib
+        "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",  # the stock one
+    ],
+    ids=["ours", "stock"],
+)
+def test_joblib_workers_keep_children_under_the_parent(
+    run_train, tracking_uri, launcher: str
+) -> None:
+    result = run_train(
+        *KNN_SWEEP,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.launcher._target_={launcher}",
+    )
     assert result.returncode == 0, result.stderr
     parent, children = assert_knn_sweep(tracking_uri, result.stdout)
     worker_pids = {c.data.tags["pid"] for c in children}
     assert parent.data.tags["pid"] not in worker_pids  # the jobs really ran in other processes
-    assert parent.data.tags["launcher"].endswith("JoblibLauncher")
+    assert parent.data.tags["launcher"] == launcher
 
 
 def test_single_run_is_a_top_level_run(run_train, tracking_uri) -> None:
