@@ -102,7 +102,7 @@ def build_table(children: list[Run], swept: list[str], metric: str, direction: s
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
-        return pd.DataFrame(columns=["rank", "run_id", "run_name", "status", *swept])
+        return pd.DataFrame(columns=["rank", "run_id", "run_name", "status", *swept, metric])
     if metric not in table.columns:
         table[metric] = np.nan
     score = pd.to_numeric(table[metric], errors="coerce")

@@ -150,6 +150,23 @@ def test_summary_cli_on_an_experiment_without_sweeps(tmp_path) -> None:
     assert result.returncode == 1 and "has no sweeps" in result.stderr
 
 
+def test_summary_of_a_sweep_stopped_before_any_child_started(tmp_path) -> None:
+    """Ctrl-C before the first job: the summary still gets written, saying there is no best."""
+    from src.summary import summarize_sweep
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment("stopped")
+    parent = client.create_run(
+        experiment_id, tags={"sweep": "true", "sweep_metric": "cv_accuracy_mean"}
+    )
+    client.log_batch(parent.info.run_id, params=[Param("sweep.model.n_neighbors", "3,5")])
+    summary = summarize_sweep(uri, parent.info.run_id, tmp_path / "out")
+    assert summary.best is None and summary.table.empty
+    assert "there is no best run" in (tmp_path / "out" / "sweep_summary.md").read_text()
+    assert client.get_run(parent.info.run_id).data.metrics["n_children"] == 0
+
+
 def test_summary_of_more_than_1000_children_lists_them_all(tmp_path) -> None:
     """A real store with 1,001 children: every page of MLflow's search is read."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
