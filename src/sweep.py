@@ -36,6 +36,8 @@ from src.summary import SummaryError
 
 PROGRESS_FILE = ".sweep_progress.tsv"
 MIN_JOBS_FOR_PLOT_PROCESS = 16  # below, its start (~0.8 s) outweighs ~0.1 s a job
+JOBLIB_LAUNCHER_MODULE = "hydra_plugins.sweeps_joblib_launcher"  # hydra/launcher=joblib
+JOBLIB_LAUNCHER = f"{JOBLIB_LAUNCHER_MODULE}.SweepsJoblibLauncher"
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
 _gc_settled: list[bool] = []  # per process: settle_gc has run
 
@@ -236,10 +238,16 @@ class MlflowSweepCallback(Callback):
 
                 start_renderer()
             validate_jobs(config, jobs)
+            if str(config.hydra.launcher._target_) == JOBLIB_LAUNCHER:
+                # its workers start up (imports, ~3 s) while this process opens the store
+                from hydra_plugins.sweeps_joblib_launcher import prestart
+
+                prestart(config.hydra.launcher)
             uri = tracking.resolve_tracking_uri(config.mlflow.tracking_uri)
             experiment_id = tracking.ensure_experiment(uri, config.mlflow.experiment_name)
         except (ValueError, HydraException, OmegaConfBaseException, tracking.TrackingError) as e:
             _stop_renderer()
+            _finish_prestart()
             # Hydra only warns about a callback's exception; SystemExit stops the sweep here,
             # before any run exists
             raise SystemExit(f"Sweep not started: {e}") from e
@@ -347,6 +355,11 @@ def uses_plot_process(config: DictConfig, n_jobs: int | None) -> bool:
 def _stop_renderer() -> None:
     if "src.plots" in sys.modules:  # plots imported: a renderer may run
         sys.modules["src.plots"].stop_renderer()
+
+
+def _finish_prestart() -> None:
+    if JOBLIB_LAUNCHER_MODULE in sys.modules:  # workers may be starting: let them come up
+        sys.modules[JOBLIB_LAUNCHER_MODULE].finish_prestart()
 
 
 def create_parent_run(

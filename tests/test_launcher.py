@@ -4,6 +4,7 @@ outputs, with Hydra's state restored once per worker instead of once per job."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 import textwrap
@@ -13,9 +14,11 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
+from joblib import Parallel, delayed
 from omegaconf import OmegaConf
 
-from hydra_plugins.sweeps_joblib_launcher import SweepsJoblibLauncher
+from hydra_plugins import sweeps_joblib_launcher as launcher
+from hydra_plugins.sweeps_joblib_launcher import SweepsJoblibLauncher, SweepsJoblibLauncherConf
 
 from .conftest import REPO
 
@@ -97,3 +100,16 @@ def test_jobs_are_the_stock_launchers_jobs(tmp_path: Path, target: str) -> None:
             assert sorted(seen) == list(range(1, len(seen) + 1))
     else:  # the stock launcher restores it (re-scanning every plugin) for every job
         assert [r["seen"] for r in records] == [1] * 6
+
+
+def test_prestarted_workers_are_the_pool_the_launch_then_uses() -> None:
+    options = OmegaConf.structured(SweepsJoblibLauncherConf(n_jobs=2))
+    launcher.prestart(options, module="src.evaluate")
+    started = launcher.finish_prestart()
+    assert 1 <= len(set(started)) <= 2 and os.getpid() not in started
+    kwargs = launcher.joblib_kwargs(OmegaConf.to_container(options))
+    jobs = Parallel(**kwargs)(
+        delayed(lambda: (os.getpid(), "src.evaluate" in sys.modules))() for _ in range(8)
+    )
+    assert {pid for pid, _ in jobs} <= set(started)  # loky reused the pool: no new processes
+    assert all(imported for _, imported in jobs)  # and each worker imported the module already

@@ -19,11 +19,16 @@ annotations`: Hydra's plugin scan executes this module before it is in sys.modul
 dataclasses cannot resolve string annotations then.
 """
 
+import importlib
 import logging
+import os
+import sys
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cloudpickle
 from hydra.core.config_store import ConfigStore
@@ -34,14 +39,15 @@ from hydra.types import HydraContext, TaskFunction
 from hydra_plugins.hydra_joblib_launcher import joblib_launcher
 from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
 from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
-from joblib import Parallel, delayed
-from omegaconf import DictConfig, open_dict
+from joblib import Parallel, delayed, effective_n_jobs
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger(__name__)
 
 # per worker process: (launch key, hydra context, sweep config, task function) of the launch
 # whose state this process holds
 _worker: tuple[str, HydraContext, DictConfig, TaskFunction] | None = None
+_prestart: list[tuple[threading.Thread, list[int]]] = []  # launching process: workers starting
 
 
 @dataclass
@@ -74,9 +80,7 @@ class SweepsJoblibLauncher(joblib_launcher.JoblibLauncher):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
 
-        joblib_cfg = self.joblib
-        joblib_cfg["backend"] = "loky"  # as the stock launcher: threads are incompatible with Hydra
-        process_joblib_cfg(joblib_cfg)
+        joblib_cfg = joblib_kwargs(self.joblib)
         log.info(
             "Joblib.Parallel({}) is launching {} jobs".format(
                 ",".join(f"{k}={v}" for k, v in joblib_cfg.items()), len(job_overrides)
@@ -91,6 +95,7 @@ class SweepsJoblibLauncher(joblib_launcher.JoblibLauncher):
             cloudpickle.dumps(Singleton.get_state()),
             cloudpickle.dumps((self.hydra_context, self.config, self.task_function)),
         )
+        finish_prestart()  # the pool it started is the one Parallel reuses now
         runs = Parallel(**joblib_cfg)(
             delayed(execute_job)(initial_job_idx + idx, list(overrides), key, state)
             for idx, overrides in enumerate(job_overrides)
@@ -99,6 +104,59 @@ class SweepsJoblibLauncher(joblib_launcher.JoblibLauncher):
         for run in runs:
             assert isinstance(run, JobReturn)
         return runs
+
+
+def joblib_kwargs(options: dict[str, Any]) -> dict[str, Any]:
+    """joblib.Parallel's arguments from the launcher's options, as the stock launcher makes them."""
+    kwargs = {k: v for k, v in options.items() if k != "_target_"}
+    kwargs["backend"] = "loky"  # as the stock launcher: threads are incompatible with Hydra
+    process_joblib_cfg(kwargs)
+    return kwargs
+
+
+def prestart(launcher_config: DictConfig, module: str | None = None) -> None:
+    """Start the loky workers of the coming launch now, in a thread, each importing `module`
+    (default: the module the app runs as, e.g. `python -m src.train`), so they start up while
+    the launching process still prepares the sweep; `launch` waits for them, and Parallel reuses
+    the pool because it gets the same arguments."""
+    if _prestart:
+        return
+    options = OmegaConf.to_container(launcher_config, resolve=True)
+    assert isinstance(options, dict)
+    kwargs = joblib_kwargs(options)
+    n_workers = effective_n_jobs(kwargs.get("n_jobs"))
+    if module is None:
+        main_spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = main_spec.name if main_spec is not None else None
+    started: list[int] = []
+
+    def start() -> None:
+        try:
+            started.extend(
+                Parallel(**kwargs)(delayed(_start_worker)(module) for _ in range(n_workers))
+            )
+        except Exception as e:  # the launch starts its workers itself and reports what fails
+            log.debug(f"Pre-starting joblib workers failed: {e!r}")
+
+    thread = threading.Thread(target=start, name="joblib-prestart", daemon=True)
+    thread.start()
+    _prestart.append((thread, started))
+
+
+def finish_prestart() -> list[int]:
+    """Wait until the workers `prestart` started are up; their pids (none if none started)."""
+    pids: list[int] = []
+    while _prestart:
+        thread, started = _prestart.pop()
+        thread.join()
+        pids += started
+    return pids
+
+
+def _start_worker(module: str | None) -> int:
+    if module is not None:
+        importlib.import_module(module)
+    return os.getpid()
 
 
 def execute_job(idx: int, overrides: list[str], key: str, state: tuple[bytes, bytes]) -> JobReturn:
