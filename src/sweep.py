@@ -1,8 +1,8 @@
 """A Hydra multirun as one MLflow parent run: the callback that owns the parent, and job wiring.
 
 The parent is created in the launching process before any job starts; its id travels to every
-job inside this callback object, which Hydra's launchers pickle into each job (also into joblib
-worker processes), and `on_job_start` hands it to the task.
+job inside this callback object, which Hydra's launchers pickle into whatever process runs the
+job (a joblib worker, a cluster node), and `on_job_start` hands it to the task.
 """
 
 from __future__ import annotations

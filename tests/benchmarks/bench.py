@@ -32,6 +32,9 @@ GRID = [
 N_JOBS = 24 * 2 * 3
 LEAN = ["mlflow.log_plots=false", "mlflow.log_model=false"]
 TWO_WORKERS = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+STOCK_LAUNCHER = [
+    "hydra.launcher._target_=hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+]
 FLAT_GRID = [
     "model=knn",
     "model.n_neighbors=range(1,101)",
@@ -53,6 +56,18 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, int]:
     if process.returncode not in (0,):
         raise RuntimeError(f"{command} failed ({process.returncode}):\n{stderr[-3000:]}")
     return wall, usage.ru_maxrss // 1024
+
+
+def timed_pair(command: list[str], env: dict[str, str]) -> float:
+    """Wall seconds until two copies of `command`, started together, have both ended: what two
+    cores give two processes of the same work on this machine."""
+    started = time.perf_counter()
+    processes = [
+        subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL) for _ in range(2)
+    ]
+    if any(p.wait() != 0 for p in processes):
+        raise RuntimeError(f"{command} failed")
+    return time.perf_counter() - started
 
 
 def empty_store(template: Path, work: Path) -> str:
@@ -161,12 +176,18 @@ def main() -> None:
         "lean": [],
         "full": [],
         "lean_2_workers": [],
+        "lean_2_workers_stock": [],
     }
+    bare_pair: list[float] = []
+    bare_env = os.environ | {"PYTHONPATH": str(REPO)}
     for _ in range(args.repeats):  # interleaved, so drift in the machine hits every mode alike
-        results["bare"].append(timed(bare_cmd, os.environ | {"PYTHONPATH": str(REPO)}))
+        results["bare"].append(timed(bare_cmd, bare_env))
+        bare_pair.append(timed_pair(bare_cmd, bare_env))
         results["lean"].append(sweep(LEAN, template, work)[:2])
         results["full"].append(sweep([], template, work)[:2])
         results["lean_2_workers"].append(sweep(LEAN + TWO_WORKERS, template, work)[:2])
+        stock = LEAN + TWO_WORKERS + STOCK_LAUNCHER
+        results["lean_2_workers_stock"].append(sweep(stock, template, work)[:2])
     median = {k: statistics.median(w for w, _ in v) for k, v in results.items()}
     rss = {k: max(r for _, r in v) for k, v in results.items()}
     print(
@@ -181,8 +202,17 @@ def main() -> None:
             f"| {mode} | {median[mode]:.1f} | {1000 * median[mode] / N_JOBS:.0f} | "
             f"{median[mode] / median['bare']:.2f} | {rss[mode]} |"
         )
-    print(f"\n2 workers / 1 worker (lean): {median['lean_2_workers'] / median['lean']:.2f}")
-    out = {"median_s": median, "peak_rss_mb": rss, "repeats": args.repeats}
+    two, stock = median["lean_2_workers"], median["lean_2_workers_stock"]
+    pair = statistics.median(bare_pair)
+    print(
+        f"\n2 workers / 1 worker (lean): {two / median['lean']:.2f} "
+        f"(the stock joblib launcher: {stock / median['lean']:.2f})"
+    )
+    print(
+        f"Two bare loops at once: {pair:.1f} s against {median['bare']:.1f} s for one, so two "
+        f"processes do {2 * median['bare'] / pair:.2f}x the work of one here"
+    )
+    out = {"median_s": median, "peak_rss_mb": rss, "repeats": args.repeats, "bare_pair_s": pair}
     if not args.skip_flatness:
         flat = flatness(template, work)
         out["flatness"] = flat
