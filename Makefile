@@ -10,9 +10,11 @@ STAMP := $(VENV)/.installed
 sweep: $(STAMP)
 	$(BIN)/python -m src.train sweeps=knn_grid
 
-# Lint, then every test (the same command CI runs through .ci/run).
+# Lint, then every test (the same command CI runs through .ci/run): the default run (under
+# 10 minutes), then the end-to-end tests marked slow.
 test: $(STAMP) lint system-deps
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -164,6 +164,7 @@ def test_interrupt_leaves_nothing_running(tracking_uri, tmp_path, launcher, sig,
     assert parent.data.metrics["n_finished"] == statuses.count("FINISHED")
 
 
+@pytest.mark.slow
 def test_sigkilled_sweep_is_marked_stale_by_the_next_summary(tracking_uri, tmp_path) -> None:
     process, out = start(tracking_uri, tmp_path, *SLOW_SWEEP, "mlflow.plot_process=true")
     wait_for(out, "[1/8]", process)
@@ -222,6 +223,7 @@ def test_resume_reruns_only_what_did_not_finish(tracking_uri, tmp_path) -> None:
     assert resumed.data.metrics["n_children"] == 6
 
 
+@pytest.mark.slow
 def test_forty_jobs_on_four_workers_with_a_locked_database(tracking_uri, tmp_path) -> None:
     db = tracking_uri.removeprefix("sqlite:///")
     process, out = start(

@@ -20,6 +20,8 @@ from mlflow.tracking import MlflowClient
 
 from .conftest import cli, free_port, mlflow_process
 
+pytestmark = pytest.mark.slow  # run by `make test` / CI via `pytest -m slow`
+
 SWEEP = [
     "-m",
     "model=knn",

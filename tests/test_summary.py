@@ -167,6 +167,7 @@ def test_summary_of_a_sweep_stopped_before_any_child_started(tmp_path) -> None:
     assert client.get_run(parent.info.run_id).data.metrics["n_children"] == 0
 
 
+@pytest.mark.slow
 def test_summary_of_more_than_1000_children_lists_them_all(tmp_path) -> None:
     """A real store with 1,001 children: every page of MLflow's search is read."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"

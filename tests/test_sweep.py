@@ -74,7 +74,10 @@ def test_knn_sweep_is_one_parent_with_six_children(run_train, tracking_uri, monk
     "launcher",
     [
         "hydra_plugins.sweeps_joblib_launcher.SweepsJoblibLauncher",  # hydra/launcher=joblib
-        "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",  # the stock one
+        pytest.param(  # the stock one
+            "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+            marks=pytest.mark.slow,
+        ),
     ],
     ids=["ours", "stock"],
 )

@@ -12,6 +12,8 @@ from playwright.sync_api import sync_playwright
 
 from .conftest import REPO, mlflow_process, sweep_runs
 
+pytestmark = pytest.mark.slow  # run by `make test` / CI via `pytest -m slow`
+
 CHROMIUM = "/usr/bin/chromium"
 # as the machine's own probe starts it: no sandbox as root, and no background network traffic
 CHROMIUM_ARGS = [
