@@ -3,6 +3,11 @@
 The parent is created in the launching process before any job starts; its id travels to every
 job inside this callback object, which Hydra's launchers pickle into whatever process runs the
 job (a joblib worker, a cluster node), and `on_job_start` hands it to the task.
+
+mlflow, and the modules of ours that import it, are imported where they are used: Hydra imports
+this module before the sweep starts, and `on_multirun_start` starts hydra/launcher=joblib's
+workers first thing, so that they import (~4 s) while this process does (tests/test_launcher.py
+checks that importing it and src.train loads neither mlflow nor scikit-learn).
 """
 
 from __future__ import annotations
@@ -18,26 +23,29 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from src import composition, tracking
-from src.recovery import job_key, mark_stale_runs, reopen_sweep, resume_parent
-from src.summary import SummaryError
+from src import composition
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    from src import tracking
 
 PROGRESS_FILE = ".sweep_progress.tsv"
 MIN_JOBS_FOR_PLOT_PROCESS = 16  # below, its start (~0.8 s) outweighs ~0.1 s a job
 JOBLIB_LAUNCHER_MODULE = "hydra_plugins.sweeps_joblib_launcher"  # hydra/launcher=joblib
 JOBLIB_LAUNCHER = f"{JOBLIB_LAUNCHER_MODULE}.SweepsJoblibLauncher"
+# what a joblib worker imports before its first job: the work, and the store's ~1 s
+WORKER_MODULES = ("src.job", "mlflow.store.tracking.sqlalchemy_store")
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
 _gc_settled: list[bool] = []  # per process: settle_gc has run
 
@@ -83,6 +91,8 @@ def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
         return task(cfg)
     if _exit_guard.get("signal"):  # a signal's KeyboardInterrupt can be swallowed by a __del__
         raise KeyboardInterrupt(f"signal {_exit_guard['signal']}: the sweep is stopping")
+    from src.recovery import job_key
+
     overrides = job_overrides()
     name = child_run_name(cfg, overrides, ctx.swept)
     key = job_key(overrides)
@@ -229,7 +239,19 @@ class MlflowSweepCallback(Callback):
         self.context: SweepContext | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Validate the jobs, then create the store, the experiment and the parent run."""
+        """Start the joblib workers, validate the jobs, then create the store, the experiment
+        and the parent run."""
+        joblib = str(config.hydra.launcher._target_) == JOBLIB_LAUNCHER
+        if joblib:  # first: what its workers fork from imports (~4 s, once) while this does
+            from hydra_plugins.sweeps_joblib_launcher import prestart, start_forkserver
+
+            start_forkserver(WORKER_MODULES)
+        from mlflow.tracking import MlflowClient
+
+        from src import tracking
+        from src.recovery import mark_stale_runs, reopen_sweep, resume_parent
+        from src.summary import SummaryError
+
         try:
             jobs = expand_jobs(config)
             n_jobs = len(jobs) if jobs is not None else config.hydra.sweeper.get("n_trials")
@@ -238,19 +260,12 @@ class MlflowSweepCallback(Callback):
 
                 start_renderer()
             validate_jobs(config, jobs)
-            if str(config.hydra.launcher._target_) == JOBLIB_LAUNCHER:
-                # its workers start up (imports, ~3 s) while this process opens the store
-                from hydra_plugins.sweeps_joblib_launcher import prestart
-
+            if joblib:  # valid: the workers start while this process opens the store
                 prestart(config.hydra.launcher)
             uri = tracking.resolve_tracking_uri(config.mlflow.tracking_uri)
             experiment_id = tracking.ensure_experiment(uri, config.mlflow.experiment_name)
         except (ValueError, HydraException, OmegaConfBaseException, tracking.TrackingError) as e:
-            _stop_renderer()
-            _finish_prestart()
-            # Hydra only warns about a callback's exception; SystemExit stops the sweep here,
-            # before any run exists
-            raise SystemExit(f"Sweep not started: {e}") from e
+            _not_started(e)
         commit, dirty = tracking.git_info()
         base = tracking.RunTarget(uri, experiment_id, None, commit, dirty)
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
@@ -267,7 +282,7 @@ class MlflowSweepCallback(Callback):
             try:
                 parent = resume_parent(client, experiment_id, str(config.sweep.resume))
             except SummaryError as e:
-                raise SystemExit(f"Sweep not started: {e}") from e
+                _not_started(e)
             parent_id = parent.info.run_id
             finished = reopen_sweep(client, parent)
             print(f"Resuming sweep {parent_id}: {len(finished)} finished jobs are kept", flush=True)
@@ -322,6 +337,10 @@ class MlflowSweepCallback(Callback):
             gc.freeze()
 
     def _close_parent(self, config: DictConfig) -> None:
+        from mlflow.tracking import MlflowClient
+
+        from src import tracking
+
         assert self.context is not None
         try:
             counts = finish_parent_run(self.context, config)
@@ -366,15 +385,24 @@ def _stop_renderer() -> None:
         sys.modules["src.plots"].stop_renderer()
 
 
-def _finish_prestart() -> None:
-    if JOBLIB_LAUNCHER_MODULE in sys.modules:  # workers may be starting: let them come up
-        sys.modules[JOBLIB_LAUNCHER_MODULE].finish_prestart()
+def _not_started(e: Exception) -> NoReturn:
+    _stop_renderer()
+    if JOBLIB_LAUNCHER_MODULE in sys.modules:  # workers may be starting: let them come up, so
+        sys.modules[JOBLIB_LAUNCHER_MODULE].finish_prestart()  # that they end cleanly at exit
+    # Hydra only warns about a callback's exception; SystemExit stops the sweep here, before any
+    # run exists
+    raise SystemExit(f"Sweep not started: {e}") from e
 
 
 def create_parent_run(
     config: DictConfig, base: tracking.RunTarget, jobs: list[list[str]] | None, sweep_dir: Path
 ) -> str:
     """The parent run: tagged as a sweep, with the swept keys and their values as params."""
+    from mlflow.entities import Param
+    from mlflow.tracking import MlflowClient
+
+    from src import tracking
+
     swept = swept_values(config)
     name = f"sweep {config.hydra.runtime.choices.get('model', '')} " + " ".join(
         f"{k.removeprefix('model.')}={','.join(v)}" for k, v in swept.items()
@@ -438,6 +466,9 @@ def swept_values(config: DictConfig) -> dict[str, list[str]]:
 def finish_parent_run(ctx: SweepContext, config: DictConfig) -> dict[str, int]:
     """Summarise the sweep onto the parent and into the sweep folder, run the registry gate if
     asked (registry.enabled), then end the parent."""
+    from mlflow.tracking import MlflowClient
+
+    from src import tracking
     from src.summary import summarize_sweep
 
     parent_id = ctx.target.parent_run_id
@@ -471,6 +502,10 @@ def finish_parent_run(ctx: SweepContext, config: DictConfig) -> dict[str, int]:
 def record_search_result(client: MlflowClient, ctx: SweepContext, summary: Any) -> None:
     """A search sweeper's own verdict (Optuna's optimization_results.yaml) on the parent: the best
     value, the best params, and the child run that holds that trial."""
+    from mlflow.entities import Metric, RunTag
+
+    from src import tracking
+
     results = Path(ctx.sweep_dir) / "optimization_results.yaml"
     if not results.is_file():
         return
@@ -524,6 +559,8 @@ def _close_parent_on_exit() -> None:
     if ctx is None:
         return
     _exit_guard["context"] = None
+    from mlflow.tracking import MlflowClient
+
     from src.summary import children_of, summarize_sweep
 
     parent_id = ctx.target.parent_run_id

@@ -40,7 +40,7 @@ def main(cfg) -> int:
     registry = Plugins.instance()
     registry.jobs_seen = getattr(registry, "jobs_seen", 0) + 1
     record = {"x": cfg.x, "pid": os.getpid(), "seen": registry.jobs_seen,
-              "id": job.id, "num": job.num}
+              "id": job.id, "num": job.num, "omp": os.environ.get("OMP_NUM_THREADS")}
     Path(HydraConfig.get().runtime.output_dir, "record.json").write_text(json.dumps(record))
     return cfg.x
 
@@ -91,6 +91,8 @@ def test_jobs_are_the_stock_launchers_jobs(tmp_path: Path, target: str) -> None:
     assert [r["x"] for r in records] == [1, 2, 3, 4, 5, 6]
     assert [r["num"] for r in records] == list(range(6))
     assert [r["id"] for r in records] == [f"app_{n}" for n in range(6)]
+    # loky's thread limits for 2 workers, though ours fork their workers from a server process
+    assert {r["omp"] for r in records} == {str(max(os.cpu_count() // 2, 1))}
     by_worker: dict[int, list[int]] = {}
     for r in records:
         by_worker.setdefault(r["pid"], []).append(r["seen"])
@@ -102,14 +104,34 @@ def test_jobs_are_the_stock_launchers_jobs(tmp_path: Path, target: str) -> None:
         assert [r["seen"] for r in records] == [1] * 6
 
 
-def test_prestarted_workers_are_the_pool_the_launch_then_uses() -> None:
+def test_prestarted_workers_fork_from_a_server_and_are_the_pool_the_launch_uses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "preloaded_marker.py").write_text("")  # a module only the server imports
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path), prepend=os.pathsep)
+    launcher.start_forkserver(["preloaded_marker"])
     options = OmegaConf.structured(SweepsJoblibLauncherConf(n_jobs=2))
-    launcher.prestart(options, module="src.evaluate")
+    launcher.prestart(options)
     started = launcher.finish_prestart()
     assert 1 <= len(set(started)) <= 2 and os.getpid() not in started
     kwargs = launcher.joblib_kwargs(OmegaConf.to_container(options))
     jobs = Parallel(**kwargs)(
-        delayed(lambda: (os.getpid(), "src.evaluate" in sys.modules))() for _ in range(8)
+        delayed(lambda: (os.getpid(), os.getppid(), "preloaded_marker" in sys.modules))()
+        for _ in range(8)
     )
-    assert {pid for pid, _ in jobs} <= set(started)  # loky reused the pool: no new processes
-    assert all(imported for _, imported in jobs)  # and each worker imported the module already
+    assert {pid for pid, _, _ in jobs} <= set(started)  # loky reused the pool: no new processes
+    parents = {ppid for _, ppid, _ in jobs}
+    assert len(parents) == 1 and os.getpid() not in parents  # forked by the server, not by us
+    assert all(imported for _, _, imported in jobs)  # which had imported the module for them
+    assert "preloaded_marker" not in sys.modules
+
+
+def test_the_entry_point_and_the_callback_import_neither_mlflow_nor_sklearn() -> None:
+    """Hydra imports both before a sweep starts; the joblib workers' server starts only then, so
+    that it imports mlflow and scikit-learn while this process does."""
+    heavy = ("mlflow", "sklearn", "pandas", "src.job", "src.tracking")
+    code = f"import sys, src.train, src.sweep; print([m for m in {heavy!r} if m in sys.modules])"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -13,6 +13,7 @@ from .conftest import all_runs, sweep_runs
 from .test_train import BINARY_METRICS, METRICS
 
 KNN_SWEEP = ["-m", "model=knn", "model.n_neighbors=3,5,7", "model.weights=uniform,distance"]
+JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 PLOTS = {"plots/roc_curve.png", "plots/confusion_matrix.png", "plots/feature_importance.png"}
 
 
@@ -125,6 +126,8 @@ def test_single_run_is_a_top_level_run(run_train, tracking_uri) -> None:
         (["-m", "data=csv", "data.path=HEART", "data.target=nope"], "data.target='nope'"),
         (["data=csv", "data.path=HEART", "data.target=nope"], "data.target='nope'"),
         (["-m", "data=csv"], "data.path"),
+        # the joblib workers' server starts before validation, and must end quietly with it
+        (["-m", "model=knn", "model.weights=uniform,bogus", *JOBLIB], "model.weights='bogus'"),
     ],
 )
 def test_bad_input_fails_before_any_run(run_train, tracking_uri, heart_csv, args, culprit) -> None:
@@ -133,4 +136,6 @@ def test_bad_input_fails_before_any_run(run_train, tracking_uri, heart_csv, args
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert culprit in output, output
+    if "-m" in args:  # a sweep says what is wrong, without a traceback from any process
+        assert "Traceback" not in output, output
     assert all_runs(tracking_uri) == []

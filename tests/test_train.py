@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
 from src.evaluate import class_key
-from src.train import train
+from src.job import train
 
 from .conftest import REPO, all_runs
 
