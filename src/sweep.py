@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 
 PROGRESS_FILE = ".sweep_progress.tsv"
 MIN_JOBS_FOR_PLOT_PROCESS = 16  # below, its start (~0.8 s) outweighs ~0.1 s a job
-JOBLIB_LAUNCHER_MODULE = "hydra_plugins.sweeps_joblib_launcher"  # hydra/launcher=joblib
-JOBLIB_LAUNCHER = f"{JOBLIB_LAUNCHER_MODULE}.SweepsJoblibLauncher"
 # what a joblib worker imports before its first job: the work, and the store's ~1 s
 WORKER_MODULES = ("src.job", "mlflow.store.tracking.sqlalchemy_store")
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
@@ -241,10 +239,15 @@ class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Start the joblib workers, validate the jobs, then create the store, the experiment
         and the parent run."""
-        joblib = str(config.hydra.launcher._target_) == JOBLIB_LAUNCHER
-        if joblib:  # first: what its workers fork from imports (~4 s, once) while this does
-            from hydra_plugins.sweeps_joblib_launcher import prestart, start_forkserver
+        from hydra_plugins.sweeps_joblib_launcher import (  # Hydra's plugin scan imported it
+            SweepsJoblibLauncher,
+            prestart,
+            start_forkserver,
+        )
 
+        ours = f"{SweepsJoblibLauncher.__module__}.{SweepsJoblibLauncher.__qualname__}"
+        joblib = config.hydra.launcher._target_ == ours and launcher_workers(_root_=config) > 1
+        if joblib:  # first: what its workers fork from imports (~4 s, once) while this does
             start_forkserver(WORKER_MODULES)
         from mlflow.tracking import MlflowClient
 
@@ -390,8 +393,9 @@ def _stop_renderer() -> None:
 
 def _not_started(e: Exception) -> NoReturn:
     _stop_renderer()
-    if JOBLIB_LAUNCHER_MODULE in sys.modules:  # workers may be starting: let them come up, so
-        sys.modules[JOBLIB_LAUNCHER_MODULE].finish_prestart()  # that they end cleanly at exit
+    from hydra_plugins.sweeps_joblib_launcher import finish_prestart
+
+    finish_prestart()  # joblib workers may be starting: let them come up, to end cleanly at exit
     # Hydra only warns about a callback's exception; SystemExit stops the sweep here, before any
     # run exists
     raise SystemExit(f"Sweep not started: {e}") from e

@@ -183,9 +183,11 @@ def main() -> None:
     for _ in range(args.repeats):  # interleaved, so drift in the machine hits every mode alike
         results["bare"].append(timed(bare_cmd, bare_env))
         bare_pair.append(timed_pair(bare_cmd, bare_env))
+        # lean and its 2-worker run back to back: their ratio is taken per repeat, so that the
+        # machine's drift (up to 20% between minutes on a shared host) hits both alike
         results["lean"].append(sweep(LEAN, template, work)[:2])
-        results["full"].append(sweep([], template, work)[:2])
         results["lean_2_workers"].append(sweep(LEAN + TWO_WORKERS, template, work)[:2])
+        results["full"].append(sweep([], template, work)[:2])
         stock = LEAN + TWO_WORKERS + STOCK_LAUNCHER
         results["lean_2_workers_stock"].append(sweep(stock, template, work)[:2])
     median = {k: statistics.median(w for w, _ in v) for k, v in results.items()}
@@ -204,15 +206,26 @@ def main() -> None:
         )
     two, stock = median["lean_2_workers"], median["lean_2_workers_stock"]
     pair = statistics.median(bare_pair)
+    runs = zip(results["lean_2_workers"], results["lean"], strict=True)
+    paired = [two_s / one_s for (two_s, _), (one_s, _) in runs]
     print(
-        f"\n2 workers / 1 worker (lean): {two / median['lean']:.2f} "
-        f"(the stock joblib launcher: {stock / median['lean']:.2f})"
+        f"\n2 workers / 1 worker (lean): {statistics.median(paired):.2f}, the median of the "
+        f"per-repeat ratios {', '.join(f'{r:.2f}' for r in paired)} "
+        f"(ratio of the medians: {two / median['lean']:.2f}; "
+        f"the stock joblib launcher: {stock / median['lean']:.2f})"
     )
     print(
         f"Two bare loops at once: {pair:.1f} s against {median['bare']:.1f} s for one, so two "
         f"processes do {2 * median['bare'] / pair:.2f}x the work of one here"
     )
-    out = {"median_s": median, "peak_rss_mb": rss, "repeats": args.repeats, "bare_pair_s": pair}
+    out = {
+        "median_s": median,
+        "peak_rss_mb": rss,
+        "repeats": args.repeats,
+        "bare_pair_s": pair,
+        "runs_s": {k: [w for w, _ in v] for k, v in results.items()},
+        "two_workers_paired_ratios": paired,
+    }
     if not args.skip_flatness:
         flat = flatness(template, work)
         out["flatness"] = flat
