@@ -45,7 +45,7 @@ from hydra.types import HydraContext, TaskFunction
 from hydra_plugins.hydra_joblib_launcher import joblib_launcher
 from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
 from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
-from joblib import Parallel, cpu_count, delayed, effective_n_jobs
+from joblib import Parallel, delayed, effective_n_jobs
 from joblib._parallel_backends import LokyBackend
 from joblib.externals.loky.backend import context as loky_context
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -127,11 +127,10 @@ def joblib_kwargs(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def thread_limits(kwargs: dict[str, Any]) -> dict[str, str]:
-    """The thread limits loky gives each worker of this pool: `OMP_NUM_THREADS` and the like set
-    to cores / workers unless the environment sets them."""
-    n_workers = max(1, effective_n_jobs(kwargs.get("n_jobs")))
-    default = str(max(cpu_count() // n_workers, 1))
-    return {var: os.environ.get(var, default) for var in LokyBackend.MAX_NUM_THREADS_VARS}
+    """The environment loky gives each worker of this pool (`OMP_NUM_THREADS` and the like set
+    to cores / workers unless the environment sets them), from joblib's own method: loky passes
+    it only to workers it starts itself, not to forked ones."""
+    return LokyBackend()._prepare_worker_env(max(1, effective_n_jobs(kwargs.get("n_jobs"))))
 
 
 def start_forkserver(modules: Sequence[str]) -> None:
