@@ -18,7 +18,7 @@ from src.data import Dataset, load_dataset
 from src.evaluate import evaluate
 from src.pipeline import build_pipeline
 from src.recovery import job_key
-from src.sweep import child_run_name, current_sweep, job_overrides, model_choice
+from src.sweep import RunTarget, child_run_name, current_sweep, job_overrides, model_choice
 
 
 def train(cfg: DictConfig) -> float:
@@ -63,7 +63,7 @@ def train(cfg: DictConfig) -> float:
 
 def log_model(
     cfg: DictConfig,
-    target: tracking.RunTarget,
+    target: RunTarget,
     run_id: str,
     pipeline: Any,
     data: Dataset,
@@ -84,7 +84,7 @@ def log_model(
     )
 
 
-def run_target(cfg: DictConfig) -> tracking.RunTarget:
+def run_target(cfg: DictConfig) -> RunTarget:
     """The sweep's parent and store inside a sweep; a top-level run in `cfg`'s store otherwise."""
     ctx = current_sweep()
     if ctx is not None:
@@ -92,7 +92,7 @@ def run_target(cfg: DictConfig) -> tracking.RunTarget:
     uri = tracking.resolve_tracking_uri(cfg.mlflow.tracking_uri)
     experiment_id = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name)
     commit, dirty = tracking.git_info()
-    return tracking.RunTarget(uri, experiment_id, None, commit, dirty)
+    return RunTarget(uri, experiment_id, None, commit, dirty)
 
 
 def _job_num() -> int | None:

@@ -1,13 +1,15 @@
 """A Hydra multirun as one MLflow parent run: the callback that owns the parent, and job wiring.
 
-The parent is created in the launching process before any job starts; its id travels to every
-job inside this callback object, which Hydra's launchers pickle into whatever process runs the
-job (a joblib worker, a cluster node), and `on_job_start` hands it to the task.
+The parent is created before any job starts; its id travels to every job inside this callback
+object, which Hydra's launchers pickle into whatever process runs the job (a joblib worker, a
+cluster node), and `on_job_start` hands it to the task.
 
 mlflow, and the modules of ours that import it, are imported where they are used: Hydra imports
 this module before the sweep starts, and `on_multirun_start` starts hydra/launcher=joblib's
-workers first thing, so that they import (~4 s) while this process does (tests/test_launcher.py
-checks that importing it and src.train loads neither mlflow nor scikit-learn).
+workers first thing, so that they import (~4 s) while this process validates the jobs
+(tests/test_launcher.py checks that importing it and src.train loads neither mlflow nor
+scikit-learn). With those workers, the parent's MLflow work (`open_sweep`, `finish_parent_run`)
+runs on one of them, and the launching process never imports mlflow; otherwise it runs here.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -38,7 +40,6 @@ from src import composition
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-    from src import tracking
 
 PROGRESS_FILE = ".sweep_progress.tsv"
 MIN_JOBS_FOR_PLOT_PROCESS = 16  # below, its start (~0.8 s) outweighs ~0.1 s a job
@@ -46,6 +47,7 @@ MIN_JOBS_FOR_PLOT_PROCESS = 16  # below, its start (~0.8 s) outweighs ~0.1 s a j
 WORKER_MODULES = ("src.job", "mlflow.store.tracking.sqlalchemy_store")
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
 _gc_settled: list[bool] = []  # per process: settle_gc has run
+T = TypeVar("T")
 
 
 def launcher_workers(*, _root_: DictConfig) -> int:
@@ -63,10 +65,23 @@ _current: SweepContext | None = None  # set by on_job_start in the process that 
 
 
 @dataclass(frozen=True)
+class RunTarget:
+    """Where a job's run goes: the store, the experiment, and the parent run when in a sweep.
+    Here, not in src.tracking, so that the launching process can hold one without importing
+    MLflow."""
+
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str | None = None
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+
+
+@dataclass(frozen=True)
 class SweepContext:
     """What every job of a sweep needs to know, built once in the launching process."""
 
-    target: tracking.RunTarget
+    target: RunTarget
     sweep_dir: str
     n_jobs: int | None
     started_at: float
@@ -235,6 +250,9 @@ class MlflowSweepCallback(Callback):
 
     def __init__(self) -> None:
         self.context: SweepContext | None = None
+        # hydra/launcher=joblib with 2+ workers: its config. The parent's MLflow work then runs
+        # on one of its workers, forked with MLflow imported, and this process never imports it
+        self.workers: DictConfig | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Start the joblib workers, validate the jobs, then create the store, the experiment
@@ -246,15 +264,11 @@ class MlflowSweepCallback(Callback):
         )
 
         ours = f"{SweepsJoblibLauncher.__module__}.{SweepsJoblibLauncher.__qualname__}"
-        joblib = config.hydra.launcher._target_ == ours and launcher_workers(_root_=config) > 1
-        if joblib:  # first: what its workers fork from imports (~4 s, once) while this does
+        if config.hydra.launcher._target_ == ours and launcher_workers(_root_=config) > 1:
+            # first: what its workers fork from imports MLflow and the work (~4 s, once) while
+            # this process validates the jobs
             start_forkserver(WORKER_MODULES)
-        from mlflow.tracking import MlflowClient
-
-        from src import tracking
-        from src.recovery import mark_stale_runs, reopen_sweep, resume_parent
-        from src.summary import SummaryError
-
+            self.workers = config.hydra.launcher
         try:
             jobs = expand_jobs(config)
             n_jobs = len(jobs) if jobs is not None else config.hydra.sweeper.get("n_trials")
@@ -263,37 +277,14 @@ class MlflowSweepCallback(Callback):
 
                 start_renderer()
             validate_jobs(config, jobs)
-            if joblib:  # valid: the workers start while this process opens the store
-                prestart(config.hydra.launcher)
-            uri = tracking.resolve_tracking_uri(config.mlflow.tracking_uri)
-            experiment_id = tracking.ensure_experiment(uri, config.mlflow.experiment_name)
-        except (ValueError, HydraException, OmegaConfBaseException, tracking.TrackingError) as e:
+            if self.workers is not None:  # valid: the workers start
+                prestart(self.workers)
+            target, finished = self._run(open_sweep, config, jobs, os.getpid())
+        except (ValueError, HydraException, OmegaConfBaseException) as e:
             _not_started(e)
-        commit, dirty = tracking.git_info()
-        base = tracking.RunTarget(uri, experiment_id, None, commit, dirty)
-        sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        client = MlflowClient(uri)
-        for run in mark_stale_runs(client, experiment_id):
-            print(
-                f"Marked stale run {run.info.run_name!r} ({run.info.run_id}) FAILED: its "
-                f"process is gone",
-                flush=True,
-            )
-        finished: dict[str, float] = {}
-        if config.sweep.resume:
-            try:
-                parent = resume_parent(client, experiment_id, str(config.sweep.resume))
-            except SummaryError as e:
-                _not_started(e)
-            parent_id = parent.info.run_id
-            finished = reopen_sweep(client, parent)
-            print(f"Resuming sweep {parent_id}: {len(finished)} finished jobs are kept", flush=True)
-        else:
-            parent_id = create_parent_run(config, base, jobs, sweep_dir)
         self.context = SweepContext(
-            target=tracking.RunTarget(uri, experiment_id, parent_id, commit, dirty),
-            sweep_dir=str(sweep_dir),
+            target=target,
+            sweep_dir=str(Path(str(config.hydra.sweep.dir)).resolve()),
             n_jobs=n_jobs,
             started_at=time.time(),
             max_failures=config.sweep.max_failures,
@@ -303,11 +294,21 @@ class MlflowSweepCallback(Callback):
             finished=finished,
         )
         print(
-            f"Sweep parent run {parent_id} in experiment {config.mlflow.experiment_name!r} "
-            f"({n_jobs or 'unknown number of'} jobs) at {uri}",
+            f"Sweep parent run {target.parent_run_id} in experiment "
+            f"{config.mlflow.experiment_name!r} ({n_jobs or 'unknown number of'} jobs) at "
+            f"{target.tracking_uri}",
             flush=True,
         )
         _install_exit_guard(self.context)
+
+    def _run(self, function: Callable[..., T], *args: Any) -> T:
+        """`function(*args)` here, or with hydra/launcher=joblib on one of its workers (which
+        have MLflow imported; what they print goes to this process's stdout)."""
+        if self.workers is None:
+            return function(*args)
+        from hydra_plugins.sweeps_joblib_launcher import run_in_worker
+
+        return run_in_worker(self.workers, function, *args)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Hand the sweep context to the task in whatever process runs this job."""
@@ -343,14 +344,14 @@ class MlflowSweepCallback(Callback):
             gc.freeze()  # and what the summary left
 
     def _close_parent(self, config: DictConfig) -> None:
-        from mlflow.tracking import MlflowClient
-
-        from src import tracking
-
         assert self.context is not None
         try:
-            counts = finish_parent_run(self.context, config)
+            counts = self._run(finish_parent_run, self.context, config)
         except Exception as e:  # the children are safe in MLflow; say why the summary is missing
+            from mlflow.tracking import MlflowClient
+
+            from src import tracking
+
             client = MlflowClient(self.context.target.tracking_uri)
             parent_id = self.context.target.parent_run_id
             tracking.record_failure(client, parent_id, e)
@@ -401,10 +402,61 @@ def _not_started(e: Exception) -> NoReturn:
     raise SystemExit(f"Sweep not started: {e}") from e
 
 
+class SweepSetupError(ValueError):
+    """The tracking store, or the sweep that sweep.resume names, cannot be opened."""
+
+
+def open_sweep(
+    config: DictConfig, jobs: list[list[str]] | None, owner_pid: int
+) -> tuple[RunTarget, dict[str, float]]:
+    """Open the store and the experiment, end runs whose process is gone, and create the parent
+    run (of process `owner_pid`), or reopen the one sweep.resume names; the parent's run target,
+    and the finished jobs' results (job key -> metric) when resuming."""
+    from mlflow.tracking import MlflowClient
+
+    from src import tracking
+    from src.recovery import mark_stale_runs, reopen_sweep, resume_parent
+    from src.summary import SummaryError
+
+    try:
+        uri = tracking.resolve_tracking_uri(config.mlflow.tracking_uri)
+        experiment_id = tracking.ensure_experiment(uri, config.mlflow.experiment_name)
+    except tracking.TrackingError as e:
+        raise SweepSetupError(str(e)) from e
+    commit, dirty = tracking.git_info()
+    base = RunTarget(uri, experiment_id, None, commit, dirty)
+    sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(uri)
+    for run in mark_stale_runs(client, experiment_id):
+        print(
+            f"Marked stale run {run.info.run_name!r} ({run.info.run_id}) FAILED: its "
+            f"process is gone",
+            flush=True,
+        )
+    finished: dict[str, float] = {}
+    if config.sweep.resume:
+        try:
+            parent = resume_parent(client, experiment_id, str(config.sweep.resume))
+        except SummaryError as e:
+            raise SweepSetupError(str(e)) from e
+        parent_id = parent.info.run_id
+        finished = reopen_sweep(client, parent)
+        print(f"Resuming sweep {parent_id}: {len(finished)} finished jobs are kept", flush=True)
+    else:
+        parent_id = create_parent_run(config, base, jobs, sweep_dir, owner_pid)
+    return RunTarget(uri, experiment_id, parent_id, commit, dirty), finished
+
+
 def create_parent_run(
-    config: DictConfig, base: tracking.RunTarget, jobs: list[list[str]] | None, sweep_dir: Path
+    config: DictConfig,
+    base: RunTarget,
+    jobs: list[list[str]] | None,
+    sweep_dir: Path,
+    owner_pid: int | None = None,
 ) -> str:
-    """The parent run: tagged as a sweep, with the swept keys and their values as params."""
+    """The parent run: tagged as a sweep, with the swept keys and their values as params, and
+    as a run of process `owner_pid` (by default this one)."""
     from mlflow.entities import Param
     from mlflow.tracking import MlflowClient
 
@@ -428,7 +480,7 @@ def create_parent_run(
         lambda: client.create_run(
             base.experiment_id,
             run_name=name[:250],
-            tags=tracking.run_tags(base, name[:250], tags),
+            tags=tracking.run_tags(base, name[:250], tags, owner_pid),
         )
     )
     params = [
@@ -486,7 +538,8 @@ def finish_parent_run(ctx: SweepContext, config: DictConfig) -> dict[str, int]:
         from src.register import default_model_name, describe, register_best
 
         name = config.registry.name or default_model_name(str(config.mlflow.experiment_name))
-        print(describe(register_best(client, summary, name, config.registry.min_improvement)))
+        decision = register_best(client, summary, name, config.registry.min_improvement)
+        print(describe(decision), flush=True)
     counts = summary.counts
     all_failed = counts["n_children"] > 0 and counts["n_finished"] == 0
     stopped = ctx.max_failures is not None and counts["n_failed"] > ctx.max_failures
@@ -496,13 +549,15 @@ def finish_parent_run(ctx: SweepContext, config: DictConfig) -> dict[str, int]:
         tracking.with_retries(lambda: client.set_tag(parent_id, "end_reason", reason))
     tracking.with_retries(lambda: client.set_terminated(parent_id, status))
     finished, failed, total = counts["n_finished"], counts["n_failed"], counts["n_children"]
-    print(f"Sweep {parent_id} {status}: {finished} finished, {failed} failed of {total} children")
+    counted = f"{finished} finished, {failed} failed of {total} children"
+    lines = [f"Sweep {parent_id} {status}: {counted}"]
     best = summary.best
     if best is not None:
         score = f"{summary.metric}={best[summary.metric]:.4f}"
-        print(f"Best: {best['run_name']} ({best['run_id']}) {score}")
+        lines.append(f"Best: {best['run_name']} ({best['run_id']}) {score}")
     files = Path(ctx.sweep_dir) / "sweep_summary.md"
-    print(f"Summary: {files} (and on the parent run, under summary/)")
+    lines.append(f"Summary: {files} (and on the parent run, under summary/)")
+    print("\n".join(lines), flush=True)  # at once: this may run in a joblib worker
     return counts
 
 

@@ -12,11 +12,10 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
@@ -25,6 +24,9 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+if TYPE_CHECKING:
+    from src.sweep import RunTarget
 
 T = TypeVar("T")
 MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "cloudpickle", "numpy", "pandas", "scipy")
@@ -45,17 +47,6 @@ logging.getLogger("mlflow.sklearn").addFilter(_drop_chosen_format_warning)
 
 class TrackingError(RuntimeError):
     """The tracking store cannot be reached or written; the message names the URI."""
-
-
-@dataclass(frozen=True)
-class RunTarget:
-    """Where a job's run goes: the store, the experiment, and the parent run when in a sweep."""
-
-    tracking_uri: str
-    experiment_id: str
-    parent_run_id: str | None = None
-    git_commit: str | None = None
-    git_dirty: bool | None = None
 
 
 def resolve_tracking_uri(configured: str) -> str:
@@ -194,10 +185,14 @@ def process_identity(pid: int) -> str | None:
     return f"{socket.gethostname()}:{pid}:{start}"
 
 
-def run_tags(target: RunTarget, run_name: str, extra: dict[str, str]) -> dict[str, str]:
-    """Tags every run gets: name, parent link, git state, host and process."""
-    tags = {MLFLOW_RUN_NAME: run_name, "host": socket.gethostname(), "pid": str(os.getpid())}
-    if (identity := process_identity(os.getpid())) is not None:
+def run_tags(
+    target: RunTarget, run_name: str, extra: dict[str, str], pid: int | None = None
+) -> dict[str, str]:
+    """Tags every run gets: name, parent link, git state, host and process (`pid`, by default
+    this one: the process whose end would leave the run orphaned)."""
+    pid = os.getpid() if pid is None else pid
+    tags = {MLFLOW_RUN_NAME: run_name, "host": socket.gethostname(), "pid": str(pid)}
+    if (identity := process_identity(pid)) is not None:
         tags["process"] = identity  # lets a later sweep tell a crashed run from a live one
     if target.parent_run_id:
         tags[MLFLOW_PARENT_RUN_ID] = target.parent_run_id

@@ -193,7 +193,17 @@ def test_sigkilled_sweep_is_marked_stale_by_the_next_summary(tracking_uri, tmp_p
     assert [r for r in all_runs(tracking_uri) if r.info.status == "RUNNING"] == []
 
 
-def test_resume_reruns_only_what_did_not_finish(tracking_uri, tmp_path) -> None:
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        [],
+        pytest.param(  # the parent is reopened on a worker
+            ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], marks=pytest.mark.slow
+        ),
+    ],
+    ids=["basic", "joblib"],
+)
+def test_resume_reruns_only_what_did_not_finish(tracking_uri, tmp_path, launcher) -> None:
     sweep = [
         "-m",
         "model=knn",
@@ -201,6 +211,7 @@ def test_resume_reruns_only_what_did_not_finish(tracking_uri, tmp_path) -> None:
         "data=heart",
         f"data.path={HEART_CSV}",
         "mlflow.log_plots=false",
+        *launcher,
     ]
     process, out = start(tracking_uri, tmp_path, *sweep)
     wait_for(out, "[2/6]", process)
@@ -261,15 +272,19 @@ def test_forty_jobs_on_four_workers_with_a_locked_database(tracking_uri, tmp_pat
     assert parent.info.status == "FINISHED" and parent.data.metrics["n_children"] == 40
 
 
-def test_unreachable_tracking_server_fails_fast_naming_it(tmp_path) -> None:
+@pytest.mark.parametrize(
+    "launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"]
+)
+def test_unreachable_tracking_server_fails_fast_naming_it(tmp_path, launcher) -> None:
     with __import__("socket").socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once the block ends
     uri = f"http://127.0.0.1:{port}"
     started = time.monotonic()
-    result = run(uri, tmp_path, "-m", "model=knn", "model.n_neighbors=3,5")
+    result = run(uri, tmp_path, "-m", "model=knn", "model.n_neighbors=3,5", *launcher)
     assert time.monotonic() - started < 60
     assert result.returncode != 0 and uri in result.stderr
+    assert "Sweep not started" in result.stderr and "Traceback" not in result.stderr
     assert "[1/" not in result.stdout  # no job was launched
 
 
@@ -320,3 +335,31 @@ def test_non_finite_metric_is_recorded_but_never_best(tracking_uri) -> None:
     nan_row = summary.table[summary.table["run_name"] == "degenerate"].iloc[0]
     assert pd.isna(nan_row["rank"]) and pd.isna(nan_row["roc_auc"])  # recorded, not ranked
     assert "degenerate" in nan_note(summary) and "never chosen as best" in nan_note(summary)
+
+
+@pytest.mark.parametrize(
+    "launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"]
+)
+def test_a_failed_summary_fails_the_parent_and_says_why(tracking_uri, tmp_path, launcher) -> None:
+    blocked = tmp_path / "sweep" / "sweep_summary.md"
+    blocked.mkdir(parents=True)  # a directory where the summary writes its file
+    result = cli(
+        tracking_uri,
+        "src.train",
+        "-m",
+        "model=knn",
+        "model.n_neighbors=3,5",
+        "data=iris",
+        "mlflow.log_plots=false",
+        "mlflow.log_model=false",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+        *launcher,
+    )
+    assert result.returncode != 0
+    assert "Summarising sweep" in result.stderr and "IsADirectoryError" in result.stderr
+    parent, children = sweep_runs(tracking_uri)
+    assert parent.info.status == "FAILED" and parent.data.tags["error_type"] == "IsADirectoryError"
+    assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]  # nothing lost
+    client = MlflowClient(tracking_uri)
+    traceback = Path(client.download_artifacts(parent.info.run_id, "error/traceback.txt"))
+    assert "write_summary_files" in traceback.read_text()  # where it failed, even in a worker

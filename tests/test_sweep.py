@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from .conftest import all_runs, sweep_runs
+from .conftest import REPO, all_runs, sweep_runs
 from .test_train import BINARY_METRICS, METRICS
 
 KNN_SWEEP = ["-m", "model=knn", "model.n_neighbors=3,5,7", "model.weights=uniform,distance"]
@@ -83,19 +86,43 @@ def test_knn_sweep_is_one_parent_with_six_children(run_train, tracking_uri, monk
     ids=["ours", "stock"],
 )
 def test_joblib_workers_keep_children_under_the_parent(
-    run_train, tracking_uri, launcher: str
+    tracking_uri, tmp_path, launcher: str
 ) -> None:
-    result = run_train(
-        *KNN_SWEEP,
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
-        f"hydra.launcher._target_={launcher}",
+    # run as `python -m src.train` runs it, noting at the very end (the first exit handler
+    # registered runs last) the launching process's pid and whether it ever imported mlflow
+    seen = tmp_path / "launching_process.txt"
+    code = (
+        "import atexit, os, runpy, sys\n"
+        "seen = sys.argv.pop()\n"
+        "note = lambda: open(seen, 'w').write(f'{os.getpid()} {\"mlflow\" in sys.modules}')\n"
+        "atexit.register(note)\n"
+        "runpy.run_module('src.train', run_name='__main__', alter_sys=True)\n"
+    )
+    overrides = [*KNN_SWEEP, *JOBLIB, f"hydra.launcher._target_={launcher}"]
+    result = subprocess.run(
+        [sys.executable, "-c", code, *overrides, f"hydra.sweep.dir={tmp_path}/sweep", seen],
+        cwd=REPO,
+        env=os.environ | {"MLFLOW_TRACKING_URI": tracking_uri},
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     parent, children = assert_knn_sweep(tracking_uri, result.stdout)
     worker_pids = {c.data.tags["pid"] for c in children}
     assert parent.data.tags["pid"] not in worker_pids  # the jobs really ran in other processes
     assert parent.data.tags["launcher"] == launcher
+    launching_pid, imported_mlflow = seen.read_text().split()
+    # the parent is the launching process's run, whichever process created it
+    assert parent.data.tags["pid"] == launching_pid
+    assert parent.data.tags["process"].split(":")[1] == launching_pid
+    # ours opens and summarises the parent on a worker (MLflow imported there already), and
+    # the stock launcher in the launching process
+    assert imported_mlflow == ("False" if launcher.endswith("SweepsJoblibLauncher") else "True")
+    summary = [line for line in result.stdout.splitlines() if line.startswith("Sweep ")]
+    assert summary[-1] == f"Sweep {parent.info.run_id} FINISHED: 6 finished, 0 failed of 6 children"
+    assert "Best: knn n_neighbors=" in result.stdout
+    assert (tmp_path / "sweep" / "sweep_summary.md").is_file()
 
 
 def test_single_run_is_a_top_level_run(run_train, tracking_uri) -> None:

@@ -18,6 +18,8 @@ app once (multiprocessing's forkserver, with the app's modules preloaded), where
 each worker as a new interpreter importing everything itself (~3-4 s of CPU each for an app that
 imports mlflow and scikit-learn). They are still fresh processes that never ran a job or held a
 connection, and they get loky's thread limits (`OMP_NUM_THREADS` and the like: cores / workers).
+`run_in_worker` runs other work that needs those imports on one of them (the sweep callback's
+parent run and summary), so the launching process need not import it too.
 
 It lives in the `hydra_plugins` namespace because Hydra instantiates launchers only from there
 (pyproject.toml maps `hydra_plugins` to src/hydra_plugins). No `from __future__ import
@@ -31,10 +33,10 @@ import multiprocessing
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cloudpickle
 from hydra.core.config_store import ConfigStore
@@ -58,6 +60,7 @@ _worker: tuple[str, HydraContext, DictConfig, TaskFunction] | None = None
 _prestart: list[tuple[threading.Thread, list[int]]] = []  # launching process: workers starting
 _preloaded: list[str] = []  # launching process: the modules its forkserver imports
 _FORKSERVER = "forkserver" in multiprocessing.get_all_start_methods()
+T = TypeVar("T")
 
 
 @dataclass
@@ -185,6 +188,18 @@ def prestart(launcher_config: DictConfig) -> None:
     thread = threading.Thread(target=start, name="joblib-prestart", daemon=True)
     thread.start()
     _prestart.append((thread, started))
+
+
+def run_in_worker(launcher_config: DictConfig, function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)` on a worker of the pool this launcher's launches use (the one `prestart`
+    started, else a new one): for work that needs what the workers have imported and the
+    launching process has not."""
+    finish_prestart()  # one pool: Parallel reuses it for the same arguments
+    options = OmegaConf.to_container(launcher_config, resolve=True)
+    assert isinstance(options, dict)
+    with forked_workers():
+        (result,) = Parallel(**joblib_kwargs(options))([delayed(function)(*args)])
+    return result
 
 
 def finish_prestart() -> list[int]:
