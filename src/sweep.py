@@ -279,12 +279,14 @@ class MlflowSweepCallback(Callback):
             validate_jobs(config, jobs)
             if self.workers is not None:  # valid: the workers start
                 prestart(self.workers)
-            target, finished = self._run(open_sweep, config, jobs, os.getpid())
+            # resolved here, where Hydra resolved it (`${now:...}` differs in another process)
+            sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+            target, finished = self._run(open_sweep, config, jobs, sweep_dir, os.getpid())
         except (ValueError, HydraException, OmegaConfBaseException) as e:
             _not_started(e)
         self.context = SweepContext(
             target=target,
-            sweep_dir=str(Path(str(config.hydra.sweep.dir)).resolve()),
+            sweep_dir=str(sweep_dir),
             n_jobs=n_jobs,
             started_at=time.time(),
             max_failures=config.sweep.max_failures,
@@ -301,14 +303,15 @@ class MlflowSweepCallback(Callback):
         )
         _install_exit_guard(self.context)
 
-    def _run(self, function: Callable[..., T], *args: Any) -> T:
-        """`function(*args)` here, or with hydra/launcher=joblib on one of its workers (which
-        have MLflow imported; what they print goes to this process's stdout)."""
+    def _run(self, function: Callable[..., T], config: DictConfig, *args: Any) -> T:
+        """`function(config, *args)` here, or with hydra/launcher=joblib on one of its workers
+        (which have MLflow imported; what they print goes to this process's stdout), there with
+        Hydra's resolvers registered, as here."""
         if self.workers is None:
-            return function(*args)
+            return function(config, *args)
         from hydra_plugins.sweeps_joblib_launcher import run_in_worker
 
-        return run_in_worker(self.workers, function, *args)
+        return run_in_worker(self.workers, _as_in_hydra, function, config, *args)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Hand the sweep context to the task in whatever process runs this job."""
@@ -346,7 +349,7 @@ class MlflowSweepCallback(Callback):
     def _close_parent(self, config: DictConfig) -> None:
         assert self.context is not None
         try:
-            counts = self._run(finish_parent_run, self.context, config)
+            counts = self._run(finish_parent_run, config, self.context)
         except Exception as e:  # the children are safe in MLflow; say why the summary is missing
             from mlflow.tracking import MlflowClient
 
@@ -402,16 +405,25 @@ def _not_started(e: Exception) -> NoReturn:
     raise SystemExit(f"Sweep not started: {e}") from e
 
 
+def _as_in_hydra(function: Callable[..., T], config: DictConfig, *args: Any) -> T:
+    """`function(config, *args)` in another process, with Hydra's resolvers (`${now:...}` and
+    the like) registered, as in the launching process."""
+    from hydra.core.utils import setup_globals
+
+    setup_globals()
+    return function(config, *args)
+
+
 class SweepSetupError(ValueError):
     """The tracking store, or the sweep that sweep.resume names, cannot be opened."""
 
 
 def open_sweep(
-    config: DictConfig, jobs: list[list[str]] | None, owner_pid: int
+    config: DictConfig, jobs: list[list[str]] | None, sweep_dir: Path, owner_pid: int
 ) -> tuple[RunTarget, dict[str, float]]:
     """Open the store and the experiment, end runs whose process is gone, and create the parent
-    run (of process `owner_pid`), or reopen the one sweep.resume names; the parent's run target,
-    and the finished jobs' results (job key -> metric) when resuming."""
+    run (of process `owner_pid`, writing to `sweep_dir`), or reopen the one sweep.resume names;
+    the parent's run target, and the finished jobs' results (job key -> metric) when resuming."""
     from mlflow.tracking import MlflowClient
 
     from src import tracking
@@ -425,7 +437,6 @@ def open_sweep(
         raise SweepSetupError(str(e)) from e
     commit, dirty = tracking.git_info()
     base = RunTarget(uri, experiment_id, None, commit, dirty)
-    sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(uri)
     for run in mark_stale_runs(client, experiment_id):
@@ -522,7 +533,7 @@ def swept_values(config: DictConfig) -> dict[str, list[str]]:
     return swept
 
 
-def finish_parent_run(ctx: SweepContext, config: DictConfig) -> dict[str, int]:
+def finish_parent_run(config: DictConfig, ctx: SweepContext) -> dict[str, int]:
     """Summarise the sweep onto the parent and into the sweep folder, run the registry gate if
     asked (registry.enabled), then end the parent."""
     from mlflow.tracking import MlflowClient

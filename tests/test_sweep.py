@@ -98,9 +98,16 @@ def test_joblib_workers_keep_children_under_the_parent(
         "atexit.register(note)\n"
         "runpy.run_module('src.train', run_name='__main__', alter_sys=True)\n"
     )
-    overrides = [*KNN_SWEEP, *JOBLIB, f"hydra.launcher._target_={launcher}"]
+    overrides = [
+        *KNN_SWEEP,
+        *JOBLIB,
+        f"hydra.launcher._target_={launcher}",
+        # as the default sweep dir and experiment names go: resolved where Hydra resolves them
+        f"hydra.sweep.dir={tmp_path}/sweeps/${{now:%H-%M-%S-%f}}",
+        "mlflow.experiment_name=sweep-${now:%Y}",
+    ]
     result = subprocess.run(
-        [sys.executable, "-c", code, *overrides, f"hydra.sweep.dir={tmp_path}/sweep", seen],
+        [sys.executable, "-c", code, *overrides, seen],
         cwd=REPO,
         env=os.environ | {"MLFLOW_TRACKING_URI": tracking_uri},
         capture_output=True,
@@ -122,7 +129,11 @@ def test_joblib_workers_keep_children_under_the_parent(
     summary = [line for line in result.stdout.splitlines() if line.startswith("Sweep ")]
     assert summary[-1] == f"Sweep {parent.info.run_id} FINISHED: 6 finished, 0 failed of 6 children"
     assert "Best: knn n_neighbors=" in result.stdout
-    assert (tmp_path / "sweep" / "sweep_summary.md").is_file()
+    (sweep_dir,) = (tmp_path / "sweeps").iterdir()
+    assert parent.data.tags["sweep_dir"] == str(sweep_dir)
+    assert (sweep_dir / "sweep_summary.md").is_file() and (sweep_dir / "0").is_dir()
+    experiment = MlflowClient(tracking_uri).get_experiment(parent.info.experiment_id)
+    assert re.fullmatch(r"sweep-\d{4}", experiment.name)
 
 
 def test_single_run_is_a_top_level_run(run_train, tracking_uri) -> None:
