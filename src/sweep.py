@@ -632,6 +632,11 @@ def _close_parent_on_exit() -> None:
     if ctx is None:
         return
     _exit_guard["context"] = None
+    # An interrupt inside a store call leaves that call's unfinished read open in the frames of
+    # its traceback, which Python keeps until exit (sys.last_traceback); on sqlite it holds a
+    # lock every write below would wait on, then fail ("database is locked": parent RUNNING)
+    sys.last_type = sys.last_value = sys.last_traceback = None
+    gc.collect()
     from mlflow.tracking import MlflowClient
 
     from src.summary import children_of, summarize_sweep

@@ -363,3 +363,34 @@ def test_a_failed_summary_fails_the_parent_and_says_why(tracking_uri, tmp_path, 
     client = MlflowClient(tracking_uri)
     traceback = Path(client.download_artifacts(parent.info.run_id, "error/traceback.txt"))
     assert "write_summary_files" in traceback.read_text()  # where it failed, even in a worker
+
+
+def test_an_interrupt_inside_a_store_read_still_closes_the_parent(tracking_uri, tmp_path) -> None:
+    # the interrupt lands while a read is half-fetched, as a Ctrl-C inside an MLflow call can:
+    # its open cursor, kept alive by the traceback, holds a sqlite lock the exit guard must get
+    code = f"""
+import time
+import sqlalchemy
+from mlflow.tracking import MlflowClient
+from src import sweep
+client = MlflowClient({tracking_uri!r})
+experiment = client.create_experiment("interrupted")
+parent = client.create_run(experiment, tags={{"sweep": "true"}})
+target = sweep.RunTarget({tracking_uri!r}, experiment, parent.info.run_id)
+sweep._install_exit_guard(sweep.SweepContext(target, {str(tmp_path)!r}, 1, time.time(), None))
+
+def read(store):
+    with store.ManagedSessionMaker() as session:
+        rows = session.execute(sqlalchemy.text("SELECT * FROM experiments a, experiments b"))
+        rows.fetchone()
+        raise KeyboardInterrupt
+
+read(client._tracking_client.store)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0 and "KeyboardInterrupt" in result.stderr
+    assert "database is locked" not in result.stderr, result.stderr[-2000:]
+    (parent,) = all_runs(tracking_uri)
+    assert parent.info.status == "KILLED"
