@@ -338,7 +338,14 @@ def test_non_finite_metric_is_recorded_but_never_best(tracking_uri) -> None:
 
 
 @pytest.mark.parametrize(
-    "launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"]
+    "launcher",
+    [
+        [],
+        pytest.param(  # summarised on a worker
+            ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], marks=pytest.mark.slow
+        ),
+    ],
+    ids=["basic", "joblib"],
 )
 def test_a_failed_summary_fails_the_parent_and_says_why(tracking_uri, tmp_path, launcher) -> None:
     blocked = tmp_path / "sweep" / "sweep_summary.md"
