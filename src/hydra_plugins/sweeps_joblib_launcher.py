@@ -129,6 +129,15 @@ def joblib_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def pool_kwargs(launcher_config: DictConfig) -> dict[str, Any]:
+    """joblib.Parallel's arguments from the launcher's config node, as `launch` makes them from
+    its options: equal arguments are what lets `prestart`, `run_in_worker` and the launch share
+    one pool."""
+    options = OmegaConf.to_container(launcher_config, resolve=True)
+    assert isinstance(options, dict)
+    return joblib_kwargs(options)
+
+
 def thread_limits(kwargs: dict[str, Any]) -> dict[str, str]:
     """The environment loky gives each worker of this pool (`OMP_NUM_THREADS` and the like set
     to cores / workers unless the environment sets them), from joblib's own method: loky passes
@@ -172,9 +181,7 @@ def prestart(launcher_config: DictConfig) -> None:
     the pool because it gets the same arguments."""
     if _prestart:
         return
-    options = OmegaConf.to_container(launcher_config, resolve=True)
-    assert isinstance(options, dict)
-    kwargs = joblib_kwargs(options)
+    kwargs = pool_kwargs(launcher_config)
     n_workers = effective_n_jobs(kwargs.get("n_jobs"))
     started: list[int] = []
 
@@ -195,10 +202,8 @@ def run_in_worker(launcher_config: DictConfig, function: Callable[..., T], *args
     started, else a new one): for work that needs what the workers have imported and the
     launching process has not."""
     finish_prestart()  # one pool: Parallel reuses it for the same arguments
-    options = OmegaConf.to_container(launcher_config, resolve=True)
-    assert isinstance(options, dict)
     with forked_workers():
-        (result,) = Parallel(**joblib_kwargs(options))([delayed(function)(*args)])
+        (result,) = Parallel(**pool_kwargs(launcher_config))([delayed(function)(*args)])
     return result
 
 
