@@ -11,7 +11,7 @@ sweep: $(STAMP)
 	$(BIN)/python -m src.train sweeps=knn_grid
 
 # Lint, then every test (the same command CI runs through .ci/run): the default run (under
-# 10 minutes), then the end-to-end tests marked slow.
+# 5 minutes), then the end-to-end tests marked slow.
 test: $(STAMP) lint system-deps
 	$(BIN)/python -m pytest
 	$(BIN)/python -m pytest -m slow
@@ -19,6 +19,8 @@ test: $(STAMP) lint system-deps
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 # Debian packages the end-to-end tests use: chromium (the MLflow UI test; Playwright never
 # downloads a browser here) and the PostgreSQL server (the Team setup test, on a loopback port).

@@ -1,6 +1,6 @@
 """Compose a sweep's job configs once per distinct set of config-group choices.
 
-Hydra composes every job of a multirun from scratch (~75 ms: parse the overrides, build the
+Hydra composes every job of a multirun from scratch (parse the overrides, build the
 defaults list, load and merge the YAML files), in every launcher. Most jobs of a sweep differ only
 in values (`model.n_neighbors=3` vs `=5`), and Hydra itself applies value overrides *after*
 composing the defaults list. So `CachingConfigLoader` composes the defaults-affecting part of a
@@ -28,6 +28,7 @@ from typing import Any
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra._internal.config_repository import CachingConfigRepository
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
@@ -40,7 +41,7 @@ MAX_CACHED = 32  # distinct (group choices, hydra overrides) sets kept per proce
 
 # per process, not per loader object: launchers pickle the loader into every job they send to
 # a worker, and a cache travelling with it would be pickled (and lost) each time.
-# A base is kept pickled when it can be (loading it is ~7x faster than a deepcopy). It cannot be
+# A base is kept pickled when it can be (loading it is much faster than a deepcopy). It cannot be
 # when one of its config classes was redefined since the loader loaded it: restoring Hydra's
 # state in a worker (Singleton.set_state, per job in the stock joblib launcher) re-executes the
 # plugin modules, while the loader pickled with the job still holds the classes from before.
@@ -71,7 +72,7 @@ class CachingConfigLoader(ConfigLoaderImpl):
             # a job that moves the search path: leave it all to Hydra
             return self.load_configuration(config_name, overrides, RunMode.RUN)
         self.validate_sweep_overrides_legal(parsed, run_mode=RunMode.RUN, from_shell=True)
-        hydra_lines = tuple(o.input_line for o in parsed if o.is_hydra_override())
+        hydra_lines = tuple(str(o.input_line) for o in parsed if o.is_hydra_override())
         repo = self._repository(config_name, hydra_lines)
         structural: list[Override] = []
         values: list[Override] = []
@@ -82,7 +83,7 @@ class CachingConfigLoader(ConfigLoaderImpl):
         base = _bases.get(key)
         if base is None:
             composed = self.load_configuration(
-                config_name, [o.input_line for o in structural], RunMode.RUN
+                config_name, [str(o.input_line) for o in structural], RunMode.RUN
             )
             try:
                 base = pickle.dumps(composed, protocol=pickle.HIGHEST_PROTOCOL)
@@ -134,10 +135,19 @@ def _remember(cache: OrderedDict, key: tuple, value: Any) -> None:
         cache.popitem(last=False)
 
 
+def hydra_loader() -> ConfigLoader:
+    """The running Hydra's config loader, as it is."""
+    hydra = GlobalHydra.instance().hydra
+    assert hydra is not None, "Hydra is not initialized"
+    return hydra.config_loader
+
+
 def install() -> CachingConfigLoader:
     """Make the running Hydra compose sweep jobs with a `CachingConfigLoader`; return it."""
     hydra = GlobalHydra.instance().hydra
     assert hydra is not None, "Hydra is not initialized"
     if not isinstance(hydra.config_loader, CachingConfigLoader):
-        hydra.config_loader = CachingConfigLoader(hydra.config_loader.config_search_path)
+        loader = hydra.config_loader
+        assert isinstance(loader, ConfigLoaderImpl)
+        hydra.config_loader = CachingConfigLoader(loader.config_search_path)
     return hydra.config_loader

@@ -56,6 +56,7 @@ def load_dataset(data_cfg: DictConfig) -> Dataset:
 @lru_cache(maxsize=4)
 def _load_dataset_cached(data_yaml: str) -> Dataset:
     data_cfg = OmegaConf.create(data_yaml)
+    assert isinstance(data_cfg, DictConfig)
     X, y = load_frame(data_cfg)
     return split_dataset(str(data_cfg.name), X, y, data_cfg)
 

@@ -16,19 +16,19 @@ from pathlib import Path
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from src import tracking
-from src.recovery import PROCESS_TAG, is_stale, mark_stale_runs
-from src.summary import configured_store, search_all_runs
+from src import store
+from src.recovery import is_stale, mark_stale_runs
+from src.store import PROCESS_TAG, configured_store, search_all_runs
 
 
 def check(uri: str, experiment_name: str, fix: bool) -> list[tuple[bool, str]]:
     """(ok, message) for each check, in order; stops early when the store is unusable."""
     results: list[tuple[bool, str]] = []
     try:
-        tracking.check_reachable(uri)
+        store.check_reachable(uri)
         client = MlflowClient(uri)
         client.search_experiments(max_results=1)
-    except (tracking.TrackingError, MlflowException) as e:
+    except (store.TrackingError, MlflowException) as e:
         return [(False, f"tracking store {uri}: not reachable ({e})")]
     results.append((True, f"tracking store {uri}: reachable"))
     experiment = client.get_experiment_by_name(experiment_name)
@@ -36,7 +36,7 @@ def check(uri: str, experiment_name: str, fix: bool) -> list[tuple[bool, str]]:
         results.append(
             (True, f"experiment {experiment_name!r}: not created yet (the first run will)")
         )
-        experiment_id = tracking.ensure_experiment(uri, experiment_name)
+        experiment_id = store.ensure_experiment(uri, experiment_name)
     else:
         experiment_id = experiment.experiment_id
         results.append(

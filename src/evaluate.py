@@ -80,7 +80,7 @@ def _per_class_scores(y_true, y_pred, classes: list) -> dict[str, float]:
     precision, recall, f1, _ = precision_recall_fscore_support(
         y_true, y_pred, labels=classes, zero_division=0, average=None
     )
-    scores = {}
+    scores: dict[str, float] = {}
     for label, p, r, f in zip(classes, precision, recall, f1, strict=True):
         key = class_key(label)
         scores |= {f"class_{key}_precision": p, f"class_{key}_recall": r, f"class_{key}_f1": f}

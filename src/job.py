@@ -1,8 +1,4 @@
-"""One job's work: fit and evaluate a configuration and record it as an MLflow run.
-
-`src.train` is the Hydra entry point that calls `train`; this module holds the imports that take
-time (mlflow, scikit-learn, pandas: ~3 s), so that they load only once a config is composed.
-"""
+"""One job's work (the task function): fit and evaluate a configuration, record it as a run."""
 
 from __future__ import annotations
 
@@ -13,12 +9,20 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from src import tracking
+from src.child_run import flatten_config, job_run, log_results, log_sklearn_model
 from src.data import Dataset, load_dataset
 from src.evaluate import evaluate
 from src.pipeline import build_pipeline
-from src.recovery import job_key
-from src.sweep import RunTarget, child_run_name, current_sweep, job_overrides, model_choice
+from src.plots import save_child_plots
+from src.store import RunTarget, ensure_experiment, git_info, resolve_tracking_uri, with_retries
+from src.sweep_jobs import (
+    child_run_name,
+    current_sweep,
+    job_key,
+    job_number,
+    job_overrides,
+    model_choice,
+)
 
 
 def train(cfg: DictConfig) -> float:
@@ -33,31 +37,24 @@ def train(cfg: DictConfig) -> float:
         "job_key": job_key(overrides),
         "model": model_choice(cfg),
     }
-    if (job_num := _job_num()) is not None:
+    if (job_num := job_number()) is not None:
         job_tags["job_number"] = str(job_num)
-    with tracking.job_run(target, child_run_name(cfg, overrides, swept), job_tags) as run_id:
+    with job_run(target, child_run_name(cfg, overrides, swept), job_tags) as run_id:
         result = evaluate(pipeline, data, cfg.cv.folds, cfg.seed)
-        params = tracking.flatten_config(cfg) | {"model": model_choice(cfg), "data": cfg.data.name}
-        pending = None
+        params = flatten_config(cfg) | {"model": model_choice(cfg), "data": cfg.data.name}
         with tempfile.TemporaryDirectory() as tmp:
             artifacts = Path(tmp)
+            model_id = log_model(cfg, target, run_id, pipeline, data, params)
             if cfg.mlflow.log_plots:
-                from src.plots import start_child_plots  # matplotlib only when plots are wanted
-
-                pending = start_child_plots(pipeline, data, result, artifacts / "plots")
-            try:
-                model_id = log_model(cfg, target, run_id, pipeline, data, params)
-                (artifacts / "config").mkdir()
-                config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-                (artifacts / "config" / "config.yaml").write_text(config_yaml)
-                (artifacts / "config" / "overrides.yaml").write_text(
-                    OmegaConf.to_yaml(OmegaConf.create(overrides))
-                )
-            finally:
-                if pending is not None:  # the plots are written into `artifacts`
-                    pending.wait()
+                save_child_plots(pipeline, data, result, artifacts / "plots")
+            (artifacts / "config").mkdir()
+            config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+            (artifacts / "config" / "config.yaml").write_text(config_yaml)
+            (artifacts / "config" / "overrides.yaml").write_text(
+                OmegaConf.to_yaml(OmegaConf.create(overrides))
+            )
             client = MlflowClient(target.tracking_uri)
-            tracking.log_results(client, run_id, params, result.metrics, artifacts, model_id)
+            log_results(client, run_id, params, result.metrics, artifacts, model_id)
     return result.metrics[str(cfg.sweep.metric)]
 
 
@@ -77,8 +74,8 @@ def log_model(
     if not cfg.mlflow.log_model:
         return None
     example = data.X_train.dropna().head(5)
-    return tracking.with_retries(
-        lambda: tracking.log_sklearn_model(
+    return with_retries(
+        lambda: log_sklearn_model(
             target, run_id, pipeline, example, str(cfg.mlflow.model_format), params
         )
     )
@@ -89,16 +86,7 @@ def run_target(cfg: DictConfig) -> RunTarget:
     ctx = current_sweep()
     if ctx is not None:
         return ctx.target
-    uri = tracking.resolve_tracking_uri(cfg.mlflow.tracking_uri)
-    experiment_id = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name)
-    commit, dirty = tracking.git_info()
+    uri = resolve_tracking_uri(cfg.mlflow.tracking_uri)
+    experiment_id = ensure_experiment(uri, cfg.mlflow.experiment_name)
+    commit, dirty = git_info()
     return RunTarget(uri, experiment_id, None, commit, dirty)
-
-
-def _job_num() -> int | None:
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return None
-    num = HydraConfig.get().job.get("num")
-    return int(num) if num is not None else None

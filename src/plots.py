@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import signal
-import threading
-import time
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,12 +23,11 @@ from src.evaluate import Evaluation  # noqa: E402
 DPI = 80
 MAX_FEATURES_SHOWN = 20
 PERMUTED_ROWS_PER_CALL = 100_000  # rows of permuted copies predicted at once (bounds memory)
-_renderer: ProcessPoolExecutor | None = None  # see start_renderer
 
 
 @dataclass(frozen=True)
 class ChildPlots:
-    """What a child's three plots show: small arrays, cheap to send to another process."""
+    """What a child's three plots show."""
 
     y_test: np.ndarray
     y_score: np.ndarray | None  # class probabilities on the test split, columns in `classes`
@@ -60,76 +52,6 @@ def child_plots(pipeline: Pipeline, data: Dataset, result: Evaluation) -> ChildP
 def save_child_plots(pipeline: Pipeline, data: Dataset, result: Evaluation, out_dir: Path) -> None:
     """Write roc_curve.png, confusion_matrix.png and feature_importance.png into `out_dir`."""
     render_child_plots(child_plots(pipeline, data, result), out_dir)
-
-
-class PendingPlots:
-    """Child plots being rendered by the renderer process; `wait` returns when the files exist."""
-
-    def __init__(self, plots: ChildPlots, out_dir: Path, future: Future | None) -> None:
-        self.plots, self.out_dir, self.future = plots, out_dir, future
-
-    def wait(self) -> None:
-        """Block until the PNGs are written (an error in rendering is raised here)."""
-        if self.future is None:
-            return
-        try:
-            self.future.result()
-        except BrokenProcessPool:  # the renderer died (killed, out of memory): render here
-            stop_renderer()
-            render_child_plots(self.plots, self.out_dir)
-
-
-def start_child_plots(
-    pipeline: Pipeline, data: Dataset, result: Evaluation, out_dir: Path
-) -> PendingPlots:
-    """Start writing a child's plots: in the renderer process when one runs (this returns at
-    once, and the job goes on logging its model meanwhile), else here and now."""
-    plots = child_plots(pipeline, data, result)
-    future = None
-    if _renderer is not None:
-        try:
-            future = _renderer.submit(render_child_plots, plots, out_dir)
-        except (BrokenProcessPool, RuntimeError):
-            stop_renderer()
-    if future is None:
-        render_child_plots(plots, out_dir)
-    return PendingPlots(plots, out_dir, future)
-
-
-def start_renderer() -> None:
-    """Render child plots in a process of their own from now on: for a sweep whose jobs run
-    one at a time in this process, rendering (~100 ms a child) then overlaps the logging of
-    the model on a second core. The process starts (and imports) now, in the background."""
-    global _renderer
-    if _renderer is None:
-        _renderer = ProcessPoolExecutor(
-            1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_renderer_setup,
-            initargs=(os.getpid(),),
-        )
-        _renderer.submit(int)  # start it now rather than at the first child
-
-
-def stop_renderer() -> None:
-    """Stop the renderer process (if any); plots are rendered in-process again."""
-    global _renderer
-    renderer, _renderer = _renderer, None
-    if renderer is not None:
-        renderer.shutdown(wait=True, cancel_futures=True)
-
-
-def _renderer_setup(parent: int) -> None:
-    # Ctrl-C reaches the whole process group: the sweep process handles it and stops this one;
-    # if the sweep process dies without stopping it (SIGKILL), this one exits on its own
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
-
-
-def _exit_with(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os._exit(0)
 
 
 def render_child_plots(plots: ChildPlots, out_dir: Path) -> None:
@@ -259,108 +181,3 @@ def plot_feature_importance(ax: plt.Axes, plots: ChildPlots) -> None:
     ax.barh([str(names[i]) for i in order], values[order], color="tab:blue")
     ax.tick_params(axis="y", labelsize="small")
     ax.set(xlabel=kind, title="Feature importance")
-
-
-def save_sweep_plots(summary: Any, importance: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """metric_vs_params.png, parallel_coordinates.png, parameter_importance.png for a sweep."""
-    ranked = summary.ranked
-    params = [k for k in summary.swept if k in ranked and ranked[k].nunique() > 1]
-    if ranked.empty or not params:
-        return []
-    paths = [out_dir / "metric_vs_params.png", out_dir / "parallel_coordinates.png"]
-    draw = [lambda: plot_metric_vs_params(ranked, params, summary.metric),
-            lambda: plot_parallel_coordinates(ranked, params, summary.metric)]  # fmt: skip
-    if len(importance):
-        paths.append(out_dir / "parameter_importance.png")
-        draw.append(lambda: plot_parameter_importance(importance, summary.metric))
-    for path, make in zip(paths, draw, strict=True):
-        fig = make()
-        try:
-            fig.tight_layout()
-            save_png(fig, path)
-        finally:
-            plt.close(fig)
-    return paths
-
-
-def _numeric(values: pd.Series) -> pd.Series | None:
-    parsed = pd.to_numeric(values, errors="coerce")
-    return parsed if parsed.notna().all() else None
-
-
-def plot_metric_vs_params(ranked: pd.DataFrame, params: list[str], metric: str) -> plt.Figure:
-    """One panel per swept param: every child's metric, and the mean per value."""
-    fig, axes = plt.subplots(1, len(params), figsize=(4 * len(params), 3.5), squeeze=False)
-    y = ranked[metric].astype(float)
-    for ax, key in zip(axes[0], params, strict=True):
-        numeric = _numeric(ranked[key])
-        if numeric is not None:
-            means = y.groupby(numeric).mean()
-            ax.scatter(numeric, y, alpha=0.5, s=18)
-            ax.plot(means.index, means.to_numpy(), color="tab:red", marker="o", label="mean")
-            if numeric.min() > 0 and numeric.max() / numeric.min() >= 100:
-                ax.set_xscale("log")
-        else:
-            labels = sorted(ranked[key].astype(str).unique())
-            position = {label: i for i, label in enumerate(labels)}
-            x = ranked[key].astype(str).map(position)
-            jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(x))
-            ax.scatter(x + jitter, y, alpha=0.5, s=18)
-            means = y.groupby(x).mean()
-            ax.plot(means.index, means.to_numpy(), color="tab:red", marker="o", linestyle="",
-                    label="mean")  # fmt: skip
-            ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
-        ax.set(xlabel=key, ylabel=metric)
-        ax.legend(fontsize="small")
-    fig.suptitle(f"{metric} by swept parameter")
-    return fig
-
-
-def plot_parallel_coordinates(ranked: pd.DataFrame, params: list[str], metric: str) -> plt.Figure:
-    """Every child as a line across the swept params (scaled to 0-1) and the metric."""
-    columns = [*params, metric]
-    scaled = pd.DataFrame(index=ranked.index)
-    ticks: dict[str, list[tuple[float, str]]] = {}
-    for key in columns:
-        numeric = _numeric(ranked[key])
-        if numeric is None:
-            labels = sorted(ranked[key].astype(str).unique())
-            codes = ranked[key].astype(str).map({v: i for i, v in enumerate(labels)})
-            span = max(len(labels) - 1, 1)
-            scaled[key] = codes / span
-            ticks[key] = [(i / span, v) for i, v in enumerate(labels)]
-        else:
-            low, high = float(numeric.min()), float(numeric.max())
-            span = (high - low) or 1.0
-            scaled[key] = (numeric - low) / span
-            ticks[key] = [(0.0, f"{low:g}"), (1.0, f"{high:g}")]
-    fig, ax = plt.subplots(figsize=(max(5, 2 * len(columns)), 4))
-    values = ranked[metric].astype(float)
-    norm = plt.Normalize(values.min(), values.max())
-    cmap = plt.get_cmap("viridis")
-    from matplotlib.collections import LineCollection
-
-    xs = np.arange(len(columns))
-    lines = [np.column_stack([xs, row]) for row in scaled.to_numpy()]
-    ax.add_collection(LineCollection(lines, colors=cmap(norm(values.to_numpy())), alpha=0.6))
-    ax.set_xlim(-0.1, len(columns) - 0.6)
-    ax.set_ylim(-0.05, 1.05)
-    for i, key in enumerate(columns):
-        ax.axvline(i, color="grey", linewidth=0.8)
-        for y, label in ticks[key]:
-            ax.text(i + 0.03, y, label, fontsize="x-small", va="center")
-    ax.set_xticks(range(len(columns)), columns, rotation=20, ha="right")
-    ax.set_yticks([])
-    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=metric)
-    ax.set_title("Parallel coordinates of all finished children")
-    return fig
-
-
-def plot_parameter_importance(importance: pd.DataFrame, metric: str) -> plt.Figure:
-    """Bars of η² per swept param."""
-    fig, ax = plt.subplots(figsize=(5, 0.5 + 0.5 * len(importance) + 1))
-    ordered = importance.iloc[::-1]
-    ax.barh(ordered["param"], ordered["eta_squared"], color="tab:purple")
-    ax.set(xlim=(0, 1), xlabel=f"share of {metric} variance explained (η²)",
-           title="Parameter importance")  # fmt: skip
-    return fig

@@ -1,15 +1,18 @@
-"""Shared fixtures: the repo, the shared heart data, and real sweeps run in subprocesses."""
+"""Shared fixtures: the repo, the heart data it ships, and real sweeps run in subprocesses."""
 
 from __future__ import annotations
 
+import importlib
+import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -17,20 +20,33 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 REPO = Path(__file__).resolve().parents[1]
-HEART_CSV = REPO.parent / "shared" / "data" / "heart_cleveland.csv"
+HEART_CSV = REPO / "tests" / "data" / "heart_cleveland.csv"  # UCI Cleveland, CC BY 4.0
 
 
 @pytest.fixture
 def heart_csv() -> Path:
-    """The UCI Cleveland heart data shipped beside the project (tests only)."""
-    assert HEART_CSV.is_file(), f"expected the shared heart data at {HEART_CSV}"
+    """The UCI Cleveland heart data the tests ship (tests/data/README.md: source, licence)."""
     return HEART_CSV
 
 
+@pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow sqlite store, created (and its schema migrated) once per test session."""
+    db = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments()
+    return db
+
+
+def new_store(migrated_store: Path, directory: Path) -> str:
+    """A fresh sqlite store in `directory`, copied from the migrated empty one; its URI."""
+    shutil.copyfile(migrated_store, directory / "mlflow.db")
+    return f"sqlite:///{directory}/mlflow.db"
+
+
 @pytest.fixture
-def tracking_uri(tmp_path: Path) -> str:
+def tracking_uri(tmp_path: Path, migrated_store: Path) -> str:
     """A fresh sqlite store under tmp_path."""
-    return f"sqlite:///{tmp_path}/mlflow.db"
+    return new_store(migrated_store, tmp_path)
 
 
 def cli(
@@ -47,6 +63,28 @@ def cli(
         text=True,
         timeout=timeout,
     )
+
+
+def in_process(uri: str, module: str, *args: str) -> subprocess.CompletedProcess:
+    """Call `module`'s `main(argv)` in this process against the store at `uri`, with what
+    `cli` returns: the exit code and the printed output (the tests of the `python -m` path
+    itself use `cli`)."""
+    main = importlib.import_module(module).main
+    out, err = io.StringIO(), io.StringIO()
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as e:  # argparse's errors
+                code = e.code if isinstance(e.code, int) else 2
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_TRACKING_URI")
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

@@ -123,3 +123,17 @@ def test_install_replaces_the_loader_once(loaders) -> None:
     _, _, ours = loaders
     assert GlobalHydra.instance().config_loader() is ours
     assert composition.install() is ours
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_compose_cache_setting_decides_the_loader(cache: bool) -> None:
+    from src.sweep_jobs import validate_jobs
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        hydra = GlobalHydra.instance().hydra
+        assert hydra is not None
+        overrides = ["model=knn", "model.n_neighbors=3,5", f"sweep.compose_cache={cache}"]
+        master = hydra.compose_config("config", overrides, run_mode=RunMode.MULTIRUN)
+        validate_jobs(master, [["model=knn", "model.n_neighbors=3"]])
+        loader = GlobalHydra.instance().config_loader()
+        assert isinstance(loader, CachingConfigLoader) is cache

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-
 import numpy as np
 import pytest
 from sklearn.inspection import permutation_importance
@@ -15,7 +12,6 @@ from src.evaluate import evaluate
 from src.pipeline import build_pipeline
 from src.plots import feature_importance, save_child_plots
 
-from .conftest import REPO
 from .test_train import compose_cfg, data_overrides
 
 
@@ -69,54 +65,3 @@ def test_child_plots_are_written(model, data, heart_csv, tmp_path) -> None:
     for name in ("roc_curve", "confusion_matrix", "feature_importance"):
         png = (tmp_path / f"{name}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
-
-
-def test_renderer_process_writes_the_same_pngs_and_survives_its_death(heart_csv, tmp_path) -> None:
-    pipeline, dataset, result = fitted("knn", "heart", heart_csv)
-    plots.save_child_plots(pipeline, dataset, result, tmp_path / "here")
-    plots.start_renderer()
-    try:
-        pending = plots.start_child_plots(pipeline, dataset, result, tmp_path / "renderer")
-        assert pending.future is not None  # rendered in the other process
-        pending.wait()
-        renderer_pid = plots._renderer.submit(os.getpid).result()
-        assert renderer_pid != os.getpid()
-        os.kill(renderer_pid, signal.SIGKILL)
-        pending = plots.start_child_plots(pipeline, dataset, result, tmp_path / "after")
-        pending.wait()  # the dead renderer's child is rendered here instead
-        assert plots._renderer is None
-    finally:
-        plots.stop_renderer()
-    for name in ("roc_curve", "confusion_matrix", "feature_importance"):
-        here = (tmp_path / "here" / f"{name}.png").read_bytes()
-        assert (tmp_path / "renderer" / f"{name}.png").read_bytes() == here
-        assert (tmp_path / "after" / f"{name}.png").read_bytes() == here
-
-
-@pytest.mark.parametrize(
-    ("overrides", "n_jobs", "expected"),
-    [
-        ([], 144, True),
-        ([], None, True),  # a sweeper that decides later (Optuna)
-        ([], 4, False),  # too few jobs to repay the process's start
-        (["mlflow.plot_process=true"], 4, "forced"),
-        (["mlflow.log_plots=false"], 144, False),
-        (["mlflow.plot_process=false"], 144, False),
-        (["hydra/launcher=joblib"], 144, False),  # jobs run in worker processes
-        (["hydra/launcher=joblib", "mlflow.plot_process=true"], 144, False),
-    ],
-)
-def test_plot_process_only_when_jobs_run_here_and_a_core_is_free(overrides, n_jobs, expected):
-    from hydra import compose, initialize_config_dir
-
-    from src.sweep import uses_plot_process
-
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-        bad = compose(
-            "config", overrides=["mlflow.plot_process=sometimes"], return_hydra_config=True
-        )
-    cores = (os.cpu_count() or 1) >= 2
-    assert uses_plot_process(cfg, n_jobs) is (expected == "forced" or (expected and cores))
-    with pytest.raises(ValueError, match="mlflow.plot_process='sometimes'"):
-        uses_plot_process(bad, 144)

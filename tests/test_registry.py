@@ -15,7 +15,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from .conftest import HEART_CSV, cli, mlflow_process
+from .conftest import HEART_CSV, cli, in_process, mlflow_process, new_store
 
 NAME = "heart-classifier"
 WORSE = ["model=decision_tree", "model.max_depth=1"]
@@ -43,15 +43,15 @@ def champion_version(client: MlflowClient) -> str:
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory) -> dict:
+def registry(migrated_store, tmp_path_factory) -> dict:
     """Three sweeps of different quality, each registered right after it finished."""
     tmp = tmp_path_factory.mktemp("registry")
-    uri = f"sqlite:///{tmp}/mlflow.db"
+    uri = new_store(migrated_store, tmp)
     client = MlflowClient(uri)
     steps = []
     for overrides in (WORSE, BETTER, WORSE):
         sweep_id = heart_sweep(uri, tmp, *overrides)
-        result = cli(uri, "src.register", "data=heart")
+        result = in_process(uri, "src.register", "data=heart")
         assert result.returncode == 0, result.stderr
         steps.append(
             {"sweep": sweep_id, "output": result.stdout, "champion": champion_version(client)}
@@ -81,7 +81,7 @@ def test_first_champion_then_better_takes_over_then_worse_is_challenger(registry
 def test_registering_the_same_sweep_twice_adds_no_version(registry) -> None:
     client = registry["client"]
     before = len(client.search_model_versions(f"name = '{NAME}'"))
-    again = cli(
+    again = in_process(
         registry["uri"], "src.register", "data=heart", "--sweep", registry["steps"][1]["sweep"]
     )
     assert again.returncode == 0, again.stderr
@@ -147,7 +147,7 @@ def test_predict_matches_the_childs_own_model(registry, tmp_path) -> None:
 )
 def test_predict_bad_input_is_a_clear_error(registry, tmp_path, columns, model, message) -> None:
     columns(heart_rows(5)).to_csv(tmp_path / "in.csv", index=False)
-    result = cli(
+    result = in_process(
         registry["uri"], "src.predict", "--model", model, "--input", str(tmp_path / "in.csv")
     )
     assert result.returncode == 1
@@ -169,7 +169,7 @@ def test_served_model_answers_like_predict(registry, tmp_path) -> None:
         with urllib.request.urlopen(request, timeout=60) as response:
             served = json.loads(response.read())["predictions"]
     rows.to_csv(tmp_path / "rows.csv", index=False)
-    result = cli(
+    result = in_process(
         uri,
         "src.predict",
         "--model",
@@ -182,8 +182,8 @@ def test_served_model_answers_like_predict(registry, tmp_path) -> None:
     assert served == predicted
 
 
-def test_sweep_without_finished_children_registers_nothing(tmp_path) -> None:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+def test_sweep_without_finished_children_registers_nothing(migrated_store, tmp_path) -> None:
+    uri = new_store(migrated_store, tmp_path)
     failed = cli(
         uri,
         "src.train",
@@ -196,22 +196,22 @@ def test_sweep_without_finished_children_registers_nothing(tmp_path) -> None:
         f"hydra.sweep.dir={tmp_path}/s",
     )
     assert failed.returncode != 0 and "2 of 2 jobs failed" in failed.stderr
-    result = cli(uri, "src.register", "data=heart")
+    result = in_process(uri, "src.register", "data=heart")
     assert result.returncode == 1 and "no finished child" in result.stderr
     with pytest.raises(MlflowException):
         MlflowClient(uri).get_registered_model(NAME)
 
 
-def test_lean_sweep_without_a_model_registers_nothing(tmp_path) -> None:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+def test_lean_sweep_without_a_model_registers_nothing(migrated_store, tmp_path) -> None:
+    uri = new_store(migrated_store, tmp_path)
     heart_sweep(uri, tmp_path, "model=logistic_regression", "mlflow.log_model=false")
-    result = cli(uri, "src.register", "data=heart")
+    result = in_process(uri, "src.register", "data=heart")
     assert result.returncode == 1 and "logged no model" in result.stderr
     assert MlflowClient(uri).search_registered_models() == []
 
 
-def test_registry_gate_runs_at_the_end_of_a_sweep(tmp_path) -> None:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+def test_registry_gate_runs_at_the_end_of_a_sweep(migrated_store, tmp_path) -> None:
+    uri = new_store(migrated_store, tmp_path)
     parent_id = heart_sweep(uri, tmp_path, "model=logistic_regression", "registry.enabled=true")
     client = MlflowClient(uri)
     assert champion_version(client) == "1"

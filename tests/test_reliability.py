@@ -17,8 +17,8 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, _validate_param_name
 
-from src.summary import load_summary, nan_note
-from src.tracking import flatten_config
+from src.child_run import flatten_config
+from src.ranking import load_summary, nan_note
 
 from .conftest import HEART_CSV, REPO, all_runs, cli, sweep_runs
 from .test_sweeps import SWEEP_FILES
@@ -65,19 +65,6 @@ def wait_for(out: Path, text: str, process: subprocess.Popen, timeout: float = 1
         assert process.poll() is None, f"ended before {text!r}:\n{out.read_text()}"
         assert time.monotonic() < deadline, f"no {text!r} in {timeout}s:\n{out.read_text()}"
         time.sleep(0.2)
-
-
-def child_processes(pid: int) -> list[int]:
-    """Pids of the live processes whose parent is `pid` (from /proc)."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            children.append(int(stat.parent.name))
-    return children
 
 
 def run(uri: str, tmp: Path, *args: str) -> subprocess.CompletedProcess:
@@ -138,9 +125,8 @@ def test_parent_fails_when_every_job_failed(tracking_uri, tmp_path) -> None:
         ([], signal.SIGTERM, False),
         (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], signal.SIGTERM, False),
         (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], signal.SIGINT, True),  # Ctrl-C
-        (["mlflow.plot_process=true"], signal.SIGINT, True),  # Ctrl-C reaches the renderer too
     ],
-    ids=["basic-SIGINT", "basic-SIGTERM", "joblib-SIGTERM", "joblib-Ctrl-C", "renderer-Ctrl-C"],
+    ids=["basic-SIGINT", "basic-SIGTERM", "joblib-SIGTERM", "joblib-Ctrl-C"],
 )
 def test_interrupt_leaves_nothing_running(tracking_uri, tmp_path, launcher, sig, group) -> None:
     process, out = start(tracking_uri, tmp_path, *SLOW_SWEEP, *launcher, new_session=group)
@@ -166,20 +152,14 @@ def test_interrupt_leaves_nothing_running(tracking_uri, tmp_path, launcher, sig,
 
 @pytest.mark.slow
 def test_sigkilled_sweep_is_marked_stale_by_the_next_summary(tracking_uri, tmp_path) -> None:
-    process, out = start(tracking_uri, tmp_path, *SLOW_SWEEP, "mlflow.plot_process=true")
+    process, out = start(tracking_uri, tmp_path, *SLOW_SWEEP)
     wait_for(out, "[1/8]", process)
     deadline = time.monotonic() + 60
     while sum(r.info.status == "RUNNING" for r in all_runs(tracking_uri)) < 2:  # job 2 started
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.1)
-    renderers = child_processes(process.pid)
-    assert renderers, "the sweep renders its plots in a second process"
     process.kill()  # no cleanup at all: the parent and the running child stay RUNNING
     process.wait()
-    deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{pid}").exists() for pid in renderers):  # they follow their parent
-        assert time.monotonic() < deadline, "the plot renderer outlived the killed sweep"
-        time.sleep(0.2)
     running = [r for r in all_runs(tracking_uri) if r.info.status == "RUNNING"]
     assert len(running) == 2
     doctor = cli(tracking_uri, "src.doctor", "data=heart", timeout=120)
@@ -379,12 +359,12 @@ def test_an_interrupt_inside_a_store_read_still_closes_the_parent(tracking_uri, 
 import time
 import sqlalchemy
 from mlflow.tracking import MlflowClient
-from src import sweep
+from src import exit_guard, store, sweep_jobs
 client = MlflowClient({tracking_uri!r})
 experiment = client.create_experiment("interrupted")
 parent = client.create_run(experiment, tags={{"sweep": "true"}})
-target = sweep.RunTarget({tracking_uri!r}, experiment, parent.info.run_id)
-sweep._install_exit_guard(sweep.SweepContext(target, {str(tmp_path)!r}, 1, time.time(), None))
+target = store.RunTarget({tracking_uri!r}, experiment, parent.info.run_id)
+exit_guard.arm(sweep_jobs.SweepContext(target, {str(tmp_path)!r}, 1, time.time(), None))
 
 def read(store):
     with store.ManagedSessionMaker() as session:

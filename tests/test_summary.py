@@ -9,7 +9,7 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from .conftest import cli, sweep_runs
+from .conftest import cli, in_process, new_store, sweep_runs
 
 SWEEP = [
     "-m",
@@ -22,10 +22,10 @@ SWEEP = [
 
 
 @pytest.fixture(scope="module")
-def failed_sweep(tmp_path_factory) -> dict:
+def failed_sweep(migrated_store, tmp_path_factory) -> dict:
     """One real sweep of 8 jobs where the two n_neighbors=500 jobs fail."""
     tmp = tmp_path_factory.mktemp("summary")
-    uri = f"sqlite:///{tmp}/mlflow.db"
+    uri = new_store(migrated_store, tmp)
     result = cli(uri, "src.train", *SWEEP, f"hydra.sweep.dir={tmp}/sweep")
     return {"uri": uri, "result": result, "dir": tmp / "sweep"}
 
@@ -98,7 +98,9 @@ def test_parameter_importance_ranks_the_parameter_that_matters(failed_sweep) -> 
 def test_summary_cli_prints_the_latest_sweep_ranked(failed_sweep, tmp_path) -> None:
     uri = failed_sweep["uri"]
     parent, children = sweep_runs(uri)
-    result = cli(uri, "src.summary", "data=iris")  # the configured experiment: iris-classification
+    result = in_process(
+        uri, "src.summary", "data=iris"
+    )  # the configured experiment: iris-classification
     assert result.returncode == 0, result.stderr
     assert parent.info.run_id in result.stdout
     assert (
@@ -106,7 +108,7 @@ def test_summary_cli_prints_the_latest_sweep_ranked(failed_sweep, tmp_path) -> N
         in result.stdout
     )
     assert result.stdout.count("knn n_neighbors=") >= 9  # 8 rows + the best run line
-    by_id = cli(
+    by_id = in_process(
         uri,
         "src.summary",
         "--experiment",
@@ -120,7 +122,7 @@ def test_summary_cli_prints_the_latest_sweep_ranked(failed_sweep, tmp_path) -> N
     exported = pd.read_csv(tmp_path / "results.csv")
     assert len(exported) == len(children) == 8
     assert {"model.n_neighbors", "cv.folds", "data.test_size", "test_accuracy"} <= set(exported)
-    listing = cli(uri, "src.summary", "--experiment", "iris-classification", "--list")
+    listing = in_process(uri, "src.summary", "--experiment", "iris-classification", "--list")
     assert listing.returncode == 0 and parent.info.run_id in listing.stdout
     assert " 8 " in listing.stdout
 
@@ -138,23 +140,23 @@ def test_summary_cli_bad_input_exits_1(failed_sweep, args, message) -> None:
     uri = failed_sweep["uri"]
     _, children = sweep_runs(uri)
     args = [children[0].info.run_id if a == "CHILD" else a for a in args]
-    result = cli(uri, "src.summary", *args)
+    result = in_process(uri, "src.summary", *args)
     assert result.returncode == 1
     assert message in result.stderr
 
 
-def test_summary_cli_on_an_experiment_without_sweeps(tmp_path) -> None:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+def test_summary_cli_on_an_experiment_without_sweeps(migrated_store, tmp_path) -> None:
+    uri = new_store(migrated_store, tmp_path)
     MlflowClient(uri).create_experiment("empty")
     result = cli(uri, "src.summary", "--experiment", "empty")
     assert result.returncode == 1 and "has no sweeps" in result.stderr
 
 
-def test_summary_of_a_sweep_stopped_before_any_child_started(tmp_path) -> None:
+def test_summary_of_a_sweep_stopped_before_any_child_started(migrated_store, tmp_path) -> None:
     """Ctrl-C before the first job: the summary still gets written, saying there is no best."""
-    from src.summary import summarize_sweep
+    from src.report import summarize_sweep
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = new_store(migrated_store, tmp_path)
     client = MlflowClient(uri)
     experiment_id = client.create_experiment("stopped")
     parent = client.create_run(
@@ -168,9 +170,9 @@ def test_summary_of_a_sweep_stopped_before_any_child_started(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_summary_of_more_than_1000_children_lists_them_all(tmp_path) -> None:
+def test_summary_of_more_than_1000_children_lists_them_all(migrated_store, tmp_path) -> None:
     """A real store with 1,001 children: every page of MLflow's search is read."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = new_store(migrated_store, tmp_path)
     client = MlflowClient(uri)
     experiment_id = client.create_experiment("big")
     parent = client.create_run(

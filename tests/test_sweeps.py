@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from sklearn.datasets import load_breast_cancer
 
 from src.pipeline import build_estimator
-from src.sweep import expand_jobs, validate_jobs
+from src.sweep_jobs import expand_jobs, validate_jobs
 
 from .conftest import REPO, sweep_runs
 

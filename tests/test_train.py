@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import mlflow
@@ -93,7 +94,9 @@ def test_logged_model_loads_and_predicts(model, heart_csv, tracking_uri, monkeyp
         f"mlflow.tracking_uri={tracking_uri}",
         "mlflow.log_plots=false",
     )
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     train(cfg)
+    assert os.environ.get("MLFLOW_TRACKING_URI") == before  # logging the model left it alone
     (run,) = all_runs(tracking_uri)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     loaded = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")

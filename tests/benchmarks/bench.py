@@ -22,7 +22,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 REPO = Path(__file__).resolve().parents[2]
-HEART = REPO.parent / "shared" / "data" / "heart_cleveland.csv"
+HEART = REPO / "tests" / "data" / "heart_cleveland.csv"
 GRID = [
     "model=knn",
     "model.n_neighbors=range(1,25)",
@@ -167,7 +167,7 @@ def main() -> None:
         [
             sys.executable,
             "-c",
-            "from src.tracking import ensure_experiment as e; "
+            "from src.store import ensure_experiment as e; "
             f"e('sqlite:///{template}', 'heart-classification')",
         ],
         cwd=REPO,

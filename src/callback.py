@@ -1,0 +1,138 @@
+"""The Hydra callback that makes a multirun one MLflow parent run: only Hydra's hooks, each
+delegating to the module that does the work.
+
+Every hook that touches MLflow for the parent runs in the launching process, under every
+launcher; a job's hooks run wherever its launcher runs it, with the sweep's context carried
+inside this (pickled) callback object.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn
+from hydra.errors import HydraException
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf.errors import OmegaConfBaseException
+
+from src import exit_guard
+from src.parent import fail_parent_run, finish_parent_run, open_sweep
+from src.sweep_jobs import (
+    SweepContext,
+    expand_jobs,
+    set_current_sweep,
+    settle_gc,
+    validate_jobs,
+    varying_keys,
+)
+
+
+def launcher_workers(*, _root_: DictConfig) -> int:
+    """`${workers:}`: how many jobs the launcher runs at once (1 for Hydra's basic launcher),
+    so an Optuna sweep asks for trials in batches that keep every worker busy."""
+    n_jobs = OmegaConf.select(_root_, "hydra.launcher.n_jobs", default=1)
+    if n_jobs is None:
+        return 1
+    cpus = os.cpu_count() or 1
+    return max(1, cpus + 1 + int(n_jobs)) if int(n_jobs) < 0 else int(n_jobs)  # joblib's -1 = all
+
+
+OmegaConf.register_new_resolver("workers", launcher_workers, replace=True)
+STOCK_JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+OUR_JOBLIB = "hydra_plugins.sweeps_joblib_launcher.joblib_launcher.SweepsJoblibLauncher"
+
+
+def use_our_joblib_launcher(config: DictConfig) -> None:
+    """`hydra/launcher=joblib` in this app runs our launcher, with the same options: Hydra
+    instantiates the launcher after this callback's `on_multirun_start`. Only this app's sweeps
+    (the ones with this callback) are affected, and a `hydra.launcher._target_=...` typed on the
+    command line is kept."""
+    typed = any(o.startswith("hydra.launcher._target_=") for o in config.hydra.overrides.hydra)
+    if config.hydra.launcher._target_ == STOCK_JOBLIB and not typed:
+        with read_write(config), open_dict(config):
+            config.hydra.launcher._target_ = OUR_JOBLIB
+
+
+class MlflowSweepCallback(Callback):
+    """Owns the sweep's parent run: creates it before jobs start and closes it at the end."""
+
+    def __init__(self) -> None:
+        self.context: SweepContext | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Check every job, then open the store and the experiment and create the parent run."""
+        use_our_joblib_launcher(config)
+        try:
+            jobs = expand_jobs(config)
+            n_jobs = len(jobs) if jobs is not None else config.hydra.sweeper.get("n_trials")
+            validate_jobs(config, jobs)
+            sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+            target, finished = open_sweep(config, jobs, sweep_dir)
+        except (ValueError, HydraException, OmegaConfBaseException) as e:
+            # Hydra only warns about a callback's exception; SystemExit stops the sweep here,
+            # before any run exists
+            raise SystemExit(f"Sweep not started: {e}") from e
+        self.context = SweepContext(
+            target=target,
+            sweep_dir=str(sweep_dir),
+            n_jobs=n_jobs,
+            started_at=time.time(),
+            max_failures=config.sweep.max_failures,
+            swept=varying_keys(config),
+            finished=finished,
+        )
+        print(
+            f"Sweep parent run {target.parent_run_id} in experiment "
+            f"{config.mlflow.experiment_name!r} ({n_jobs or 'unknown number of'} jobs) at "
+            f"{target.tracking_uri}",
+            flush=True,
+        )
+        exit_guard.arm(self.context)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Hand the sweep context to the task in whatever process runs this job."""
+        set_current_sweep(self.context)
+        os.environ.pop("MLFLOW_RUN_ID", None)  # an inherited run id would hijack the child
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        """Forget the sweep context, so a reused worker process starts the next job clean, and
+        drop the job's configs from its JobReturn: Hydra's sweeper keeps every JobReturn to the
+        end and joblib pickles them back to the launching process; the sweepers read only
+        `return_value`, and MLflow holds the configs."""
+        if self.context is not None:
+            job_return.cfg = None
+            job_return.hydra_cfg = None
+        set_current_sweep(None)
+        settle_gc()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Close the parent: FINISHED unless every job failed; exit non-zero if any failed."""
+        ctx = self.context
+        if ctx is None:
+            return
+        # what the sweep left is not garbage: frozen, the collector walks only what the summary
+        # allocates, and Python's last collection at exit skips it too
+        gc.freeze()
+        try:
+            counts = finish_parent_run(config, ctx)
+        except Exception as e:  # the children are safe in MLflow; say why the summary is missing
+            fail_parent_run(ctx, e)
+            exit_guard.disarm()
+            parent_id = ctx.target.parent_run_id
+            message = f"Summarising sweep {parent_id} failed: {type(e).__name__}: {e}"
+            raise SystemExit(message) from e
+        exit_guard.disarm()
+        gc.freeze()
+        if counts["n_failed"]:
+            skipped = (ctx.n_jobs or 0) - counts["n_children"]
+            stop = f" ({skipped} not started: sweep.max_failures)" if skipped > 0 else ""
+            raise SystemExit(
+                f"{counts['n_failed']} of {counts['n_children']} jobs failed{stop}; their "
+                f"tracebacks are the artifact error/traceback.txt of each FAILED child run of "
+                f"{ctx.target.parent_run_id}"
+            )

@@ -1,0 +1,163 @@
+"""One job's MLflow run: created and always ended, with its params, metrics, artifacts and model."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from src.store import RunTarget, mlflow_key, record_failure, run_tags, with_retries
+
+MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "cloudpickle", "numpy", "pandas", "scipy")
+
+
+def _drop_chosen_format_warning(record: logging.LogRecord) -> bool:
+    # `mlflow.model_format` is an explicit choice (README: cloudpickle vs skops), so MLflow's
+    # advice against pickle formats, repeated for every child, is dropped; nothing else is.
+    return not record.getMessage().startswith("Saving scikit-learn models in the pickle")
+
+
+logging.getLogger("mlflow.sklearn").addFilter(_drop_chosen_format_warning)
+
+
+def flatten_config(cfg: DictConfig) -> dict[str, str]:
+    """The resolved config as `dotted.key -> value` strings: the keys a user types in overrides."""
+    flat: dict[str, str] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, DictConfig):
+            for key in node:
+                walk(node[key], f"{prefix}{key!s}.")
+        else:
+            value = OmegaConf.to_container(node) if isinstance(node, ListConfig) else node
+            flat[mlflow_key(prefix[:-1])] = "None" if value is None else str(value)
+
+    walk(cfg, "")
+    return flat
+
+
+@contextmanager
+def job_run(target: RunTarget, run_name: str, tags: dict[str, str]) -> Iterator[str]:
+    """Create a run (nested when `target` has a parent), yield its id, and always end it.
+
+    An exception inside marks the run FAILED with the exception's type and message as tags and
+    the traceback as an artifact, then propagates; an interrupt marks it KILLED.
+    """
+    client = MlflowClient(target.tracking_uri)
+    run = with_retries(
+        lambda: client.create_run(
+            target.experiment_id, run_name=run_name, tags=run_tags(target, run_name, tags)
+        )
+    )
+    run_id = run.info.run_id
+    try:
+        yield run_id
+    except BaseException as e:
+        status = "KILLED" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "FAILED"
+        record_failure(client, run_id, e)
+        with_retries(lambda: client.set_terminated(run_id, status))
+        raise
+    with_retries(lambda: client.set_terminated(run_id, "FINISHED"))
+
+
+def log_results(
+    client: MlflowClient,
+    run_id: str,
+    params: dict[str, str],
+    metrics: dict[str, float],
+    artifact_dir: Path,
+    model_id: str | None = None,
+) -> None:
+    """Log params and metrics in one batch, and the artifact folder in one upload; with
+    `model_id`, the metrics are also the logged model's."""
+    long_values = {k: v for k, v in params.items() if len(v) > MAX_PARAM_VAL_LENGTH}
+    now = int(time.time() * 1000)
+    batch_params = [Param(k, v[:MAX_PARAM_VAL_LENGTH]) for k, v in params.items()]
+    batch_tags = [RunTag(f"param_truncated.{k}", "true") for k in long_values]
+    for key, value in long_values.items():
+        (artifact_dir / "params").mkdir(parents=True, exist_ok=True)
+        (artifact_dir / "params" / f"{key}.txt").write_text(value)
+    batch_metrics = [Metric(k, float(v), now, 0, model_id=model_id) for k, v in metrics.items()]
+    with_retries(
+        lambda: client.log_batch(
+            run_id, metrics=batch_metrics, params=batch_params, tags=batch_tags
+        )  # fmt: skip
+    )
+    with_retries(lambda: client.log_artifacts(run_id, str(artifact_dir)))
+
+
+def log_sklearn_model(
+    target: RunTarget,
+    run_id: str,
+    pipeline: Any,
+    input_example: Any,
+    fmt: str,
+    params: dict[str, str] | None = None,
+) -> str:
+    """Log the fitted pipeline as the MLflow model `model` (explicit requirements, `params` as
+    the model's params); return the logged model's id."""
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(input_example, pipeline.predict(input_example))
+    skops_trusted = None
+    if fmt == "skops":
+        import skops.io
+
+        with tempfile.TemporaryDirectory() as tmp:
+            probe = Path(tmp) / "model.skops"
+            skops.io.dump(pipeline, probe)
+            skops_trusted = skops.io.get_untrusted_types(file=probe)
+    with fluent_target(target):
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            run_id=run_id,
+            signature=signature,
+            input_example=input_example,
+            serialization_format=fmt,
+            skops_trusted_types=skops_trusted,
+            pip_requirements=model_requirements(),
+            params={k: v[:MAX_PARAM_VAL_LENGTH] for k, v in (params or {}).items()},
+        )
+    return str(info.model_id)
+
+
+@contextmanager
+def fluent_target(target: RunTarget) -> Iterator[None]:
+    """Point MLflow's fluent API (which `log_model` uses) at `target` for one call, then restore
+    it exactly: `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into os.environ, which
+    would send every later run of this process to this store."""
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri  # private: see README
+
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")}
+    try:
+        with _use_tracking_uri(target.tracking_uri):
+            # without an active run, a LoggedModel goes to this experiment (default: "0")
+            os.environ["MLFLOW_EXPERIMENT_ID"] = target.experiment_id
+            yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@cache
+def model_requirements() -> list[str]:
+    """Pinned requirements of a logged model, given explicitly (MLflow would infer them by
+    importing the model in a subprocess, for every child)."""
+    return [f"{name}=={version(name)}" for name in MODEL_REQUIREMENTS]

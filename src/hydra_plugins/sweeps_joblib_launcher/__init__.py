@@ -1,0 +1,1 @@
+"""`hydra/launcher=sweeps_joblib`: hydra-joblib-launcher's launcher, each worker set up once."""

@@ -1,0 +1,108 @@
+"""The launch itself: the stock joblib launcher's pool and jobs, with Hydra's state pickled once
+per launch and restored once per worker.
+
+The stock launcher sends Hydra's whole state with every job (its config, context, task function
+and singletons) and every job restores it with `Singleton.set_state`, which re-executes every
+Hydra plugin module. Here that state is pickled once per launch, and a worker restores it on its
+first job of the launch; its later jobs share it, as jobs share it in-process under Hydra's
+basic launcher. The jobs, their ids, numbers, directories and returns are the stock launcher's.
+"""
+
+import contextlib
+import logging
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.types import HydraContext, TaskFunction
+from joblib import Parallel, delayed
+from omegaconf import DictConfig, open_dict
+
+from .joblib_launcher import SweepsJoblibLauncher
+
+log = logging.getLogger(__name__)
+
+# per worker process: (launch key, hydra context, sweep config, task function) of the launch
+# whose state this process holds
+_worker: tuple[str, HydraContext, DictConfig, TaskFunction] | None = None
+
+
+def joblib_kwargs(options: dict[str, Any]) -> dict[str, Any]:
+    """joblib.Parallel's arguments from the launcher's options, as the stock launcher makes them:
+    always the loky backend (threads are incompatible with Hydra), counts as ints."""
+    kwargs = {k: v for k, v in options.items() if k != "_target_"}
+    kwargs["backend"] = "loky"
+    for key in ("pre_dispatch", "batch_size", "max_nbytes"):
+        value = kwargs.get(key)
+        if value:
+            with contextlib.suppress(ValueError):  # e.g. pre_dispatch="2*n_jobs"
+                kwargs[key] = int(value)
+    return kwargs
+
+
+def launch(
+    launcher: SweepsJoblibLauncher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+) -> Sequence[JobReturn]:
+    """Run the jobs on a loky pool; their returns, in order."""
+    setup_globals()
+    assert launcher.config is not None
+    assert launcher.task_function is not None
+    assert launcher.hydra_context is not None
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+
+    kwargs = joblib_kwargs(dict(launcher.joblib))
+    log.info(
+        "Joblib.Parallel({}) is launching {} jobs".format(
+            ",".join(f"{k}={v}" for k, v in kwargs.items()), len(job_overrides)
+        )
+    )
+    log.info(f"Launching jobs, sweep output dir : {sweep_dir}")
+    for idx, overrides in enumerate(job_overrides):
+        log.info("\t#{} : {}".format(idx, " ".join(filter_overrides(overrides))))
+
+    key = uuid.uuid4().hex
+    state = (
+        cloudpickle.dumps(Singleton.get_state()),
+        cloudpickle.dumps((launcher.hydra_context, launcher.config, launcher.task_function)),
+    )
+    runs = Parallel(**kwargs)(
+        delayed(execute_job)(initial_job_idx + idx, list(overrides), key, state)
+        for idx, overrides in enumerate(job_overrides)
+    )
+    assert isinstance(runs, list)
+    for run in runs:
+        assert isinstance(run, JobReturn)
+    return runs
+
+
+def execute_job(idx: int, overrides: list[str], key: str, state: tuple[bytes, bytes]) -> JobReturn:
+    """Run one job in a worker; restore the launch's Hydra state first if this worker lacks it."""
+    global _worker
+    setup_globals()
+    if _worker is None or _worker[0] != key:
+        singleton_state, job_state = state
+        # restore the singletons first: set_state re-executes every plugin module, redefining
+        # their config classes, and the configs unpickled after it refer to the new classes
+        Singleton.set_state(cloudpickle.loads(singleton_state))
+        hydra_context, config, task_function = cloudpickle.loads(job_state)
+        _worker = (key, hydra_context, config, task_function)
+    _, hydra_context, config, task_function = _worker
+    sweep_config = hydra_context.config_loader.load_sweep_config(config, overrides)
+    with open_dict(sweep_config):
+        sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{idx}"
+        sweep_config.hydra.job.num = idx
+    HydraConfig.instance().set_config(sweep_config)
+    return run_job(
+        hydra_context=hydra_context,
+        config=sweep_config,
+        task_function=task_function,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )

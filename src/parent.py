@@ -1,0 +1,179 @@
+"""A sweep's parent run: opened (new, or reopened to resume) before any job starts, and closed
+at the end with the summary, the search sweeper's verdict and the registry gate."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from src.ranking import SweepSummary
+from src.recovery import mark_stale_runs, reopen_sweep, resume_parent
+from src.registry import default_model_name, describe, register_best
+from src.report import summarize_sweep
+from src.store import (
+    NoSweepError,
+    RunTarget,
+    TrackingError,
+    ensure_experiment,
+    git_info,
+    mlflow_key,
+    record_failure,
+    resolve_tracking_uri,
+    run_tags,
+    with_retries,
+)
+from src.sweep_jobs import SweepContext, swept_values
+
+
+class SweepSetupError(ValueError):
+    """The tracking store, or the sweep that sweep.resume names, cannot be opened."""
+
+
+def open_sweep(
+    config: DictConfig, jobs: list[list[str]] | None, sweep_dir: Path
+) -> tuple[RunTarget, dict[str, float]]:
+    """Open the store and the experiment, end runs whose process is gone, and create the parent
+    run (writing to `sweep_dir`), or reopen the one sweep.resume names; the parent's run target,
+    and the finished jobs' results (job key -> metric) when resuming."""
+    try:
+        uri = resolve_tracking_uri(config.mlflow.tracking_uri)
+        experiment_id = ensure_experiment(uri, config.mlflow.experiment_name)
+    except TrackingError as e:
+        raise SweepSetupError(str(e)) from e
+    commit, dirty = git_info()
+    base = RunTarget(uri, experiment_id, None, commit, dirty)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(uri)
+    for run in mark_stale_runs(client, experiment_id):
+        print(
+            f"Marked stale run {run.info.run_name!r} ({run.info.run_id}) FAILED: its "
+            f"process is gone",
+            flush=True,
+        )
+    finished: dict[str, float] = {}
+    if config.sweep.resume:
+        try:
+            parent = resume_parent(client, experiment_id, str(config.sweep.resume))
+        except NoSweepError as e:
+            raise SweepSetupError(str(e)) from e
+        parent_id = parent.info.run_id
+        finished = reopen_sweep(client, parent)
+        print(f"Resuming sweep {parent_id}: {len(finished)} finished jobs are kept", flush=True)
+    else:
+        parent_id = create_parent_run(config, base, jobs, sweep_dir)
+    return RunTarget(uri, experiment_id, parent_id, commit, dirty), finished
+
+
+def create_parent_run(
+    config: DictConfig, base: RunTarget, jobs: list[list[str]] | None, sweep_dir: Path
+) -> str:
+    """The parent run: tagged as a sweep, with the swept keys and their values as params."""
+    swept = swept_values(config)
+    name = f"sweep {config.hydra.runtime.choices.get('model', '')} " + " ".join(
+        f"{k.removeprefix('model.')}={','.join(v)}" for k, v in swept.items()
+    )
+    client = MlflowClient(base.tracking_uri)
+    tags = {
+        "sweep": "true",
+        "sweep_dir": str(sweep_dir),
+        "sweeper": str(config.hydra.sweeper._target_),
+        "launcher": str(config.hydra.launcher._target_),
+        "hydra_overrides": " ".join(config.hydra.overrides.task),
+        "sweep_metric": str(config.sweep.metric),
+        "sweep_direction": str(config.sweep.direction),
+    }
+    run = with_retries(
+        lambda: client.create_run(
+            base.experiment_id, run_name=name[:250], tags=run_tags(base, name[:250], tags)
+        )
+    )
+    params = [Param(mlflow_key(f"sweep.{k}"), ",".join(v)[:6000]) for k, v in swept.items()]
+    params.append(Param("sweep.n_jobs", str(len(jobs) if jobs is not None else "unknown")))
+    sampler = OmegaConf.select(config, "hydra.sweeper.sampler")
+    if sampler is not None:  # a search sweeper (Optuna): record how it searches
+        params += [
+            Param("sweep.sampler", str(sampler.get("_target_", "")).rsplit(".", 1)[-1]),
+            Param("sweep.sampler_seed", str(sampler.get("seed"))),
+            Param("sweep.n_trials", str(config.hydra.sweeper.get("n_trials"))),
+            Param("sweep.direction", str(config.hydra.sweeper.get("direction"))),
+        ]
+    with_retries(lambda: client.log_batch(run.info.run_id, params=params))
+    return str(run.info.run_id)
+
+
+def finish_parent_run(config: DictConfig, ctx: SweepContext) -> dict[str, int]:
+    """Summarise the sweep onto the parent and into the sweep folder, run the registry gate if
+    asked (registry.enabled), then end the parent; the counts of its children."""
+    parent_id = ctx.target.parent_run_id
+    assert parent_id is not None
+    client = MlflowClient(ctx.target.tracking_uri)
+    summary = summarize_sweep(ctx.target.tracking_uri, parent_id, Path(ctx.sweep_dir))
+    record_search_result(client, parent_id, Path(ctx.sweep_dir), summary)
+    if config.registry.enabled and summary.best is not None:
+        name = config.registry.name or default_model_name(str(config.mlflow.experiment_name))
+        decision = register_best(client, summary, name, config.registry.min_improvement)
+        print(describe(decision), flush=True)
+    counts = summary.counts
+    all_failed = counts["n_children"] > 0 and counts["n_finished"] == 0
+    stopped = ctx.max_failures is not None and counts["n_failed"] > ctx.max_failures
+    status = "FAILED" if all_failed or stopped else "FINISHED"
+    if stopped:
+        reason = f"stopped by sweep.max_failures={ctx.max_failures}: {counts['n_failed']} failed"
+        with_retries(lambda: client.set_tag(parent_id, "end_reason", reason))
+    with_retries(lambda: client.set_terminated(parent_id, status))
+    finished, failed, total = counts["n_finished"], counts["n_failed"], counts["n_children"]
+    counted = f"{finished} finished, {failed} failed of {total} children"
+    lines = [f"Sweep {parent_id} {status}: {counted}"]
+    best = summary.best
+    if best is not None:
+        score = f"{summary.metric}={best[summary.metric]:.4f}"
+        lines.append(f"Best: {best['run_name']} ({best['run_id']}) {score}")
+    files = Path(ctx.sweep_dir) / "sweep_summary.md"
+    lines.append(f"Summary: {files} (and on the parent run, under summary/)")
+    print("\n".join(lines), flush=True)
+    return counts
+
+
+def fail_parent_run(ctx: SweepContext, error: BaseException) -> None:
+    """End the parent FAILED with `error` recorded on it (the children stay as they are)."""
+    parent_id = ctx.target.parent_run_id
+    assert parent_id is not None
+    client = MlflowClient(ctx.target.tracking_uri)
+    record_failure(client, parent_id, error)
+    with_retries(lambda: client.set_terminated(parent_id, "FAILED"))
+
+
+def record_search_result(
+    client: MlflowClient, parent_id: str, sweep_dir: Path, summary: SweepSummary
+) -> None:
+    """A search sweeper's own verdict (Optuna's optimization_results.yaml) on the parent: the best
+    value, the best params, and the child run that holds that trial."""
+    results = sweep_dir / "optimization_results.yaml"
+    if not results.is_file():
+        return
+    verdict = OmegaConf.load(results)
+    assert isinstance(verdict, DictConfig)
+    best_params = {str(k): str(v) for k, v in verdict.get("best_params", {}).items()}
+    table = summary.table
+    match = table[table["status"] == "FINISHED"]
+    for key, value in best_params.items():
+        if key in match:
+            match = match[match[key].astype(str) == value]
+    tags = {"search_best_params": json.dumps(best_params)}
+    if len(match):
+        tags["search_best_run_id"] = str(match.iloc[0]["run_id"])
+    now = int(time.time() * 1000)
+    metrics = []
+    if verdict.get("best_value") is not None:
+        metrics.append(Metric("search_best_value", float(verdict.best_value), now, 0))
+    with_retries(
+        lambda: client.log_batch(
+            parent_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()]
+        )
+    )
+    with_retries(lambda: client.log_artifact(parent_id, str(results), "summary"))

@@ -1,0 +1,192 @@
+"""The model registry gate: register a sweep's best model, and make it the `champion` only if
+it beats the current champion."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from mlflow.entities import RunTag
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from src.ranking import TEST_METRICS, SweepSummary
+from src.store import with_retries
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+class RegistryError(RuntimeError):
+    """The sweep's best model cannot be registered; nothing was registered."""
+
+
+@dataclass
+class Decision:
+    """What the gate decided for one registered version."""
+
+    name: str
+    version: str
+    promoted: bool
+    reason: str
+    created: bool  # False when this run was already registered (no duplicate version)
+
+
+def default_model_name(experiment_name: str) -> str:
+    """`heart-classification` -> `heart-classifier`."""
+    base = experiment_name.removesuffix("-classification")
+    return f"{base}-classifier"
+
+
+def register_best(
+    client: MlflowClient, summary: SweepSummary, name: str, min_improvement: float = 0.0
+) -> Decision:
+    """Register the best child's model as a version of `name` and run the promotion gate."""
+    best = summary.best
+    if best is None:
+        raise RegistryError(
+            f"sweep {summary.parent.info.run_id} has no finished child with a finite "
+            f"{summary.metric}: nothing to register"
+        )
+    run = client.get_run(best["run_id"])
+    model_id = logged_model_id(client, run)
+    metric, score = summary.metric, float(best[summary.metric])
+    dataset = run.data.params.get("data", "unknown")
+    existing = find_version(client, name, run.info.run_id)
+    if existing is not None:
+        version, created = existing, False
+    else:
+        version, created = create_version(client, name, run, model_id, summary, dataset), True
+    promoted, reason = gate(
+        client, name, version, metric, score, dataset, summary.direction, min_improvement
+    )
+    if promoted:
+        promote(client, name, version)
+    elif client.get_model_version(name, version.version).aliases != [CHAMPION]:
+        client.set_registered_model_alias(name, CHALLENGER, version.version)
+    decision = Decision(name, str(version.version), promoted, reason, created)
+    record_decision(client, summary.parent.info.run_id, decision)
+    return decision
+
+
+def logged_model_id(client: MlflowClient, run) -> str:
+    """The id of the MLflow model `model` that a child run logged."""
+    outputs = run.outputs.model_outputs if run.outputs else []
+    if not outputs:
+        raise RegistryError(
+            f"the best child {run.info.run_name!r} ({run.info.run_id}) logged no model "
+            f"(was the sweep run with mlflow.log_model=false?): nothing registered"
+        )
+    return outputs[0].model_id
+
+
+def find_version(client: MlflowClient, name: str, run_id: str) -> ModelVersion | None:
+    """The version of `name` already registered from `run_id`, if any."""
+    try:
+        versions = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    except MlflowException:
+        return None
+    return min(versions, key=lambda v: int(v.version)) if versions else None
+
+
+def create_version(client, name, run, model_id, summary, dataset) -> ModelVersion:
+    """A new version of `name` from the run's logged model, described and tagged."""
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(
+            name, description=f"Best models of {dataset} sweeps, promoted by src.register."
+        )
+    metrics = run.data.metrics
+    tags = {
+        "selection_metric": summary.metric,
+        "selection_value": repr(float(metrics[summary.metric])),
+        "selection_direction": summary.direction,
+        "dataset": dataset,
+        "sweep_run_id": summary.parent.info.run_id,
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name,
+    }
+    tags |= {f"metric.{m}": repr(metrics[m]) for m in TEST_METRICS if m in metrics}
+    tags |= {
+        f"param.{k}": v[:5000]
+        for k, v in run.data.params.items()
+        if k.startswith("model") or k in ("data", "seed")
+    }
+    source = f"models:/{model_id}"
+    return client.create_model_version(  # waits until the version is READY
+        name,
+        source,
+        run_id=run.info.run_id,
+        tags=tags,
+        model_id=model_id,
+        description=(
+            f"{run.info.run_name}: {summary.metric}={metrics[summary.metric]:.4f}, "
+            f"best child of sweep {summary.parent.info.run_name!r}"
+        ),
+    )
+
+
+def gate(client, name, version, metric, score, dataset, direction, min_improvement):
+    """(promote?, why): the new version must beat the champion by at least min_improvement."""
+    try:
+        champion = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return True, f"no champion yet: version {version.version} becomes {CHAMPION}"
+    if champion.version == version.version:
+        return True, f"version {version.version} is already the {CHAMPION}"
+    tags = champion.tags
+    if tags.get("dataset") != dataset or tags.get("selection_metric") != metric:
+        return False, (
+            f"the {CHAMPION} (version {champion.version}) was selected on "
+            f"{tags.get('dataset')}/{tags.get('selection_metric')}, this one on "
+            f"{dataset}/{metric}: not comparable, so it stays the {CHAMPION}"
+        )
+    best_so_far = float(tags["selection_value"])
+    gain = (score - best_so_far) if direction != "minimize" else (best_so_far - score)
+    if math.isfinite(gain) and gain > 0 and gain >= min_improvement:
+        return True, (
+            f"{metric} {score:.4f} beats the {CHAMPION}'s {best_so_far:.4f} "
+            f"(version {champion.version}) by {gain:.4f} >= {min_improvement}"
+        )
+    return False, (
+        f"{metric} {score:.4f} does not beat the {CHAMPION}'s {best_so_far:.4f} "
+        f"(version {champion.version}) by at least {min_improvement}"
+    )
+
+
+def promote(client: MlflowClient, name: str, version: ModelVersion) -> None:
+    """Point `champion` at `version`; the previous champion is tagged archived, history kept."""
+    try:
+        previous = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        previous = None
+    client.set_registered_model_alias(name, CHAMPION, version.version)
+    if previous is not None and previous.version != version.version:
+        client.set_model_version_tag(name, previous.version, "archived", "true")
+        client.set_model_version_tag(name, previous.version, "archived_by", version.version)
+    if CHALLENGER in client.get_model_version(name, version.version).aliases:
+        client.delete_registered_model_alias(name, CHALLENGER)
+
+
+def record_decision(client: MlflowClient, parent_run_id: str, decision: Decision) -> None:
+    """The decision as tags on the sweep's parent run."""
+    tags = {
+        "registry.model_name": decision.name,
+        "registry.version": decision.version,
+        "registry.decision": CHAMPION if decision.promoted else CHALLENGER,
+        "registry.reason": decision.reason[:5000],
+    }
+    with_retries(
+        lambda: client.log_batch(parent_run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    )
+
+
+def describe(decision: Decision) -> str:
+    """One paragraph for the terminal."""
+    verb = "Registered" if decision.created else "Already registered (no new version):"
+    role = CHAMPION if decision.promoted else CHALLENGER
+    return (
+        f"{verb} {decision.name} version {decision.version} -> {role}\n"
+        f"  {decision.reason}\n  load it: models:/{decision.name}@{role}"
+    )

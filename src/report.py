@@ -1,0 +1,177 @@
+"""Write a sweep's summary: the files in the sweep folder, and the summary on its parent run."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+from mlflow.entities import Metric, RunTag
+from mlflow.tracking import MlflowClient
+
+from src.ranking import (
+    CONFUSION,
+    TEST_METRICS,
+    SweepSummary,
+    load_summary,
+    nan_note,
+    parameter_importance,
+    spread,
+    tie_note,
+)
+from src.store import with_retries
+from src.sweep_plots import save_sweep_plots
+
+TOP_N = 10
+
+
+def write_summary_files(summary: SweepSummary, out_dir: Path) -> list[Path]:
+    """sweep_summary.csv, sweep_summary.md, parameter importance and the sweep plots."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    importance = parameter_importance(summary)
+    csv_path = out_dir / "sweep_summary.csv"
+    summary.table.to_csv(csv_path, index=False)
+    importance_path = out_dir / "parameter_importance.csv"
+    importance.to_csv(importance_path, index=False)
+    md_path = out_dir / "sweep_summary.md"
+    md_path.write_text(render_markdown(summary, importance))
+    ranked = summary.ranked
+    params = [k for k in summary.swept if k in ranked and ranked[k].nunique() > 1]
+    plots = save_sweep_plots(ranked, params, summary.metric, importance, out_dir)
+    return [csv_path, md_path, importance_path, *plots]
+
+
+def render_markdown(summary: SweepSummary, importance: pd.DataFrame) -> str:
+    """The human-readable summary: best child, top 10, ties, failures, importance."""
+    parent, metric = summary.parent, summary.metric
+    counts = summary.counts
+    lines = [
+        f"# Sweep `{parent.info.run_name}`",
+        "",
+        f"Parent run `{parent.info.run_id}`: {counts['n_children']} children, "
+        f"{counts['n_finished']} finished, {counts['n_failed']} failed. "
+        f"Ranked by `{metric}` ({summary.direction}), a cross-validation score on the "
+        f"training split, not the test score.",
+        "",
+    ]
+    best = summary.best
+    if best is None:
+        lines += ["**No child finished with a finite selection metric: there is no best run.**"]
+    else:
+        lines += [
+            "## Best child",
+            "",
+            f"- run: `{best['run_name']}` (`{best['run_id']}`)",
+            f"- {metric}: **{best[metric]:.4f}**",
+        ]
+        if "cv_accuracy_std" in best and pd.notna(best["cv_accuracy_std"]):
+            lines.append(f"- cv_accuracy_std: {best['cv_accuracy_std']:.4f}")
+        lines += [f"- `{k}` = {best[k]}" for k in summary.swept if k in best]
+        tests = [f"{m}={best[m]:.4f}" for m in TEST_METRICS if m in best and pd.notna(best[m])]
+        lines.append("- test metrics: " + ", ".join(tests))
+        confusion = [f"{m}={int(best[m])}" for m in CONFUSION if m in best and pd.notna(best[m])]
+        if confusion:
+            lines.append("- confusion counts (test): " + ", ".join(confusion))
+    lines += [""]
+    for note in (tie_note(summary), nan_note(summary)):
+        if note:
+            lines += [f"> {note}", ""]
+    spread_metrics = spread(summary)
+    if spread_metrics:
+        lines += [
+            "## Spread across children",
+            "",
+            "Mean ± standard deviation over the ranked children (for a seeds sweep: the "
+            "spread that noise alone gives).",
+            "",
+        ]
+        lines += [
+            f"- {name}: {spread_metrics[f'mean_{name}']:.4f} ± {spread_metrics[f'std_{name}']:.4f}"
+            for name in dict.fromkeys((metric, *TEST_METRICS))
+            if f"mean_{name}" in spread_metrics
+        ]
+        lines.append("")
+    ranked = summary.ranked.head(TOP_N)
+    if len(ranked):
+        columns = [
+            "rank",
+            "run_name",
+            *summary.swept,
+            metric,
+            *(c for c in ("cv_accuracy_std", "test_accuracy", "roc_auc") if c != metric),
+        ]
+        lines += [f"## Top {len(ranked)}", "", _markdown_table(ranked, columns), ""]
+    failed = summary.table[summary.table["status"] != "FINISHED"]
+    if len(failed):
+        lines += ["## Failed or interrupted jobs", ""]
+        lines += [
+            f"- `{r.run_name!s}` ({r.status!s}): {r.error or 'no error recorded'!s}"
+            for r in failed.itertuples()
+        ]
+        lines += ["", "Tracebacks: the artifact `error/traceback.txt` of each failed child.", ""]
+    if len(importance):
+        lines += [
+            "## Parameter importance",
+            "",
+            f"Share of the variance of `{metric}` explained by each swept parameter on its "
+            "own (one-way ANOVA, η²).",
+            "",
+            _markdown_table(importance, ["param", "eta_squared", "n_values"]),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _markdown_table(frame: pd.DataFrame, columns: list[str]) -> str:
+    columns = [c for c in dict.fromkeys(columns) if c in frame.columns]
+
+    def cell(column: str, value: object) -> str:
+        if column in ("rank", "n_values") and isinstance(value, float):
+            return str(int(value))
+        if isinstance(value, float):
+            return f"{value:.4f}"
+        return str(value).replace("|", "\\|")
+
+    header = "| " + " | ".join(columns) + " |"
+    rule = "|" + "---|" * len(columns)
+    body = [
+        "| " + " | ".join(cell(c, v) for c, v in zip(columns, row, strict=True)) + " |"
+        for row in frame[columns].itertuples(index=False)
+    ]
+    return "\n".join([header, rule, *body])
+
+
+def record_on_parent(client: MlflowClient, summary: SweepSummary, files: list[Path]) -> None:
+    """Tag the parent and the best child, log best_* metrics and counts, upload the files."""
+    parent_id = summary.parent.info.run_id
+    now = int(time.time() * 1000)
+    metrics: dict[str, float] = dict(summary.counts)
+    tags = [RunTag("n_children", str(metrics["n_children"]))]
+    best = summary.best
+    if best is not None:
+        tags.append(RunTag("best_run_id", best["run_id"]))
+        tags.append(RunTag("best_run_name", str(best["run_name"])[:5000]))
+        for name in (summary.metric, "cv_accuracy_std", *TEST_METRICS):
+            if name in best and pd.notna(best[name]):
+                metrics[f"best_{name}"] = float(best[name])
+        with_retries(lambda: client.set_tag(best["run_id"], "best_in_sweep", "true"))
+    metrics |= spread(summary)
+    with_retries(
+        lambda: client.log_batch(
+            parent_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()], tags=tags
+        )
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in files:
+            (Path(tmp) / path.name).write_bytes(path.read_bytes())
+        with_retries(lambda: client.log_artifacts(parent_id, tmp, "summary"))
+
+
+def summarize_sweep(tracking_uri: str, parent_run_id: str, out_dir: Path) -> SweepSummary:
+    """Summarise a sweep into `out_dir` and onto its parent run; return the summary."""
+    client = MlflowClient(tracking_uri)
+    summary = load_summary(client, client.get_run(parent_run_id))
+    files = write_summary_files(summary, out_dir)
+    record_on_parent(client, summary, files)
+    return summary

@@ -1,0 +1,264 @@
+"""The MLflow store: its URI, the experiment, retries when it is busy, and the queries for runs.
+
+Also where a run is headed (`RunTarget`), the tags every run gets, and how a failure is recorded
+on any run: the pieces the child run, the parent run and recovery all share.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TypeVar
+
+from mlflow.entities import Run, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.store.entities.paged_list import PagedList
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+
+T = TypeVar("T")
+PAGE_SIZE = 5000
+PROCESS_TAG = "process"
+_INVALID_KEY_CHARS = re.compile(r"[^\w\-. /]")
+_RETRY_ATTEMPTS = 6
+# MLflow 3's UI opens an experiment of this kind on its training runs, not the GenAI overview
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be reached or written; the message names the URI."""
+
+
+class NoSweepError(RuntimeError):
+    """No sweep to read: an unknown run, a run that is not a sweep, or an empty experiment."""
+
+
+@dataclass(frozen=True)
+class RunTarget:
+    """Where a job's run goes: the store, the experiment, and the parent run when in a sweep."""
+
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str | None = None
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+
+
+def resolve_tracking_uri(configured: str) -> str:
+    """MLFLOW_TRACKING_URI if set, else `configured`; a relative sqlite/file path made absolute."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        path = Path(uri.removeprefix("sqlite:///")).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    if "://" not in uri:  # a plain directory: MLflow's file store
+        return Path(uri).resolve().as_uri()
+    return uri
+
+
+def configured_store(overrides: list[str], tracking_uri: str | None) -> tuple[str, str]:
+    """The tracking URI and experiment name of the project's config (with overrides)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    uri = resolve_tracking_uri(tracking_uri or cfg.mlflow.tracking_uri)
+    return uri, str(cfg.mlflow.experiment_name)
+
+
+def default_artifact_location(tracking_uri: str, experiment_name: str) -> str | None:
+    """Artifacts of a sqlite store live beside the database (under outputs/), not in ./mlruns."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None  # a server or file store decides for itself
+    root = Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts"
+    return (root / _INVALID_KEY_CHARS.sub("_", experiment_name)).as_uri()
+
+
+def ensure_experiment(tracking_uri: str, experiment_name: str) -> str:
+    """Create the store (if new) and the experiment (if missing); return the experiment id."""
+    check_reachable(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    try:
+        experiment = with_retries(lambda: client.get_experiment_by_name(experiment_name))
+        if experiment is not None:
+            experiment_id = experiment.experiment_id
+            if experiment.lifecycle_stage == "deleted":
+                with_retries(lambda: client.restore_experiment(experiment_id))
+            if EXPERIMENT_KIND_TAG not in experiment.tags:
+                with_retries(
+                    lambda: client.set_experiment_tag(
+                        experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND
+                    )
+                )
+            return str(experiment_id)
+        location = default_artifact_location(tracking_uri, experiment_name)
+        try:
+            return client.create_experiment(
+                experiment_name,
+                artifact_location=location,
+                tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+            )
+        except MlflowException:  # created meanwhile by another process
+            existing = client.get_experiment_by_name(experiment_name)
+            if existing is None:
+                raise
+            return str(existing.experiment_id)
+    except MlflowException as e:
+        raise TrackingError(f"MLflow tracking store {tracking_uri} is not usable: {e}") from e
+
+
+def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, naming the URI, when a tracking server does not answer (MLflow's own client
+    would retry for minutes before giving up)."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout_s):
+            pass
+    except (urllib.error.URLError, OSError) as e:
+        raise TrackingError(f"MLflow tracking server {tracking_uri} is unreachable: {e}") from e
+
+
+def with_retries(call: Callable[[], T], attempts: int = _RETRY_ATTEMPTS) -> T:
+    """Run an MLflow call, retrying with backoff when the store is busy (e.g. sqlite locked)."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except MlflowException as e:
+            if attempt == attempts - 1 or not _is_transient(e):
+                raise
+            time.sleep(min(0.2 * 2**attempt, 5.0))
+    raise AssertionError("unreachable")
+
+
+def _is_transient(error: Exception) -> bool:
+    text = str(error).lower()
+    return "database is locked" in text or "busy" in text or "timed out" in text
+
+
+def mlflow_key(key: str) -> str:
+    """A string made into a valid MLflow param/metric/tag key."""
+    return _INVALID_KEY_CHARS.sub("_", key)
+
+
+@cache
+def git_info() -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the git checkout the code runs from, or (None, None) outside git."""
+    cwd = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode != 0:
+            return None, None
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return commit.stdout.strip(), bool(status.stdout.strip())
+
+
+def process_identity(pid: int) -> str | None:
+    """`host:pid:start` of a live process on this host (start: its start time in clock ticks
+    since boot, from /proc, so a reused pid does not pass for the original), else None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    start = stat.rsplit(")", 1)[1].split()[19]  # field 22 of proc(5), counted after the name
+    return f"{socket.gethostname()}:{pid}:{start}"
+
+
+def run_tags(target: RunTarget, run_name: str, extra: dict[str, str]) -> dict[str, str]:
+    """Tags every run gets: name, parent link, git state, host and this process (whose end would
+    leave the run orphaned)."""
+    pid = os.getpid()
+    tags = {MLFLOW_RUN_NAME: run_name, "host": socket.gethostname(), "pid": str(pid)}
+    if (identity := process_identity(pid)) is not None:
+        tags[PROCESS_TAG] = identity  # lets a later sweep tell a crashed run from a live one
+    if target.parent_run_id:
+        tags[MLFLOW_PARENT_RUN_ID] = target.parent_run_id
+    if target.git_commit:
+        tags |= {"git_commit": target.git_commit, "mlflow.source.git.commit": target.git_commit,
+                 "git_dirty": str(target.git_dirty).lower()}  # fmt: skip
+    return tags | extra
+
+
+def record_failure(client: MlflowClient, run_id: str, error: BaseException) -> None:
+    """Tag a run with the error and store its traceback as `error/traceback.txt`."""
+    text = "".join(traceback.format_exception(error))
+    message = str(error) or type(error).__name__
+    tags = [RunTag("error_type", type(error).__name__),
+            RunTag("error_message", message[:MAX_TAG_VAL_LENGTH])]  # fmt: skip
+    try:
+        with_retries(lambda: client.log_batch(run_id, tags=tags))
+        client.log_text(run_id, text, "error/traceback.txt")
+    except Exception:  # noqa: BLE001 - the run must still be ended by the caller
+        pass
+
+
+def search_all_runs(client: MlflowClient, experiment_ids: list[str], query: str) -> list[Run]:
+    """Every run matching `query`, following MLflow's pages to the end."""
+    runs: list[Run] = []
+    token = None
+    while True:
+        page: PagedList[Run] = with_retries(
+            lambda token=token: client.search_runs(  # type: ignore[misc]
+                experiment_ids, query, max_results=PAGE_SIZE, page_token=token
+            )
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def children_of(client: MlflowClient, parent: Run) -> list[Run]:
+    """All child runs of a sweep parent."""
+    query = f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    return search_all_runs(client, [parent.info.experiment_id], query)
+
+
+def find_sweeps(client: MlflowClient, experiment_id: str) -> list[Run]:
+    """The sweep parent runs of an experiment, newest first."""
+    runs = search_all_runs(client, [experiment_id], "tags.sweep = 'true'")
+    return sorted(runs, key=lambda r: r.info.start_time, reverse=True)
+
+
+def experiment_sweeps(client: MlflowClient, experiment_name: str, uri: str) -> list[Run]:
+    """The sweeps of a named experiment, newest first; an error if there is none."""
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        raise NoSweepError(f"no experiment {experiment_name!r} in the tracking store {uri}")
+    sweeps = find_sweeps(client, experiment.experiment_id)
+    if not sweeps:
+        raise NoSweepError(f"experiment {experiment_name!r} has no sweeps yet ({uri})")
+    return sweeps
+
+
+def resolve_sweep(client: MlflowClient, experiment_name: str, run_id: str | None, uri: str) -> Run:
+    """The named sweep parent, or the latest sweep of the experiment."""
+    if run_id:
+        try:
+            run = client.get_run(run_id)
+        except MlflowException as e:
+            raise NoSweepError(f"no run {run_id!r} in the tracking store {uri}") from e
+        if run.data.tags.get("sweep") != "true":
+            raise NoSweepError(f"run {run_id!r} ({run.info.run_name}) is not a sweep parent run")
+        return run
+    return experiment_sweeps(client, experiment_name, uri)[0]

@@ -1,0 +1,250 @@
+"""A sweep's jobs: which jobs there are, checking them, naming them, their progress, and the
+failure policy that decides whether the next one runs.
+
+`SweepContext` is what every job of a sweep knows about it: the callback builds it in the
+launching process, and Hydra's launchers carry it (inside the pickled callback) to whatever
+process runs a job, where `on_job_start` makes it current.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from src import composition
+from src.data import load_frame
+from src.pipeline import build_estimator
+from src.store import RunTarget
+
+PROGRESS_FILE = ".sweep_progress.tsv"
+GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
+_gc_settled: list[bool] = []  # per process: settle_gc has run
+_current: SweepContext | None = None  # the running job's sweep, in the process that runs it
+_stop: list[int] = []  # the signal that asked this process to stop, once one did
+
+
+@dataclass(frozen=True)
+class SweepContext:
+    """What every job of a sweep needs to know, built once in the launching process."""
+
+    target: RunTarget
+    sweep_dir: str
+    n_jobs: int | None
+    started_at: float
+    max_failures: int | None
+    swept: tuple[str, ...] = ()  # the keys that vary between jobs: what a run name shows
+    finished: dict[str, float] = field(default_factory=dict)  # resumed: job key -> its metric
+
+
+def current_sweep() -> SweepContext | None:
+    """The sweep the current job belongs to, or None for a single run."""
+    return _current
+
+
+def set_current_sweep(ctx: SweepContext | None) -> None:
+    """Make `ctx` the sweep of the job this process runs next (None: no sweep)."""
+    global _current
+    _current = ctx
+
+
+def request_stop(signum: int) -> None:
+    """Remember that a signal asked this process to stop: no job starts after it, even if the
+    KeyboardInterrupt it raised was swallowed (Python only prints one raised in a __del__)."""
+    _stop.append(signum)
+
+
+def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
+    """Run one job. In a sweep: a job finished by an earlier attempt (sweep.resume) is skipped,
+    a failed job is reported and the sweep goes on, returning NaN so no sweeper takes it for a
+    result, and once sweep.max_failures is exceeded the jobs not yet started are skipped."""
+    ctx = current_sweep()
+    if ctx is None:
+        return task(cfg)
+    if _stop:
+        raise KeyboardInterrupt(f"signal {_stop[0]}: the sweep is stopping")
+    overrides = job_overrides()
+    name = child_run_name(cfg, overrides, ctx.swept)
+    key = job_key(overrides)
+    if key in ctx.finished:
+        report_progress(ctx, name, "SKIPPED", "(finished in an earlier attempt)")
+        return ctx.finished[key]
+    if ctx.max_failures is not None and failures_so_far(ctx) > ctx.max_failures:
+        report_progress(ctx, name, "SKIPPED", f"(sweep.max_failures={ctx.max_failures} exceeded)")
+        return float("nan")
+    try:
+        value = task(cfg)
+    except Exception as e:
+        report_progress(ctx, name, "FAILED", detail=f"{type(e).__name__}: {e}")
+        return float("nan")
+    report_progress(ctx, name, "FINISHED", detail=f"{cfg.sweep.metric}={value:.4f}")
+    return value
+
+
+def settle_gc() -> None:
+    """After the first job of this process: collect, freeze what survived (modules, caches,
+    the sweep's configs) out of the garbage collector's reach, and collect the young
+    generation less often. A job allocates a great many short-lived containers (OmegaConf
+    nodes, matplotlib artists, SQLAlchemy rows), and with CPython's defaults the collector's
+    older passes walk every long-lived object again and again. Old generations are still
+    collected, so garbage cycles do not accumulate."""
+    if _gc_settled:
+        return
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
+    _gc_settled.append(True)
+
+
+def job_overrides() -> list[str]:
+    """The task overrides of the running Hydra job (empty outside Hydra)."""
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)
+
+
+def job_number() -> int | None:
+    """The running Hydra job's number in its sweep (None outside a multirun)."""
+    if not HydraConfig.initialized():
+        return None
+    num = HydraConfig.get().job.get("num")  # type: ignore[attr-defined]  # a DictConfig
+    return int(num) if num is not None else None
+
+
+def job_key(overrides: list[str]) -> str:
+    """What identifies a job's config across attempts: its overrides, minus the resume switch."""
+    kept = [o for o in overrides if not o.startswith(("sweep.resume=", "hydra."))]
+    return " ".join(sorted(kept))
+
+
+def model_choice(cfg: DictConfig) -> str:
+    """The chosen `model` option (e.g. `knn`), or the estimator's class name outside Hydra."""
+    if HydraConfig.initialized():
+        choice = HydraConfig.get().runtime.choices.get("model")
+        if choice:
+            return str(choice)
+    return str(cfg.model._target_).rsplit(".", 1)[-1]
+
+
+def child_run_name(cfg: DictConfig, overrides: list[str], swept: tuple[str, ...] = ()) -> str:
+    """A short readable run name: `knn n_neighbors=5 weights=distance`; in a sweep only the
+    swept keys are named, since the others are the same for every child."""
+    parts = [model_choice(cfg)]
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key in ("model", "sweeps", "mlflow") or key.startswith(
+            ("hydra", "mlflow.", "data.path")
+        ):
+            continue
+        if swept and key not in swept:
+            continue
+        parts.append(f"{key.removeprefix('model.')}={value}")
+    return " ".join(parts)
+
+
+def report_progress(ctx: SweepContext, run_name: str, status: str, detail: str) -> None:
+    """Record the job's outcome for the whole sweep and print `[k/N] name status detail,
+    elapsed, ETA`."""
+    path = Path(ctx.sweep_dir) / PROGRESS_FILE
+    with path.open("a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # jobs in several processes append to the same file
+        f.write(f"{status}\t{run_name}\n")
+        f.flush()
+        f.seek(0)
+        statuses = [line.split("\t", 1)[0] for line in f.read().splitlines()]
+        fcntl.flock(f, fcntl.LOCK_UN)
+    done = len(statuses)
+    elapsed = time.time() - ctx.started_at
+    total = f"/{ctx.n_jobs}" if ctx.n_jobs else ""
+    eta = ""
+    if ctx.n_jobs and done < ctx.n_jobs:
+        eta = f", ~{_duration(elapsed / done * (ctx.n_jobs - done))} left"
+    print(
+        f"[{done}{total}] {run_name}: {status} {detail} ({_duration(elapsed)} elapsed{eta})",
+        flush=True,
+    )
+
+
+def failures_so_far(ctx: SweepContext) -> int:
+    """How many jobs of this sweep have failed so far, in any process."""
+    path = Path(ctx.sweep_dir) / PROGRESS_FILE
+    if not path.exists():
+        return 0
+    with path.open() as f:
+        fcntl.flock(f, fcntl.LOCK_SH)
+        failed = sum(1 for line in f if line.startswith("FAILED\t"))
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return failed
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}min"
+
+
+def is_search(config: DictConfig) -> bool:
+    """A sweeper that picks values as it goes (Optuna), rather than Hydra's basic grid."""
+    return not str(config.hydra.sweeper._target_).endswith("BasicSweeper")
+
+
+def expand_jobs(config: DictConfig) -> list[list[str]] | None:
+    """Every job's override list for Hydra's basic sweeper; None for sweepers that decide later."""
+    if is_search(config):
+        return None
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # private: see README
+
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()]
+    arguments += list(config.hydra.overrides.task)
+    overrides = OverridesParser.create().parse_overrides(arguments)
+    return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+def validate_jobs(config: DictConfig, jobs: list[list[str]] | None) -> None:
+    """Compose every job's config and build its model and data, so that bad input fails before
+    the parent run exists. With sweep.compose_cache (the default), composition goes through
+    `composition.CachingConfigLoader` (once per distinct set of group choices), which then
+    serves the launcher and Hydra's own batch check the same configs from its cache."""
+    cached = config.sweep.get("compose_cache", True)
+    loader = composition.install() if cached else composition.hydra_loader()
+    if jobs is None:  # the sweeper picks values later: check what is fixed already
+        parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+        jobs = [[str(o.input_line) for o in parsed if not o.is_sweep_override()]]
+    seen_data: set[str] = set()
+    for job in jobs:
+        cfg = loader.load_sweep_config(config, job)
+        build_estimator(cfg.model)
+        data_key = OmegaConf.to_yaml(cfg.data, resolve=True)
+        if data_key not in seen_data:
+            seen_data.add(data_key)
+            load_frame(cfg.data)
+
+
+def swept_values(config: DictConfig) -> dict[str, list[str]]:
+    """The swept keys and the values each takes (the sweeper's params, then the command line,
+    which wins); a continuous search space is kept as written, e.g. `interval(0.1,10)`."""
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    swept: dict[str, list[str]] = {}
+    for override in OverridesParser.create().parse_overrides(arguments):
+        if not override.is_sweep_override():
+            swept.pop(override.key_or_group, None)  # a later single value replaces a sweep
+            continue
+        key = override.key_or_group
+        if override.is_discrete_sweep():
+            swept[key] = [str(v) for v in override.sweep_string_iterator()]
+        else:
+            swept[key] = [str(override.input_line).partition("=")[2]]
+    return swept
+
+
+def varying_keys(config: DictConfig) -> tuple[str, ...]:
+    """The swept keys that take more than one value (every key a search sweeper explores)."""
+    search = is_search(config)
+    return tuple(k for k, v in swept_values(config).items() if len(v) > 1 or search)
