@@ -24,7 +24,7 @@ import functools
 import pickle
 import sys
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra._internal.config_repository import CachingConfigRepository
@@ -36,6 +36,9 @@ from hydra.errors import ConfigCompositionException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+if TYPE_CHECKING:  # for the annotation only
+    from hydra._internal.hydra import Hydra
 
 MAX_CACHED = 32  # distinct (group choices, hydra overrides) sets kept per process
 
@@ -135,17 +138,20 @@ def _remember(cache: OrderedDict, key: tuple, value: Any) -> None:
         cache.popitem(last=False)
 
 
-def hydra_loader() -> ConfigLoader:
-    """The running Hydra's config loader, as it is."""
+def _running_hydra() -> Hydra:
     hydra = GlobalHydra.instance().hydra
     assert hydra is not None, "Hydra is not initialized"
-    return hydra.config_loader
+    return hydra
+
+
+def hydra_loader() -> ConfigLoader:
+    """The running Hydra's config loader, as it is."""
+    return _running_hydra().config_loader
 
 
 def install() -> CachingConfigLoader:
     """Make the running Hydra compose sweep jobs with a `CachingConfigLoader`; return it."""
-    hydra = GlobalHydra.instance().hydra
-    assert hydra is not None, "Hydra is not initialized"
+    hydra = _running_hydra()
     if not isinstance(hydra.config_loader, CachingConfigLoader):
         loader = hydra.config_loader
         assert isinstance(loader, ConfigLoaderImpl)
