@@ -25,8 +25,10 @@ from src.parent import fail_parent_run, finish_parent_run, open_sweep
 from src.sweep_jobs import (
     SweepContext,
     expand_jobs,
+    reset_progress,
     set_current_sweep,
     settle_gc,
+    unresolved,
     validate_jobs,
     varying_keys,
 )
@@ -52,10 +54,20 @@ def use_our_joblib_launcher(config: DictConfig) -> None:
     instantiates the launcher after this callback's `on_multirun_start`. Only this app's sweeps
     (the ones with this callback) are affected, and a `hydra.launcher._target_=...` typed on the
     command line is kept."""
-    typed = any(o.startswith("hydra.launcher._target_=") for o in config.hydra.overrides.hydra)
+    typed = any(
+        o.startswith("hydra.launcher._target_=") for o in unresolved(config.hydra.overrides.hydra)
+    )
     if config.hydra.launcher._target_ == STOCK_JOBLIB and not typed:
         with read_write(config), open_dict(config):
             config.hydra.launcher._target_ = OUR_JOBLIB
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for a user: our errors and Hydra's name the culprit themselves; anything else
+    gets its type too."""
+    if isinstance(error, (ValueError, HydraException, OmegaConfBaseException)) and str(error):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 class MlflowSweepCallback(Callback):
@@ -70,13 +82,14 @@ class MlflowSweepCallback(Callback):
         try:
             jobs = expand_jobs(config)
             n_jobs = len(jobs) if jobs is not None else config.hydra.sweeper.get("n_trials")
-            validate_jobs(config, jobs)
+            experiment = validate_jobs(config, jobs)
             sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
-            target, finished = open_sweep(config, jobs, sweep_dir)
-        except (ValueError, HydraException, OmegaConfBaseException) as e:
-            # Hydra only warns about a callback's exception; SystemExit stops the sweep here,
-            # before any run exists
-            raise SystemExit(f"Sweep not started: {e}") from e
+            target, finished = open_sweep(config, jobs, sweep_dir, experiment)
+            reset_progress(sweep_dir)
+        except Exception as e:
+            # Hydra only warns about a callback's exception and launches the jobs anyway:
+            # SystemExit stops the sweep here, before any job and before any parent exists
+            raise SystemExit(f"Sweep not started: {describe_error(e)}") from e
         self.context = SweepContext(
             target=target,
             sweep_dir=str(sweep_dir),
@@ -88,7 +101,7 @@ class MlflowSweepCallback(Callback):
         )
         print(
             f"Sweep parent run {target.parent_run_id} in experiment "
-            f"{config.mlflow.experiment_name!r} ({n_jobs or 'unknown number of'} jobs) at "
+            f"{experiment!r} ({n_jobs or 'unknown number of'} jobs) at "
             f"{target.tracking_uri}",
             flush=True,
         )
@@ -128,11 +141,16 @@ class MlflowSweepCallback(Callback):
             raise SystemExit(message) from e
         exit_guard.disarm()
         gc.freeze()
+        problems = []
         if counts["n_failed"]:
-            skipped = (ctx.n_jobs or 0) - counts["n_children"]
-            stop = f" ({skipped} not started: sweep.max_failures)" if skipped > 0 else ""
+            problems.append(f"{counts['n_failed']} of {counts['n_children']} jobs failed")
+        missing = (ctx.n_jobs or 0) - counts["n_children"]
+        if missing > 0:
+            stopped = ctx.max_failures is not None and counts["n_failed"] > ctx.max_failures
+            why = "sweep.max_failures stopped the sweep" if stopped else "see the lines above"
+            problems.append(f"{missing} of {ctx.n_jobs} jobs have no run ({why})")
+        if problems:
             raise SystemExit(
-                f"{counts['n_failed']} of {counts['n_children']} jobs failed{stop}; their "
-                f"tracebacks are the artifact error/traceback.txt of each FAILED child run of "
-                f"{ctx.target.parent_run_id}"
+                f"{'; '.join(problems)}. A failed job's traceback is the artifact "
+                f"error/traceback.txt of its FAILED child run of {ctx.target.parent_run_id}"
             )

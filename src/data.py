@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -100,12 +101,11 @@ def _load_heart(data_cfg: DictConfig) -> tuple[pd.DataFrame, pd.Series]:
     path = Path(str(data_cfg.path))
     if not path.exists():
         download(str(data_cfg.url), path)
-    with path.open() as f:
-        first = f.readline().split(",")[0].strip()
+    first = _read_text(path, "data.path").partition("\n")[0].split(",")[0].strip()
     has_header = not _is_number(first)
-    frame = pd.read_csv(
-        path, header=0 if has_header else None, names=None if has_header else HEART_COLUMNS,
-        na_values="?", skipinitialspace=True,
+    frame = _read_csv(
+        path, "data.path", header=0 if has_header else None,
+        names=None if has_header else HEART_COLUMNS,
     )  # fmt: skip
     target = str(data_cfg.target)
     if target not in frame.columns:
@@ -133,10 +133,39 @@ def download(url: str, path: Path) -> None:
 def _load_csv(path: Path, target: str, path_key: str) -> tuple[pd.DataFrame, pd.Series]:
     if not path.is_file():
         raise DataError(f"{path_key}={str(path)!r}: no such file")
-    frame = pd.read_csv(path, na_values="?", skipinitialspace=True)
+    frame = _read_csv(path, path_key)
     if target not in frame.columns:
         raise DataError(f"data.target={target!r} is not a column of {path}: {list(frame.columns)}")
     return frame.drop(columns=[target]), frame[target]
+
+
+def _read_text(path: Path, path_key: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        where = f"{e.reason} at byte {e.start}"
+        raise DataError(f"{path_key}={str(path)!r} is not UTF-8 text ({where})") from e
+    except OSError as e:
+        raise DataError(f"{path_key}={str(path)!r} cannot be read: {e.strerror}") from e
+
+
+def _read_csv(
+    path: Path, path_key: str, header: int | None = 0, names: list[str] | None = None
+) -> pd.DataFrame:
+    """The CSV at `path` (missing values as `?`); a file that is not a table with rows is an
+    error naming the file."""
+    text = _read_text(path, path_key)
+    if not text.strip():
+        raise DataError(f"{path_key}={str(path)!r} is empty")
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text), header=header, names=names, na_values="?", skipinitialspace=True
+        )
+    except (pd.errors.ParserError, ValueError) as e:
+        raise DataError(f"{path_key}={str(path)!r} is not a valid CSV table: {e}") from e
+    if frame.empty:
+        raise DataError(f"{path_key}={str(path)!r} has a header but no rows")
+    return frame
 
 
 def _validate(

@@ -8,17 +8,21 @@ process. `--fix` ends those stale runs FAILED.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 import tempfile
 from pathlib import Path
 
+from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from src import store
 from src.recovery import is_stale, mark_stale_runs
 from src.store import PROCESS_TAG, configured_store, search_all_runs
+
+PROBE_NAME = "doctor probe"
 
 
 def check(uri: str, experiment_name: str, fix: bool) -> list[tuple[bool, str]]:
@@ -48,23 +52,24 @@ def check(uri: str, experiment_name: str, fix: bool) -> list[tuple[bool, str]]:
         )
     results.append(probe_writes(client, experiment_id))
     running = search_all_runs(client, [experiment_id], "attributes.status = 'RUNNING'")
-    stale = [r for r in running if is_stale(r)]
+    stale = [r.info.run_id for r in running if is_stale(r)]
+    fixed = {r.info.run_id for r in mark_stale_runs(client, experiment_id)} if fix else set()
     host = socket.gethostname()
     for run in running:
         identity = run.data.tags.get(PROCESS_TAG)
         if identity is None:
             state = "no process recorded: cannot tell"
-        elif run in stale:
+        elif run.info.run_id in fixed:
+            state = "STALE: its process is gone; ended FAILED (--fix)"
+        elif run.info.run_id in stale:
             state = "STALE: its process is gone"
         elif identity.split(":", 1)[0] != host:
             state = f"runs on another host ({identity}): cannot tell from here"
         else:
             state = "its process is alive"
-        results.append(
-            (run not in stale, f"RUNNING {run.info.run_name!r} ({run.info.run_id}): {state}")
-        )
-    if stale and fix:
-        fixed = mark_stale_runs(client, experiment_id)
+        ok = run.info.run_id not in stale or run.info.run_id in fixed
+        results.append((ok, f"RUNNING {run.info.run_name!r} ({run.info.run_id}): {state}"))
+    if fixed:
         results.append((True, f"--fix: ended {len(fixed)} stale runs FAILED"))
     elif stale:
         results.append(
@@ -76,9 +81,21 @@ def check(uri: str, experiment_name: str, fix: bool) -> list[tuple[bool, str]]:
 
 
 def probe_writes(client: MlflowClient, experiment_id: str) -> tuple[bool, str]:
-    """Create a run, log a param and an artifact, read the artifact back, delete the run."""
+    """Log a param and an artifact to a probe run, read the artifact back, delete the run. The
+    probe run of an earlier check is restored and reused: MLflow only soft-deletes a run, so a
+    new probe every time would fill the experiment's trash."""
     try:
-        run = client.create_run(experiment_id, run_name="doctor probe")
+        earlier = client.search_runs(
+            [experiment_id],
+            f"tags.mlflow.runName = '{PROBE_NAME}'",
+            run_view_type=ViewType.DELETED_ONLY,
+            max_results=1,
+        )
+        if earlier:
+            run = earlier[0]
+            client.restore_run(run.info.run_id)
+        else:
+            run = client.create_run(experiment_id, run_name=PROBE_NAME)
     except MlflowException as e:
         return False, f"cannot create runs: {e}"
     try:
@@ -105,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", metavar="NAME", help="default: the configured one")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. data=heart")
     args = parser.parse_args(argv)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # the probe's read
     uri, experiment_name = configured_store(args.overrides, None)
     results = check(uri, args.experiment or experiment_name, args.fix)
     for ok, message in results:

@@ -19,6 +19,12 @@ from sklearn.pipeline import Pipeline
 from src.data import Dataset
 
 _UNSAFE_KEY_CHARS = re.compile(r"[^\w\-. /]")
+# every metric a child records (what sweep.metric can name), besides the per-class ones
+METRICS = (
+    "cv_accuracy_mean", "cv_accuracy_std", "test_accuracy", "precision", "recall", "f1_score",
+    "roc_auc", "training_time_s", "tn", "fp", "fn", "tp",
+)  # fmt: skip
+PER_CLASS_METRIC = re.compile(r"class_.+_(precision|recall|f1)")
 
 
 @dataclass

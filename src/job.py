@@ -8,12 +8,14 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
+from sklearn.pipeline import Pipeline
 
 from src.child_run import flatten_config, job_run, log_results, log_sklearn_model
 from src.data import Dataset, load_dataset
 from src.evaluate import evaluate
 from src.pipeline import build_pipeline
 from src.plots import save_child_plots
+from src.settings import check_folds, check_settings
 from src.store import RunTarget, ensure_experiment, git_info, resolve_tracking_uri, with_retries
 from src.sweep_jobs import (
     child_run_name,
@@ -27,10 +29,11 @@ from src.sweep_jobs import (
 
 def train(cfg: DictConfig) -> float:
     """Fit and evaluate `cfg`, record it in MLflow, and return the selection metric."""
-    data = load_dataset(cfg.data)  # bad data or model config fails here, before any run exists
-    pipeline = build_pipeline(cfg.model, data.X_train)
-    target, overrides = run_target(cfg), job_overrides()
     ctx = current_sweep()
+    # a single run checks its input before its run exists; a sweep checked every job's before
+    # its parent existed, so what still fails in a job is recorded on the job's FAILED child
+    prepared = prepare(cfg) if ctx is None else None
+    target, overrides = run_target(cfg), job_overrides()
     swept = ctx.swept if ctx is not None else ()
     job_tags = {
         "hydra_overrides": " ".join(overrides),
@@ -40,8 +43,10 @@ def train(cfg: DictConfig) -> float:
     if (job_num := job_number()) is not None:
         job_tags["job_number"] = str(job_num)
     with job_run(target, child_run_name(cfg, overrides, swept), job_tags) as run_id:
+        data, pipeline = prepared or prepare(cfg)
         result = evaluate(pipeline, data, cfg.cv.folds, cfg.seed)
         params = flatten_config(cfg) | {"model": model_choice(cfg), "data": cfg.data.name}
+        params.pop("sweep.resume", None)  # how this attempt started, not the job's config
         with tempfile.TemporaryDirectory() as tmp:
             artifacts = Path(tmp)
             model_id = log_model(cfg, target, run_id, pipeline, data, params)
@@ -56,6 +61,14 @@ def train(cfg: DictConfig) -> float:
             client = MlflowClient(target.tracking_uri)
             log_results(client, run_id, params, result.metrics, artifacts, model_id)
     return result.metrics[str(cfg.sweep.metric)]
+
+
+def prepare(cfg: DictConfig) -> tuple[Dataset, Pipeline]:
+    """Check the run settings, load and split the data, and build the (unfitted) pipeline."""
+    check_settings(cfg)
+    data = load_dataset(cfg.data)
+    check_folds(cfg.cv.folds, data.y_train, str(cfg.data.name))
+    return data, build_pipeline(cfg.model, data.X_train)
 
 
 def log_model(

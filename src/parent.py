@@ -9,6 +9,8 @@ from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
 from src.ranking import SweepSummary
@@ -16,6 +18,7 @@ from src.recovery import mark_stale_runs, reopen_sweep, resume_parent
 from src.registry import default_model_name, describe, register_best
 from src.report import summarize_sweep
 from src.store import (
+    COMMAND_TAG,
     NoSweepError,
     RunTarget,
     TrackingError,
@@ -27,7 +30,13 @@ from src.store import (
     run_tags,
     with_retries,
 )
-from src.sweep_jobs import SweepContext, swept_values
+from src.sweep_jobs import (
+    SweepContext,
+    is_search,
+    sweep_command,
+    swept_values,
+    task_overrides,
+)
 
 
 class SweepSetupError(ValueError):
@@ -35,14 +44,14 @@ class SweepSetupError(ValueError):
 
 
 def open_sweep(
-    config: DictConfig, jobs: list[list[str]] | None, sweep_dir: Path
+    config: DictConfig, jobs: list[list[str]] | None, sweep_dir: Path, experiment: str
 ) -> tuple[RunTarget, dict[str, float]]:
-    """Open the store and the experiment, end runs whose process is gone, and create the parent
-    run (writing to `sweep_dir`), or reopen the one sweep.resume names; the parent's run target,
-    and the finished jobs' results (job key -> metric) when resuming."""
+    """Open the store and the `experiment`, end runs whose process is gone, and create the
+    parent run (writing to `sweep_dir`), or reopen the one sweep.resume names; the parent's run
+    target, and the finished jobs' results (job key -> metric) when resuming."""
     try:
         uri = resolve_tracking_uri(config.mlflow.tracking_uri)
-        experiment_id = ensure_experiment(uri, config.mlflow.experiment_name)
+        experiment_id = ensure_experiment(uri, experiment)
     except TrackingError as e:
         raise SweepSetupError(str(e)) from e
     commit, dirty = git_info()
@@ -56,21 +65,37 @@ def open_sweep(
             flush=True,
         )
     finished: dict[str, float] = {}
+    command = json.dumps(sweep_command(config), sort_keys=True)
     if config.sweep.resume:
         try:
-            parent = resume_parent(client, experiment_id, str(config.sweep.resume))
+            parent = resume_parent(client, experiment_id, str(config.sweep.resume), command)
         except NoSweepError as e:
             raise SweepSetupError(str(e)) from e
         parent_id = parent.info.run_id
-        finished = reopen_sweep(client, parent)
+        attempt = run_tags(base, parent.info.run_name, attempt_tags(config, sweep_dir))
+        attempt.pop(MLFLOW_RUN_NAME)
+        finished = reopen_sweep(client, parent, attempt, keep_repeats=is_search(config))
         print(f"Resuming sweep {parent_id}: {len(finished)} finished jobs are kept", flush=True)
     else:
-        parent_id = create_parent_run(config, base, jobs, sweep_dir)
+        parent_id = create_parent_run(config, base, jobs, sweep_dir, command[:MAX_TAG_VAL_LENGTH])
     return RunTarget(uri, experiment_id, parent_id, commit, dirty), finished
 
 
+def attempt_tags(config: DictConfig, sweep_dir: Path) -> dict[str, str]:
+    """The parent's tags that describe one attempt of the sweep (a resume replaces them)."""
+    return {
+        "sweep_dir": str(sweep_dir),
+        "launcher": str(config.hydra.launcher._target_),
+        "hydra_overrides": " ".join(task_overrides(config)),
+    }
+
+
 def create_parent_run(
-    config: DictConfig, base: RunTarget, jobs: list[list[str]] | None, sweep_dir: Path
+    config: DictConfig,
+    base: RunTarget,
+    jobs: list[list[str]] | None,
+    sweep_dir: Path,
+    command: str,
 ) -> str:
     """The parent run: tagged as a sweep, with the swept keys and their values as params."""
     swept = swept_values(config)
@@ -80,13 +105,11 @@ def create_parent_run(
     client = MlflowClient(base.tracking_uri)
     tags = {
         "sweep": "true",
-        "sweep_dir": str(sweep_dir),
         "sweeper": str(config.hydra.sweeper._target_),
-        "launcher": str(config.hydra.launcher._target_),
-        "hydra_overrides": " ".join(config.hydra.overrides.task),
         "sweep_metric": str(config.sweep.metric),
         "sweep_direction": str(config.sweep.direction),
-    }
+        COMMAND_TAG: command,
+    } | attempt_tags(config, sweep_dir)
     run = with_retries(
         lambda: client.create_run(
             base.experiment_id, run_name=name[:250], tags=run_tags(base, name[:250], tags)

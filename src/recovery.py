@@ -8,6 +8,7 @@ process still lives; runs from another host are left alone (they may be alive th
 
 from __future__ import annotations
 
+import json
 import socket
 from functools import partial
 
@@ -15,6 +16,7 @@ from mlflow.entities import Run, RunTag
 from mlflow.tracking import MlflowClient
 
 from src.store import (
+    COMMAND_TAG,
     PROCESS_TAG,
     NoSweepError,
     children_of,
@@ -23,6 +25,9 @@ from src.store import (
     search_all_runs,
     with_retries,
 )
+
+# what an ended attempt leaves on its parent, cleared when the sweep resumes
+ATTEMPT_END_TAGS = ("error_type", "error_message", "end_reason")
 
 
 def is_stale(run: Run) -> bool:
@@ -49,13 +54,23 @@ def mark_stale_runs(client: MlflowClient, experiment_id: str) -> list[Run]:
     return stale
 
 
-def resume_parent(client: MlflowClient, experiment_id: str, resume: str) -> Run:
-    """The parent run a `sweep.resume=RUN_ID|latest` names, checked to be a sweep."""
+def resume_parent(client: MlflowClient, experiment_id: str, resume: str, command: str) -> Run:
+    """The parent run a `sweep.resume=RUN_ID|latest` names: `latest` is the newest sweep of the
+    experiment that ran the same `command` (a `sweep_command` tag); a run id must be a sweep
+    parent of the experiment that ran it. Anything else is refused, saying what differs."""
     if resume == "latest":
         sweeps = find_sweeps(client, experiment_id)
+        same = [run for run in sweeps if run.data.tags.get(COMMAND_TAG) == command]
+        if same:
+            return same[0]
         if not sweeps:
             raise NoSweepError(f"sweep.resume=latest: experiment {experiment_id} has no sweeps")
-        return sweeps[0]
+        latest = sweeps[0]
+        raise NoSweepError(
+            f"sweep.resume=latest: no sweep of experiment {experiment_id} ran this command; the "
+            f"latest, {latest.info.run_name!r} ({latest.info.run_id}), differs: "
+            f"{command_difference(latest.data.tags.get(COMMAND_TAG), command)}"
+        )
     try:
         run = client.get_run(resume)
     except Exception as e:  # noqa: BLE001 - any lookup failure means the same to the user
@@ -66,21 +81,59 @@ def resume_parent(client: MlflowClient, experiment_id: str, resume: str) -> Run:
         raise NoSweepError(
             f"sweep.resume={resume!r} belongs to experiment {run.info.experiment_id}"
         )
+    if run.data.tags.get(COMMAND_TAG) != command:
+        raise NoSweepError(
+            f"sweep.resume={resume!r} ({run.info.run_name}) ran another command: "
+            f"{command_difference(run.data.tags.get(COMMAND_TAG), command)}"
+        )
     return run
 
 
-def reopen_sweep(client: MlflowClient, parent: Run) -> dict[str, float]:
+def command_difference(recorded: str | None, command: str) -> str:
+    """What differs between a sweep's recorded command and this one, in a user's words."""
+    if recorded is None:
+        return "it has no recorded command (an earlier version made it); start a new sweep"
+    old, new = json.loads(recorded), json.loads(command)
+    parts = []
+    if old["sweeper"] != new["sweeper"]:
+        parts.append(f"sweeper {old['sweeper']} there, {new['sweeper']} here")
+    for key in sorted(set(old["swept"]) | set(new["swept"])):
+        there, here = old["swept"].get(key), new["swept"].get(key)
+        if there != here:
+            shown = [",".join(v) if v is not None else "not swept" for v in (there, here)]
+            parts.append(f"{key}: {shown[0]} there, {shown[1]} here")
+    only_there = sorted(set(old["fixed"]) - set(new["fixed"]))
+    only_here = sorted(set(new["fixed"]) - set(old["fixed"]))
+    if only_there:
+        parts.append(f"only there: {' '.join(only_there)}")
+    if only_here:
+        parts.append(f"only here: {' '.join(only_here)}")
+    return "; ".join(parts) or "the recorded command cannot be compared"
+
+
+def reopen_sweep(
+    client: MlflowClient, parent: Run, attempt_tags: dict[str, str], keep_repeats: bool
+) -> dict[str, float]:
     """Prepare a parent for another attempt: the finished children's job keys and metrics are
     kept (their jobs are skipped); failed, killed or stale children are soft-deleted (they are
-    rerun, and stay recoverable in MLflow's trash) so no config ends with two children."""
+    rerun, and stay recoverable in MLflow's trash), and so are repeated finished children of a
+    grid, so no config ends with two; a search (`keep_repeats`) keeps every finished trial.
+    The parent then describes this attempt: RUNNING, `attempt_tags` (its process, sweep dir,
+    launcher), and none of an earlier attempt's error or end tags."""
     finished: dict[str, float] = {}
     metric = parent.data.tags.get("sweep_metric", "cv_accuracy_mean")
-    for child in children_of(client, parent):
-        key = child.data.tags.get("job_key")
-        if child.info.status == "FINISHED" and key is not None and key not in finished:
-            finished[key] = child.data.metrics.get(metric, float("nan"))
-        else:
-            with_retries(partial(client.delete_run, child.info.run_id))
-    with_retries(lambda: client.update_run(parent.info.run_id, status="RUNNING"))
-    with_retries(lambda: client.set_tag(parent.info.run_id, "resumed", str(len(finished))))
+    for child in sorted(children_of(client, parent), key=lambda run: run.info.start_time):
+        key = child.data.tags.get("job_key", "")
+        done = child.info.status == "FINISHED" and bool(key)
+        if done and (key not in finished or keep_repeats):
+            finished.setdefault(key, child.data.metrics.get(metric, float("nan")))
+            continue
+        with_retries(partial(client.delete_run, child.info.run_id))
+    parent_id = parent.info.run_id
+    for tag in ATTEMPT_END_TAGS:
+        if tag in parent.data.tags:
+            with_retries(partial(client.delete_tag, parent_id, tag))
+    tags = [RunTag(k, v) for k, v in (attempt_tags | {"resumed": str(len(finished))}).items()]
+    with_retries(lambda: client.log_batch(parent_id, tags=tags))
+    with_retries(lambda: client.update_run(parent_id, status="RUNNING"))
     return finished

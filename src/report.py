@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +21,7 @@ from src.ranking import (
     spread,
     tie_note,
 )
-from src.store import with_retries
+from src.store import search_all_runs, with_retries
 from src.sweep_plots import save_sweep_plots
 
 TOP_N = 10
@@ -149,6 +150,11 @@ def record_on_parent(client: MlflowClient, summary: SweepSummary, files: list[Pa
     metrics: dict[str, float] = dict(summary.counts)
     tags = [RunTag("n_children", str(metrics["n_children"]))]
     best = summary.best
+    best_id = best["run_id"] if best is not None else None
+    marked = f"tags.mlflow.parentRunId = '{parent_id}' and tags.best_in_sweep = 'true'"
+    for child in search_all_runs(client, [summary.parent.info.experiment_id], marked):
+        if child.info.run_id != best_id:  # the best of an earlier attempt of this sweep
+            with_retries(partial(client.delete_tag, child.info.run_id, "best_in_sweep"))
     if best is not None:
         tags.append(RunTag("best_run_id", best["run_id"]))
         tags.append(RunTag("best_run_name", str(best["run_name"])[:5000]))

@@ -6,13 +6,15 @@ on any run: the pieces the child run, the parent run and recovery all share.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import socket
 import subprocess
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -28,6 +30,7 @@ from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 T = TypeVar("T")
 PAGE_SIZE = 5000
 PROCESS_TAG = "process"
+COMMAND_TAG = "sweep_command"  # what a sweep ran: sweeper, swept values, fixed overrides
 _INVALID_KEY_CHARS = re.compile(r"[^\w\-. /]")
 _RETRY_ATTEMPTS = 6
 # MLflow 3's UI opens an experiment of this kind on its training runs, not the GenAI overview
@@ -59,7 +62,10 @@ def resolve_tracking_uri(configured: str) -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         path = Path(uri.removeprefix("sqlite:///")).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TrackingError(f"tracking URI {uri}: cannot create {path.parent}: {e}") from e
         return f"sqlite:///{path}"
     if "://" not in uri:  # a plain directory: MLflow's file store
         return Path(uri).resolve().as_uri()
@@ -87,6 +93,34 @@ def default_artifact_location(tracking_uri: str, experiment_name: str) -> str | 
 def ensure_experiment(tracking_uri: str, experiment_name: str) -> str:
     """Create the store (if new) and the experiment (if missing); return the experiment id."""
     check_reachable(tracking_uri)
+    with store_creation_lock(tracking_uri):
+        return _ensure_experiment(tracking_uri, experiment_name)
+
+
+@contextmanager
+def store_creation_lock(tracking_uri: str) -> Iterator[None]:
+    """For a sqlite store: hold an exclusive lock on the database's folder, so that processes
+    creating the same new store at once do not race in its schema migration (MLflow migrates a
+    new database on first use, and two migrations at once fail)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError as e:
+        raise TrackingError(
+            f"MLflow tracking store {tracking_uri}: cannot create its folder {folder}: {e.strerror}"
+        ) from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _ensure_experiment(tracking_uri: str, experiment_name: str) -> str:
     client = MlflowClient(tracking_uri)
     try:
         experiment = with_retries(lambda: client.get_experiment_by_name(experiment_name))

@@ -14,14 +14,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from src import composition
-from src.data import load_frame
+from src.data import load_dataset
 from src.pipeline import build_estimator
+from src.settings import SettingsError, check_folds, check_settings
 from src.store import RunTarget
 
 PROGRESS_FILE = ".sweep_progress.tsv"
@@ -107,7 +109,24 @@ def job_overrides() -> list[str]:
     """The task overrides of the running Hydra job (empty outside Hydra)."""
     if not HydraConfig.initialized():
         return []
-    return list(HydraConfig.get().overrides.task)
+    return unresolved(HydraConfig.get().overrides.task)
+
+
+def task_overrides(config: DictConfig) -> list[str]:
+    """The overrides typed on the command line, as typed (`${...}` in a value is not resolved:
+    it is the job's to resolve, not the override list's)."""
+    return unresolved(config.hydra.overrides.task)
+
+
+def sweeper_params(config: DictConfig) -> dict[str, str]:
+    """The sweeper's `params` (a ready sweep's search space), as written."""
+    params = config.hydra.sweeper.get("params")
+    return {str(k): str(v) for k, v in unresolved(params).items()} if params else {}
+
+
+def unresolved(node: Any) -> Any:
+    """A config node as plain containers, interpolations kept as written."""
+    return OmegaConf.to_container(node, resolve=False)
 
 
 def job_number() -> int | None:
@@ -119,8 +138,9 @@ def job_number() -> int | None:
 
 
 def job_key(overrides: list[str]) -> str:
-    """What identifies a job's config across attempts: its overrides, minus the resume switch."""
-    kept = [o for o in overrides if not o.startswith(("sweep.resume=", "hydra."))]
+    """What identifies a job's config across attempts: its overrides, minus the `sweep.*`
+    policy (resume, max_failures, ...), which may change between attempts."""
+    kept = [o for o in overrides if not o.startswith(("sweep.", "hydra."))]
     return " ".join(sorted(kept))
 
 
@@ -147,6 +167,12 @@ def child_run_name(cfg: DictConfig, overrides: list[str], swept: tuple[str, ...]
             continue
         parts.append(f"{key.removeprefix('model.')}={value}")
     return " ".join(parts)
+
+
+def reset_progress(sweep_dir: Path) -> None:
+    """Start this attempt's progress file (an earlier attempt in the same folder left its own:
+    its counts and failures are not this attempt's)."""
+    (sweep_dir / PROGRESS_FILE).write_text("")
 
 
 def report_progress(ctx: SweepContext, run_name: str, status: str, detail: str) -> None:
@@ -199,38 +225,58 @@ def expand_jobs(config: DictConfig) -> list[list[str]] | None:
         return None
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # private: see README
 
-    params = config.hydra.sweeper.get("params") or {}
-    arguments = [f"{k}={v}" for k, v in params.items()]
-    arguments += list(config.hydra.overrides.task)
+    arguments = [f"{k}={v}" for k, v in sweeper_params(config).items()]
+    arguments += task_overrides(config)
     overrides = OverridesParser.create().parse_overrides(arguments)
     return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
 
-def validate_jobs(config: DictConfig, jobs: list[list[str]] | None) -> None:
+def validate_jobs(config: DictConfig, jobs: list[list[str]] | None) -> str:
     """Compose every job's config and build its model and data, so that bad input fails before
     the parent run exists. With sweep.compose_cache (the default), composition goes through
     `composition.CachingConfigLoader` (once per distinct set of group choices), which then
-    serves the launcher and Hydra's own batch check the same configs from its cache."""
+    serves the launcher and Hydra's own batch check the same configs from its cache. Returns
+    the experiment the jobs go to (one for all of them)."""
     cached = config.sweep.get("compose_cache", True)
     loader = composition.install() if cached else composition.hydra_loader()
     if jobs is None:  # the sweeper picks values later: check what is fixed already
-        parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+        parsed = OverridesParser.create().parse_overrides(task_overrides(config))
         jobs = [[str(o.input_line) for o in parsed if not o.is_sweep_override()]]
-    seen_data: set[str] = set()
+    seen_data: set[tuple[str, int]] = set()
+    names: set[str] = set()
     for job in jobs:
         cfg = loader.load_sweep_config(config, job)
+        names.add(experiment_name(cfg))
+        check_settings(cfg)
         build_estimator(cfg.model)
-        data_key = OmegaConf.to_yaml(cfg.data, resolve=True)
+        data_key = (OmegaConf.to_yaml(cfg.data, resolve=True), int(cfg.cv.folds))
         if data_key not in seen_data:
             seen_data.add(data_key)
-            load_frame(cfg.data)
+            data = load_dataset(cfg.data)
+            check_folds(cfg.cv.folds, data.y_train, str(cfg.data.name))
+    if len(names) > 1:
+        raise SettingsError(
+            f"mlflow.experiment_name differs between the jobs ({', '.join(sorted(names))}): a "
+            f"sweep is one parent run in one experiment; sweep each experiment on its own"
+        )
+    return names.pop()
+
+
+def experiment_name(cfg: DictConfig) -> str:
+    """`cfg`'s mlflow.experiment_name, resolved as Hydra would for that job (it may use
+    `${hydra:runtime.choices.model}`, which reads the running job's Hydra config)."""
+    raw = OmegaConf.to_container(cfg.mlflow)  # unresolved
+    assert isinstance(raw, dict)
+    if "${hydra:" in str(raw["experiment_name"]):
+        HydraConfig.instance().set_config(cfg)
+    return str(cfg.mlflow.experiment_name)
 
 
 def swept_values(config: DictConfig) -> dict[str, list[str]]:
     """The swept keys and the values each takes (the sweeper's params, then the command line,
     which wins); a continuous search space is kept as written, e.g. `interval(0.1,10)`."""
-    params = config.hydra.sweeper.get("params") or {}
-    arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    arguments = [f"{k}={v}" for k, v in sweeper_params(config).items()]
+    arguments += task_overrides(config)
     swept: dict[str, list[str]] = {}
     for override in OverridesParser.create().parse_overrides(arguments):
         if not override.is_sweep_override():
@@ -242,6 +288,20 @@ def swept_values(config: DictConfig) -> dict[str, list[str]]:
         else:
             swept[key] = [str(override.input_line).partition("=")[2]]
     return swept
+
+
+def sweep_command(config: DictConfig) -> dict[str, Any]:
+    """What makes two sweeps the same sweep (so one may resume the other): the sweeper, the
+    swept keys and their values, and the fixed overrides, whatever the launcher, the Hydra
+    settings and the `sweep.*` policy (resume, max_failures, ...)."""
+    parsed = OverridesParser.create().parse_overrides(task_overrides(config))
+    fixed = sorted(
+        str(o.input_line)
+        for o in parsed
+        if not o.is_sweep_override() and not o.key_or_group.startswith("sweep.")
+    )
+    sweeper = str(config.hydra.sweeper._target_).rsplit(".", 1)[-1]
+    return {"sweeper": sweeper, "swept": swept_values(config), "fixed": fixed}
 
 
 def varying_keys(config: DictConfig) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -13,14 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, ViewType
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, _validate_param_name
 
 from src.child_run import flatten_config
 from src.ranking import load_summary, nan_note
 
-from .conftest import HEART_CSV, REPO, all_runs, cli, sweep_runs
+from .conftest import HEART_CSV, REPO, all_runs, cli, in_process, sweep_runs
 from .test_sweeps import SWEEP_FILES
 from .test_train import DATASETS, MODELS, compose_cfg, data_overrides
 
@@ -32,6 +33,9 @@ SLOW_SWEEP = [
     f"data.path={HEART_CSV}",
     "mlflow.log_model=false",
 ]
+
+
+LEAN = ["mlflow.log_model=false", "mlflow.log_plots=false"]
 
 
 def start(
@@ -83,7 +87,10 @@ def test_max_failures_zero_stops_at_the_first_failure(tracking_uri, tmp_path) ->
         "mlflow.log_model=false",
     )
     assert result.returncode == 1
-    assert "1 of 2 jobs failed (2 not started: sweep.max_failures)" in result.stderr
+    assert (
+        "1 of 2 jobs failed; 2 of 4 jobs have no run (sweep.max_failures stopped the sweep)"
+        in result.stderr
+    )
     parent, children = sweep_runs(tracking_uri)
     assert sorted(c.info.status for c in children) == ["FAILED", "FINISHED"]  # 5 and 7 never ran
     assert (
@@ -214,6 +221,87 @@ def test_resume_reruns_only_what_did_not_finish(tracking_uri, tmp_path, launcher
     assert resumed.data.metrics["n_children"] == 6
 
 
+def test_resume_latest_joins_only_a_sweep_of_the_same_command(tracking_uri, tmp_path) -> None:
+    common = ["-m", "model=knn", "data=heart", f"data.path={HEART_CSV}", *LEAN]
+    first = run(tracking_uri, tmp_path, *common, "model.n_neighbors=5,500")
+    assert first.returncode == 1  # n_neighbors=500 fails
+    parent, children = sweep_runs(tracking_uri)
+    other = run(tracking_uri, tmp_path, *common, "model.n_neighbors=3,5", "sweep.resume=latest")
+    assert other.returncode == 1
+    assert "no sweep of experiment" in other.stderr
+    assert "model.n_neighbors: 5,500 there, 3,5 here" in other.stderr
+    by_id = run(
+        tracking_uri, tmp_path, *common, "model.n_neighbors=3,5", "mlflow.log_plots=true",
+        f"sweep.resume={parent.info.run_id}",
+    )  # fmt: skip
+    assert by_id.returncode == 1
+    assert "ran another command: model.n_neighbors: 5,500 there, 3,5 here; only here: " \
+        "mlflow.log_plots=true" in by_id.stderr  # fmt: skip
+    after, still = sweep_runs(tracking_uri)  # untouched: nothing deleted, nothing added
+    assert after.info.run_id == parent.info.run_id
+    assert {c.info.run_id for c in still} == {c.info.run_id for c in children}
+
+
+@pytest.mark.slow
+def test_resume_into_the_same_sweep_dir_counts_only_this_attempt(tracking_uri, tmp_path) -> None:
+    sweep = ["-m", "model=knn", "model.n_neighbors=3,500,5,7", "data=heart",
+             f"data.path={HEART_CSV}", *LEAN, f"hydra.sweep.dir={tmp_path}/same"]  # fmt: skip
+    first = cli(tracking_uri, "src.train", *sweep)
+    assert first.returncode == 1 and "1 of 4 jobs failed" in first.stderr
+    again = cli(tracking_uri, "src.train", *sweep, "sweep.resume=latest", "sweep.max_failures=0")
+    assert again.returncode == 1, again.stderr
+    assert again.stdout.count("SKIPPED (finished in an earlier attempt)") == 3
+    assert "[5/4]" not in again.stdout and "[4/4]" in again.stdout
+    assert "exceeded" not in again.stdout  # the first attempt's failure is not this one's
+    parent, children = sweep_runs(tracking_uri)
+    assert sorted(c.info.status for c in children) == ["FAILED", "FINISHED", "FINISHED", "FINISHED"]
+    assert [c.data.tags.get("best_in_sweep") for c in children].count("true") == 1
+    assert parent.data.tags["sweep_dir"] == str(tmp_path / "same")
+
+
+@pytest.mark.slow
+def test_a_resumed_sweep_is_the_new_process_and_never_stale(tracking_uri, tmp_path) -> None:
+    process, out = start(tracking_uri, tmp_path, *SLOW_SWEEP)
+    wait_for(out, "[2/8]", process)
+    process.kill()  # the parent stays RUNNING with this process's identity
+    process.wait()
+    resumed_dir = tmp_path / "second"
+    env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri}
+    with (tmp_path / "resumed.log").open("w") as log:
+        second = subprocess.Popen(
+            [sys.executable, "-m", "src.train", *SLOW_SWEEP, "sweep.resume=latest",
+             f"hydra.sweep.dir={resumed_dir}"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    wait_for(tmp_path / "resumed.log", "SKIPPED (finished in an earlier attempt)", second)
+    summary = cli(tracking_uri, "src.summary", "data=heart", timeout=120)  # while it runs
+    assert "Marked stale run 'sweep" not in summary.stderr, summary.stderr
+    assert second.wait(timeout=300) == 0, (tmp_path / "resumed.log").read_text()[-3000:]
+    parent, children = sweep_runs(tracking_uri)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["pid"] == str(second.pid)
+    assert parent.data.tags["process"].split(":")[1] == str(second.pid)
+    assert "error_type" not in parent.data.tags and "end_reason" not in parent.data.tags
+    assert parent.data.tags["sweep_dir"] == str(resumed_dir)
+    assert len(children) == 8 and {c.info.status for c in children} == {"FINISHED"}
+    assert [c.data.tags.get("best_in_sweep") for c in children].count("true") == 1
+
+
+def test_two_sweeps_creating_one_new_store_at_once_both_work(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path}/new/mlflow.db"  # neither the folder nor the database exists
+    sweep = ["-m", "model=knn", "model.n_neighbors=3,5", "data=heart", f"data.path={HEART_CSV}",
+             *LEAN]  # fmt: skip
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    started = [start(uri, tmp_path / name, *sweep) for name in ("a", "b")]
+    for process, out in started:
+        assert process.wait(timeout=300) == 0, out.read_text()[-3000:]
+    client = MlflowClient(uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "heart-classification"]
+    runs = client.search_runs([experiment.experiment_id])
+    assert sum(r.data.tags.get("sweep") == "true" for r in runs) == 2 and len(runs) == 6
+
+
 @pytest.mark.slow
 def test_forty_jobs_on_four_workers_with_a_locked_database(tracking_uri, tmp_path) -> None:
     db = tracking_uri.removeprefix("sqlite:///")
@@ -256,7 +344,7 @@ def test_forty_jobs_on_four_workers_with_a_locked_database(tracking_uri, tmp_pat
     "launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"]
 )
 def test_unreachable_tracking_server_fails_fast_naming_it(tmp_path, launcher) -> None:
-    with __import__("socket").socket() as s:
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once the block ends
     uri = f"http://127.0.0.1:{port}"
@@ -381,3 +469,20 @@ read(client._tracking_client.store)
     assert "database is locked" not in result.stderr, result.stderr[-2000:]
     (parent,) = all_runs(tracking_uri)
     assert parent.info.status == "KILLED"
+
+
+def test_doctor_fix_ends_stale_runs_and_reuses_one_probe_run(tracking_uri) -> None:
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("heart-classification")
+    gone = f"{socket.gethostname()}:{2**22 + 1}:1"  # above Linux's pid_max: never alive
+    stale = client.create_run(experiment_id, run_name="crashed", tags={"process": gone})
+    first = in_process(tracking_uri, "src.doctor", "data=heart")
+    assert first.returncode == 1 and "STALE: its process is gone" in first.stdout
+    fixed = in_process(tracking_uri, "src.doctor", "--fix", "data=heart")
+    assert fixed.returncode == 0, fixed.stdout
+    assert "ended FAILED (--fix)" in fixed.stdout and "%|" not in fixed.stderr  # no progress bar
+    assert client.get_run(stale.info.run_id).info.status == "FAILED"
+    again = in_process(tracking_uri, "src.doctor", "data=heart")
+    assert again.returncode == 0, again.stdout
+    probes = client.search_runs([experiment_id], run_view_type=ViewType.ALL)
+    assert sorted(r.info.run_name for r in probes) == ["crashed", "doctor probe"]

@@ -146,32 +146,3 @@ def test_single_run_is_a_top_level_run(run_train, tracking_uri) -> None:
     experiment = MlflowClient(tracking_uri).get_experiment(run.info.experiment_id)
     assert experiment.name == "iris-classification"
     assert experiment.artifact_location.startswith(Path(tracking_uri[10:]).parent.as_uri())
-
-
-@pytest.mark.parametrize(
-    ("args", "culprit"),
-    [
-        (["-m", "model=knn,nope"], "nope"),
-        (["-m", "model=nope"], "nope"),
-        (["model=nope"], "nope"),
-        (["-m", "model=knn", "model.foo=1,2"], "foo"),
-        (["model=knn", "model.foo=1"], "foo"),
-        (["-m", "model=knn", "model.n_neighbors=3,abc"], "model.n_neighbors='abc'"),
-        (["model=knn", "model.n_neighbors=abc"], "model.n_neighbors='abc'"),
-        (["-m", "data=csv", "data.path=/no/such.csv", "data.target=y"], "/no/such.csv"),
-        (["-m", "data=csv", "data.path=HEART", "data.target=nope"], "data.target='nope'"),
-        (["data=csv", "data.path=HEART", "data.target=nope"], "data.target='nope'"),
-        (["-m", "data=csv"], "data.path"),
-        # the joblib workers' server starts before validation, and must end quietly with it
-        (["-m", "model=knn", "model.weights=uniform,bogus", *JOBLIB], "model.weights='bogus'"),
-    ],
-)
-def test_bad_input_fails_before_any_run(run_train, tracking_uri, heart_csv, args, culprit) -> None:
-    args = [a.replace("HEART", str(heart_csv)) for a in args]
-    result = run_train(*args)
-    assert result.returncode != 0
-    output = result.stdout + result.stderr
-    assert culprit in output, output
-    if "-m" in args:  # a sweep says what is wrong, without a traceback from any process
-        assert "Traceback" not in output, output
-    assert all_runs(tracking_uri) == []

@@ -1,0 +1,111 @@
+"""Check a job's run settings (seed, cv, the data split, sweep.*, registry.*, mlflow.*) before
+any run exists, each failure one line naming the key, the value and what is valid."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from src.evaluate import METRICS, PER_CLASS_METRIC
+
+MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32 - 1]
+MAX_NAME_BYTES = 255  # the experiment name names its artifact folder: one path component
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+MODEL_FORMATS = ("cloudpickle", "skops", "pickle")
+
+
+class SettingsError(ValueError):
+    """A setting has a value no run can use; the message names the key and what is valid."""
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """Raise SettingsError for the first setting of `cfg` that no run can use."""
+    missing = sorted(missing_values(cfg))
+    if missing:
+        raise SettingsError(
+            f"{', '.join(missing)}: no value given; set it on the command line "
+            f"({' '.join(f'{k}=...' for k in missing)})"
+        )
+    _integer(cfg, "seed", cfg.seed, 0, MAX_SEED)
+    _integer(cfg, "cv.folds", cfg.cv.folds, 2, None)
+    test_size = cfg.data.get("test_size")
+    if not _is_number(test_size) or test_size <= 0 or (test_size >= 1 and test_size % 1):
+        _fail("data.test_size", test_size, "a fraction in (0, 1) or a whole number of rows")
+    sweep = cfg.sweep
+    metric = sweep.metric
+    if not isinstance(metric, str) or not (metric in METRICS or PER_CLASS_METRIC.fullmatch(metric)):
+        _fail("sweep.metric", metric, f"one of {', '.join(METRICS)} (or class_<label>_f1, ...)")
+    if sweep.direction not in ("maximize", "minimize"):
+        _fail("sweep.direction", sweep.direction, "maximize or minimize")
+    if sweep.max_failures is not None:
+        _integer(cfg, "sweep.max_failures", sweep.max_failures, 0, None, "null or ")
+    resume = sweep.resume
+    if resume is not None and not (resume == "latest" or RUN_ID.fullmatch(str(resume))):
+        _fail("sweep.resume", resume, "null, latest, or a parent run id (32 hex digits)")
+    for key in ("compose_cache",):
+        if not isinstance(sweep.get(key, True), bool):
+            _fail(f"sweep.{key}", sweep.get(key), "true or false")
+    if not isinstance(cfg.registry.enabled, bool):
+        _fail("registry.enabled", cfg.registry.enabled, "true or false")
+    gain = cfg.registry.min_improvement
+    if not _is_number(gain) or gain < 0:
+        _fail("registry.min_improvement", gain, "a number >= 0")
+    name = cfg.mlflow.experiment_name
+    if not isinstance(name, str) or not name.strip():
+        _fail("mlflow.experiment_name", name, "a non-empty name")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise SettingsError(
+            f"mlflow.experiment_name is {len(name.encode())} bytes long; at most "
+            f"{MAX_NAME_BYTES} (it names the experiment's artifact folder)"
+        )
+    for key in ("log_plots", "log_model"):
+        if not isinstance(cfg.mlflow[key], bool):
+            _fail(f"mlflow.{key}", cfg.mlflow[key], "true or false")
+    if cfg.mlflow.model_format not in MODEL_FORMATS:
+        _fail("mlflow.model_format", cfg.mlflow.model_format, " | ".join(MODEL_FORMATS))
+
+
+def missing_values(cfg: DictConfig) -> set[str]:
+    """The keys left `???` (mandatory, not given), Hydra's own config aside."""
+    missing = set()
+    for key in cfg:
+        if key == "hydra":
+            continue
+        if OmegaConf.is_missing(cfg, str(key)):
+            missing.add(str(key))
+        elif isinstance(node := cfg[key], DictConfig):
+            missing |= OmegaConf.missing_keys(node)  # full keys: data.path
+    return missing
+
+
+def check_folds(folds: int, y_train: Any, data_name: str) -> None:
+    """cv.folds must not exceed the training rows of the smallest class (each fold needs one)."""
+    smallest = int(y_train.value_counts().min())
+    if folds > smallest:
+        raise SettingsError(
+            f"cv.folds={folds} is more than the {smallest} training rows of the smallest class "
+            f"of data={data_name}; use at most cv.folds={smallest}"
+        )
+
+
+def _integer(
+    cfg: DictConfig, key: str, value: Any, low: int, high: int | None, also: str = ""
+) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        upper = f" and <= {high}" if high is not None else ""
+        _fail(key, value, f"{also}a whole number >= {low}{upper}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _fail(key: str, value: Any, valid: str) -> None:
+    raise SettingsError(f"{key}={value!r} is not valid; use {valid}")

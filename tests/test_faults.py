@@ -1,0 +1,156 @@
+"""The fault table: bad input and failing jobs, each one line, each run as a user would (a real
+sweep in a subprocess), each checked against the README's invariants."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from mlflow.entities import ViewType
+from mlflow.tracking import MlflowClient
+
+from .conftest import HEART_CSV, cli
+
+# every row runs a small KNN sweep on the heart data, without models and plots (fast)
+BASE = ["data=heart", "data.path={heart}", "mlflow.log_model=false", "mlflow.log_plots=false"]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One row: what is typed, the exit code, a fragment of what is printed, and the runs that
+    end up in the store by status (parents and children apart)."""
+
+    id: str
+    args: str  # as typed after `python -m src.train` (split on spaces)
+    code: int
+    says: str
+    parents: dict[str, int] = field(default_factory=dict)
+    children: dict[str, int] = field(default_factory=dict)
+    tracking_uri: str | None = None  # default: the test's own fresh sqlite store
+    slow: bool = False
+
+
+JOBLIB = "hydra/launcher=joblib hydra.launcher.n_jobs=2"
+SLOW = True
+LONG_NAME = "x" * 300
+PER_MODEL = "mlflow.experiment_name=${hydra:runtime.choices.model}-heart"
+# fmt: off
+FAULTS = [
+    # unknown options and keys, values an estimator rejects: before any run, sweep or not
+    Fault("unknown_model_in_sweep", "-m model=knn,nope", 1, "nope"),
+    Fault("unknown_model", "-m model=nope", 1, "nope", slow=SLOW),
+    Fault("unknown_model_single", "model=nope", 1, "nope", slow=SLOW),
+    Fault("unknown_key", "-m model=knn model.foo=1,2", 1, "foo", slow=SLOW),
+    Fault("unknown_key_single", "model=knn model.foo=1", 1, "foo", slow=SLOW),
+    Fault("bad_value", "-m model=knn model.n_neighbors=3,abc", 1, "model.n_neighbors='abc'"),
+    Fault("bad_value_single", "model=knn model.n_neighbors=abc", 1, "model.n_neighbors='abc'", slow=SLOW),
+    # the joblib workers' server starts before validation, and must end quietly with it
+    Fault("bad_value_joblib", f"-m model=knn model.weights=uniform,bogus {JOBLIB}", 1, "model.weights='bogus'"),
+    Fault("no_csv", "-m data=csv data.path=/no/such.csv data.target=y", 1, "/no/such.csv", slow=SLOW),
+    Fault("no_target", "-m data=csv data.path={heart} data.target=nope", 1, "data.target='nope'", slow=SLOW),
+    Fault("no_target_single", "data=csv data.path={heart} data.target=nope", 1, "data.target='nope'", slow=SLOW),
+    Fault("csv_without_path", "-m data=csv data.path=???", 1, "data.path, data.target: no value given", slow=SLOW),
+    # settings no run can use: one line, before the parent exists
+    Fault("test_size", "-m model=knn data.test_size=1.5", 1, "data.test_size=1.5", slow=SLOW),
+    Fault("test_size_one_job", "-m model=knn data.test_size=0.2,1.5", 1, "data.test_size=1.5"),
+    Fault("seed", "-m model=knn seed=-1", 1, "seed=-1 is not valid", slow=SLOW),
+    Fault("metric", "-m sweep.metric=not_a_metric", 1, "sweep.metric='not_a_metric' is not valid; use one of cv_accuracy_mean", slow=SLOW),
+    Fault("direction", "-m sweep.direction=sideways", 1, "sweep.direction='sideways'", slow=SLOW),
+    Fault("max_failures_negative", "-m sweep.max_failures=-1", 1, "sweep.max_failures=-1", slow=SLOW),
+    Fault("max_failures_text", "-m sweep.max_failures=abc", 1, "sweep.max_failures='abc'", slow=SLOW),
+    Fault("one_fold", "-m cv.folds=1", 1, "cv.folds=1 is not valid", slow=SLOW),
+    Fault("too_many_folds", "-m cv.folds=1000", 1, "cv.folds=1000 is more than the", slow=SLOW),
+    Fault("resume_nonsense", "-m sweep.resume=nonsense", 1, "sweep.resume='nonsense'", slow=SLOW),
+    Fault("resume_nothing", "-m sweep.resume=latest", 1, "has no sweeps", slow=SLOW),
+    Fault("long_experiment", f"-m mlflow.experiment_name={LONG_NAME}", 1, "mlflow.experiment_name is 300 bytes long", slow=SLOW),
+    Fault("experiment_per_model", f"-m model=knn,logistic_regression {PER_MODEL}", 1, "mlflow.experiment_name differs between the jobs (knn-heart, logistic_regression-heart)", slow=SLOW),
+    # data files that are not tables: named in the message
+    Fault("empty_csv", "-m data=csv data.path={empty} data.target=num", 1, "empty.csv' is empty", slow=SLOW),
+    Fault("header_only_csv", "-m data=csv data.path={header} data.target=num", 1, "header.csv' has a header but no rows", slow=SLOW),
+    Fault("latin1_csv", "-m data=csv data.path={latin1} data.target=num", 1, "latin1.csv' is not UTF-8 text", slow=SLOW),
+    Fault("ragged_csv", "-m data=csv data.path={ragged} data.target=num", 1, "ragged.csv' is not a valid CSV table", slow=SLOW),
+    Fault("heart_ragged", "-m data.path={ragged}", 1, "ragged.csv' is not a valid CSV table", slow=SLOW),
+    # a store that cannot be made
+    Fault("store_path", "-m model=knn", 1, "cannot create its folder", tracking_uri="sqlite:///{tmp}/a_file/mlflow.db"),
+    # jobs that fail while running: FAILED children, a summary, exit 1
+    Fault("one_job_fails", "-m model=knn model.n_neighbors=5,500", 1, "1 of 2 jobs failed", {"FINISHED": 1}, {"FINISHED": 1, "FAILED": 1}),
+    Fault("every_job_fails", "-m model=knn model.n_neighbors=400,500", 1, "2 of 2 jobs failed", {"FAILED": 1}, {"FAILED": 2}, slow=SLOW),
+    Fault("max_failures_stops", "-m model=knn model.n_neighbors=500,3,5 sweep.max_failures=0", 1, "2 of 3 jobs have no run (sweep.max_failures stopped the sweep)", {"FAILED": 1}, {"FAILED": 1}, slow=SLOW),
+    # what works must keep working
+    Fault("experiment_from_choice", f"-m model=knn model.n_neighbors=3,5 {PER_MODEL}", 0, "in experiment 'knn-heart'", {"FINISHED": 1}, {"FINISHED": 2}, slow=SLOW),
+]
+# fmt: on
+
+
+def bad_files(tmp: Path) -> dict[str, str]:
+    """CSV files a user may point data.path at by mistake, by the name the rows use."""
+    header = HEART_CSV.read_text().splitlines()[0]
+    files = {
+        "empty": "",
+        "header": header + "\n",
+        "latin1": header + "\n" + "café,1\n",
+        "ragged": header + "\n1,2\n1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17\n",
+    }
+    paths = {}
+    for name, text in files.items():
+        path = tmp / f"{name}.csv"
+        path.write_bytes(text.encode("latin-1"))
+        paths[name] = str(path)
+    (tmp / "a_file").write_text("a file where the store's folder would go")
+    return paths | {"heart": str(HEART_CSV), "tmp": str(tmp)}
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [pytest.param(f, id=f.id, marks=[pytest.mark.slow] if f.slow else []) for f in FAULTS],
+)
+def test_fault(fault: Fault, tracking_uri: str, tmp_path: Path) -> None:
+    names = bad_files(tmp_path)
+    args = [a.format(**names) if "{" in a and "${" not in a else a for a in fault.args.split()]
+    uri = fault.tracking_uri.format(**names) if fault.tracking_uri else tracking_uri
+    dirs = [f"hydra.sweep.dir={tmp_path}/sweep", f"hydra.run.dir={tmp_path}/run"]
+    base = [a.format(**names) for a in BASE]
+    sweep = "-m" in args
+    rest = [a for a in args if a != "-m"]  # the row's own values win over BASE
+    result = cli(uri, "src.train", *(["-m"] if sweep else []), *base, *rest, *dirs)
+    output = result.stdout + result.stderr
+    assert result.returncode == fault.code, output
+    assert fault.says in output, output
+    if sweep and fault.code and not fault.parents:  # bad input: one line, no traceback
+        assert "Traceback" not in output, output
+    if fault.tracking_uri is None:
+        parents, children = runs_by_status(uri)
+        assert (parents, children) == (Counter(fault.parents), Counter(fault.children))
+        check_invariants(uri)
+
+
+def runs_by_status(uri: str) -> tuple[Counter, Counter]:
+    """How many parents and children the store holds, by status (deleted runs aside)."""
+    client = MlflowClient(uri)
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    parents = Counter(r.info.status for r in runs if r.data.tags.get("sweep") == "true")
+    children = Counter(r.info.status for r in runs if "mlflow.parentRunId" in r.data.tags)
+    return parents, children
+
+
+def check_invariants(uri: str) -> None:
+    """What holds after any sweep: nothing RUNNING, every child under an existing parent, one
+    best child at most, one child per configuration."""
+    client = MlflowClient(uri)
+    runs = [
+        r
+        for e in client.search_experiments(view_type=ViewType.ALL)
+        for r in client.search_runs([e.experiment_id])
+    ]
+    ids = {r.info.run_id for r in runs}
+    assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
+    for parent in [r for r in runs if r.data.tags.get("sweep") == "true"]:
+        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        best = [c for c in children if c.data.tags.get("best_in_sweep") == "true"]
+        assert len(best) <= 1, [c.info.run_name for c in best]
+        keys = Counter(c.data.tags.get("job_key") for c in children)
+        assert max(keys.values(), default=1) == 1, keys
+    orphans = [r for r in runs if r.data.tags.get("mlflow.parentRunId", r.info.run_id) not in ids]
+    assert not orphans
