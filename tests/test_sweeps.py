@@ -109,6 +109,26 @@ def test_optuna_sweep_best_trial_is_the_best_child(run_train, tracking_uri, tmp_
     assert parent.data.params["sweep.n_trials"] == "6"
 
 
+@pytest.mark.slow
+def test_resumed_optuna_sweep_keeps_trials_that_repeated_a_configuration(
+    run_train, tracking_uri
+) -> None:
+    tiny = ["sweeps=knn_optuna", "hydra.sweeper.n_trials=5", *LEAN,
+            "hydra.sweeper.params={model.n_neighbors: 'choice(3,5)', model.weights: uniform, "
+            "model.metric: euclidean}"]  # fmt: skip  # 2 configurations, 5 trials: repeats
+    first = run_train(*tiny)
+    assert first.returncode == 0, first.stderr
+    parent, children = sweep_runs(tracking_uri)
+    assert len(children) == 5 and len({c.data.tags["job_key"] for c in children}) <= 2
+    again = run_train(*tiny, "sweep.resume=latest")
+    assert again.returncode == 0, again.stderr
+    resumed, kept = sweep_runs(tracking_uri)
+    assert resumed.info.run_id == parent.info.run_id
+    assert {c.info.run_id for c in children} <= {c.info.run_id for c in kept}  # none deleted
+    assert resumed.data.tags["best_run_id"] == parent.data.tags["best_run_id"]
+    assert [c.data.tags.get("best_in_sweep") for c in kept].count("true") == 1
+
+
 def test_seeds_sweep_records_the_spread_on_the_parent(run_train, tracking_uri) -> None:
     result = run_train("sweeps=seeds", "seed=1,2,3", "model=knn", *LEAN)
     assert result.returncode == 0, result.stderr

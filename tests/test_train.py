@@ -11,7 +11,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
-from src.evaluate import class_key
+from src.evaluate import METRICS as SELECTABLE
+from src.evaluate import PER_CLASS_METRIC, class_key
 from src.job import train
 
 from .conftest import REPO, all_runs
@@ -73,6 +74,8 @@ def test_every_model_and_dataset_trains(model, data, heart_csv, tracking_uri) ->
     n_classes = {"iris": 3, "wine": 3, "csv": 5}.get(data, 2)  # csv keeps num 0-4
     per_class = [k for k in metrics if k.startswith("class_") and k.endswith("_f1")]
     assert len(per_class) == n_classes
+    # sweep.metric accepts exactly what a child records (src/settings.py checks against these)
+    assert {k for k in metrics if not PER_CLASS_METRIC.fullmatch(k)} <= set(SELECTABLE)
     if n_classes == 2:
         assert all(b in metrics for b in BINARY_METRICS)
         counts = sum(metrics[b] for b in BINARY_METRICS)
