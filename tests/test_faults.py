@@ -3,15 +3,24 @@ sweep in a subprocess), each checked against the README's invariants."""
 
 from __future__ import annotations
 
+import io
+import logging
+import os
+import runpy
+import subprocess
+import sys
 from collections import Counter
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from .conftest import HEART_CSV, cli
+from .conftest import HEART_CSV, REPO, cli
 
 # every row runs a small KNN sweep on the heart data, without models and plots (fast)
 BASE = ["data=heart", "data.path={heart}", "mlflow.log_model=false", "mlflow.log_plots=false"]
@@ -30,6 +39,7 @@ class Fault:
     children: dict[str, int] = field(default_factory=dict)
     tracking_uri: str | None = None  # default: the test's own fresh sqlite store
     slow: bool = False
+    process: bool = False  # a row that stops before any run is called in-process unless True
 
 
 JOBLIB = "hydra/launcher=joblib hydra.launcher.n_jobs=2"
@@ -39,45 +49,47 @@ PER_MODEL = "mlflow.experiment_name=${hydra:runtime.choices.model}-heart"
 # fmt: off
 FAULTS = [
     # unknown options and keys, values an estimator rejects: before any run, sweep or not
-    Fault("unknown_model_in_sweep", "-m model=knn,nope", 1, "nope"),
-    Fault("unknown_model", "-m model=nope", 1, "nope", slow=SLOW),
+    Fault("unknown_model_in_sweep", "-m model=knn,nope", 1, "nope", process=True),
+    Fault("unknown_model", "-m model=nope", 1, "nope"),
     Fault("unknown_model_single", "model=nope", 1, "nope", slow=SLOW),
-    Fault("unknown_key", "-m model=knn model.foo=1,2", 1, "foo", slow=SLOW),
+    Fault("unknown_key", "-m model=knn model.foo=1,2", 1, "foo"),
     Fault("unknown_key_single", "model=knn model.foo=1", 1, "foo", slow=SLOW),
     Fault("bad_value", "-m model=knn model.n_neighbors=3,abc", 1, "model.n_neighbors='abc'"),
     Fault("bad_value_single", "model=knn model.n_neighbors=abc", 1, "model.n_neighbors='abc'", slow=SLOW),
     # the joblib workers' server starts before validation, and must end quietly with it
-    Fault("bad_value_joblib", f"-m model=knn model.weights=uniform,bogus {JOBLIB}", 1, "model.weights='bogus'"),
-    Fault("no_csv", "-m data=csv data.path=/no/such.csv data.target=y", 1, "/no/such.csv", slow=SLOW),
-    Fault("no_target", "-m data=csv data.path={heart} data.target=nope", 1, "data.target='nope'", slow=SLOW),
+    Fault("bad_value_joblib", f"-m model=knn model.weights=uniform,bogus {JOBLIB}", 1, "model.weights='bogus'", process=True),
+    Fault("no_csv", "-m data=csv data.path=/no/such.csv data.target=y", 1, "/no/such.csv"),
+    Fault("no_target", "-m data=csv data.path={heart} data.target=nope", 1, "data.target='nope'"),
     Fault("no_target_single", "data=csv data.path={heart} data.target=nope", 1, "data.target='nope'", slow=SLOW),
-    Fault("csv_without_path", "-m data=csv data.path=???", 1, "data.path, data.target: no value given", slow=SLOW),
+    Fault("csv_without_path", "-m data=csv data.path=???", 1, "data.path, data.target: no value given"),
     # settings no run can use: one line, before the parent exists
-    Fault("test_size", "-m model=knn data.test_size=1.5", 1, "data.test_size=1.5", slow=SLOW),
-    Fault("test_size_one_job", "-m model=knn data.test_size=0.2,1.5", 1, "data.test_size=1.5"),
-    Fault("seed", "-m model=knn seed=-1", 1, "seed=-1 is not valid", slow=SLOW),
-    Fault("metric", "-m sweep.metric=not_a_metric", 1, "sweep.metric='not_a_metric' is not valid; use one of cv_accuracy_mean", slow=SLOW),
-    Fault("direction", "-m sweep.direction=sideways", 1, "sweep.direction='sideways'", slow=SLOW),
-    Fault("max_failures_negative", "-m sweep.max_failures=-1", 1, "sweep.max_failures=-1", slow=SLOW),
-    Fault("max_failures_text", "-m sweep.max_failures=abc", 1, "sweep.max_failures='abc'", slow=SLOW),
-    Fault("one_fold", "-m cv.folds=1", 1, "cv.folds=1 is not valid", slow=SLOW),
-    Fault("too_many_folds", "-m cv.folds=1000", 1, "cv.folds=1000 is more than the", slow=SLOW),
-    Fault("resume_nonsense", "-m sweep.resume=nonsense", 1, "sweep.resume='nonsense'", slow=SLOW),
-    Fault("resume_nothing", "-m sweep.resume=latest", 1, "has no sweeps", slow=SLOW),
-    Fault("long_experiment", f"-m mlflow.experiment_name={LONG_NAME}", 1, "mlflow.experiment_name is 300 bytes long", slow=SLOW),
-    Fault("experiment_per_model", f"-m model=knn,logistic_regression {PER_MODEL}", 1, "mlflow.experiment_name differs between the jobs (knn-heart, logistic_regression-heart)", slow=SLOW),
+    Fault("test_size", "-m model=knn data.test_size=1.5", 1, "data.test_size=1.5"),
+    Fault("test_size_one_job", "-m model=knn data.test_size=0.2,1.5", 1, "data.test_size=1.5", process=True),
+    Fault("seed", "-m model=knn seed=-1", 1, "seed=-1 is not valid"),
+    Fault("metric", "-m sweep.metric=not_a_metric", 1, "sweep.metric='not_a_metric' is not valid; use one of cv_accuracy_mean"),
+    Fault("direction", "-m sweep.direction=sideways", 1, "sweep.direction='sideways'"),
+    Fault("max_failures_negative", "-m sweep.max_failures=-1", 1, "sweep.max_failures=-1"),
+    Fault("max_failures_text", "-m sweep.max_failures=abc", 1, "sweep.max_failures='abc'"),
+    Fault("one_fold", "-m cv.folds=1", 1, "cv.folds=1 is not valid"),
+    Fault("too_many_folds", "-m cv.folds=1000", 1, "cv.folds=1000 is more than the"),
+    Fault("resume_nonsense", "-m sweep.resume=nonsense", 1, "sweep.resume='nonsense'"),
+    Fault("resume_nothing", "-m sweep.resume=latest", 1, "has no sweeps"),
+    Fault("long_experiment", f"-m mlflow.experiment_name={LONG_NAME}", 1, "mlflow.experiment_name is 300 bytes long"),
+    Fault("experiment_per_model", f"-m model=knn,logistic_regression {PER_MODEL}", 1, "mlflow.experiment_name differs between the jobs (knn-heart, logistic_regression-heart)"),
     # data files that are not tables: named in the message
-    Fault("empty_csv", "-m data=csv data.path={empty} data.target=num", 1, "empty.csv' is empty", slow=SLOW),
-    Fault("header_only_csv", "-m data=csv data.path={header} data.target=num", 1, "header.csv' has a header but no rows", slow=SLOW),
-    Fault("latin1_csv", "-m data=csv data.path={latin1} data.target=num", 1, "latin1.csv' is not UTF-8 text", slow=SLOW),
-    Fault("ragged_csv", "-m data=csv data.path={ragged} data.target=num", 1, "ragged.csv' is not a valid CSV table", slow=SLOW),
-    Fault("heart_ragged", "-m data.path={ragged}", 1, "ragged.csv' is not a valid CSV table", slow=SLOW),
+    Fault("empty_csv", "-m data=csv data.path={empty} data.target=num", 1, "empty.csv' is empty"),
+    Fault("header_only_csv", "-m data=csv data.path={header} data.target=num", 1, "header.csv' has a header but no rows"),
+    Fault("latin1_csv", "-m data=csv data.path={latin1} data.target=num", 1, "latin1.csv' is not UTF-8 text"),
+    Fault("ragged_csv", "-m data=csv data.path={ragged} data.target=num", 1, "ragged.csv' is not a valid CSV table"),
+    Fault("heart_ragged", "-m data.path={ragged}", 1, "ragged.csv' is not a valid CSV table"),
     # a store that cannot be made
     Fault("store_path", "-m model=knn", 1, "cannot create its folder", tracking_uri="sqlite:///{tmp}/a_file/mlflow.db"),
     # jobs that fail while running: FAILED children, a summary, exit 1
     Fault("one_job_fails", "-m model=knn model.n_neighbors=5,500", 1, "1 of 2 jobs failed", {"FINISHED": 1}, {"FINISHED": 1, "FAILED": 1}),
     Fault("every_job_fails", "-m model=knn model.n_neighbors=400,500", 1, "2 of 2 jobs failed", {"FAILED": 1}, {"FAILED": 2}, slow=SLOW),
     Fault("max_failures_stops", "-m model=knn model.n_neighbors=500,3,5 sweep.max_failures=0", 1, "2 of 3 jobs have no run (sweep.max_failures stopped the sweep)", {"FAILED": 1}, {"FAILED": 1}, slow=SLOW),
+    # a value a search samples is checked in its job: a FAILED child, not a lost job
+    Fault("sampled_bad_value", "-m sweeps=knn_optuna hydra.sweeper.n_trials=2 data.test_size=choice(1.5,2.5)", 1, "2 of 2 jobs failed", {"FAILED": 1}, {"FAILED": 2}, slow=SLOW),
     # what works must keep working
     Fault("experiment_from_choice", f"-m model=knn model.n_neighbors=3,5 {PER_MODEL}", 0, "in experiment 'knn-heart'", {"FINISHED": 1}, {"FINISHED": 2}, slow=SLOW),
 ]
@@ -114,7 +126,17 @@ def test_fault(fault: Fault, tracking_uri: str, tmp_path: Path) -> None:
     base = [a.format(**names) for a in BASE]
     sweep = "-m" in args
     rest = [a for a in args if a != "-m"]  # the row's own values win over BASE
-    result = cli(uri, "src.train", *(["-m"] if sweep else []), *base, *rest, *dirs)
+    argv = [*(["-m"] if sweep else []), *base, *rest, *dirs]
+    if (
+        sweep
+        and fault.code
+        and not fault.parents
+        and fault.tracking_uri is None
+        and not fault.process
+    ):
+        result = sweep_in_process(uri, argv)  # stops before any run: no process of its own
+    else:
+        result = cli(uri, "src.train", *argv)
     output = result.stdout + result.stderr
     assert result.returncode == fault.code, output
     assert fault.says in output, output
@@ -124,6 +146,35 @@ def test_fault(fault: Fault, tracking_uri: str, tmp_path: Path) -> None:
         parents, children = runs_by_status(uri)
         assert (parents, children) == (Counter(fault.parents), Counter(fault.children))
         check_invariants(uri)
+
+
+def sweep_in_process(uri: str, argv: list[str]) -> subprocess.CompletedProcess:
+    """`python -m src.train argv` for a sweep that stops before its parent exists, called in
+    this process: Hydra's main with this argv, the exit code and message of its SystemExit,
+    and Hydra's global state (and the root logger it configures) put back afterwards."""
+    root = logging.getLogger()
+    saved = sys.argv, os.environ.get("MLFLOW_TRACKING_URI"), root.handlers[:], root.level
+    out, err = io.StringIO(), io.StringIO()
+    sys.argv, os.environ["MLFLOW_TRACKING_URI"] = [str(REPO / "src" / "train.py"), *argv], uri
+    code = 0
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                runpy.run_module("src.train", run_name="__main__")  # as `python -m` does
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+                if isinstance(e.code, str):  # as the interpreter prints it at exit
+                    print(e.code, file=sys.stderr)
+    finally:
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None
+        sys.argv, uri_before, root.handlers[:], level = saved
+        root.setLevel(level)
+        if uri_before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI")
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = uri_before
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 def runs_by_status(uri: str) -> tuple[Counter, Counter]:

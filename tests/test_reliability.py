@@ -221,6 +221,7 @@ def test_resume_reruns_only_what_did_not_finish(tracking_uri, tmp_path, launcher
     assert resumed.data.metrics["n_children"] == 6
 
 
+@pytest.mark.slow
 def test_resume_latest_joins_only_a_sweep_of_the_same_command(tracking_uri, tmp_path) -> None:
     common = ["-m", "model=knn", "data=heart", f"data.path={HEART_CSV}", *LEAN]
     first = run(tracking_uri, tmp_path, *common, "model.n_neighbors=5,500")
