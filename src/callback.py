@@ -25,6 +25,7 @@ from src.parent import fail_parent_run, finish_parent_run, open_sweep
 from src.sweep_jobs import (
     SweepContext,
     expand_jobs,
+    is_search,
     reset_progress,
     set_current_sweep,
     settle_gc,
@@ -97,6 +98,7 @@ class MlflowSweepCallback(Callback):
             started_at=time.time(),
             max_failures=config.sweep.max_failures,
             swept=varying_keys(config),
+            search=is_search(config),
             finished=finished,
         )
         print(

@@ -43,7 +43,12 @@ class SweepContext:
     started_at: float
     max_failures: int | None
     swept: tuple[str, ...] = ()  # the keys that vary between jobs: what a run name shows
+    search: bool = False  # a sweeper that picks values as it goes (Optuna)
     finished: dict[str, float] = field(default_factory=dict)  # resumed: job key -> its metric
+
+
+class JobSkipped(RuntimeError):
+    """A search's job that the failure policy did not start."""
 
 
 def current_sweep() -> SweepContext | None:
@@ -65,8 +70,9 @@ def request_stop(signum: int) -> None:
 
 def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
     """Run one job. In a sweep: a job finished by an earlier attempt (sweep.resume) is skipped,
-    a failed job is reported and the sweep goes on, returning NaN so no sweeper takes it for a
-    result, and once sweep.max_failures is exceeded the jobs not yet started are skipped."""
+    a failed job is reported and the sweep goes on, and once sweep.max_failures is exceeded the
+    jobs not yet started are skipped. A grid's failed or skipped job returns NaN; a search's
+    raises, so that its sweeper records a failed trial (Optuna refuses NaN as a value)."""
     ctx = current_sweep()
     if ctx is None:
         return task(cfg)
@@ -79,12 +85,17 @@ def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
         report_progress(ctx, name, "SKIPPED", "(finished in an earlier attempt)")
         return ctx.finished[key]
     if ctx.max_failures is not None and failures_so_far(ctx) > ctx.max_failures:
-        report_progress(ctx, name, "SKIPPED", f"(sweep.max_failures={ctx.max_failures} exceeded)")
+        reason = f"sweep.max_failures={ctx.max_failures} exceeded"
+        report_progress(ctx, name, "SKIPPED", f"({reason})")
+        if ctx.search:
+            raise JobSkipped(reason)
         return float("nan")
     try:
         value = task(cfg)
     except Exception as e:
         report_progress(ctx, name, "FAILED", detail=f"{type(e).__name__}: {e}")
+        if ctx.search:
+            raise
         return float("nan")
     report_progress(ctx, name, "FINISHED", detail=f"{cfg.sweep.metric}={value:.4f}")
     return value
