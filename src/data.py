@@ -162,7 +162,8 @@ def _read_csv(
             io.StringIO(text), header=header, names=names, na_values="?", skipinitialspace=True
         )
     except (pd.errors.ParserError, ValueError) as e:
-        raise DataError(f"{path_key}={str(path)!r} is not a valid CSV table: {e}") from e
+        reason = str(e).strip()
+        raise DataError(f"{path_key}={str(path)!r} is not a valid CSV table: {reason}") from e
     if frame.empty:
         raise DataError(f"{path_key}={str(path)!r} has a header but no rows")
     return frame
