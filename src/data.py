@@ -79,8 +79,7 @@ def load_frame(data_cfg: DictConfig) -> tuple[pd.DataFrame, pd.Series]:
 def split_dataset(name: str, X: pd.DataFrame, y: pd.Series, data_cfg: DictConfig) -> Dataset:
     """Stratified train/test split with `data.test_size` and `data.random_state`."""
     test_size = data_cfg.test_size
-    if not isinstance(test_size, (int, float)) or isinstance(test_size, bool) or test_size <= 0:
-        raise DataError(f"data.test_size={test_size!r} must be a fraction in (0, 1) or a count")
+    check_test_size(test_size)
     try:
         X_train, X_test, y_train, y_test = train_test_split(
             X, y, test_size=test_size, stratify=y, random_state=data_cfg.random_state
@@ -88,6 +87,20 @@ def split_dataset(name: str, X: pd.DataFrame, y: pd.Series, data_cfg: DictConfig
     except ValueError as e:
         raise DataError(f"cannot split {name} with data.test_size={test_size}: {e}") from e
     return Dataset(name, X_train, X_test, y_train, y_test)
+
+
+def check_test_size(test_size: object) -> None:
+    """data.test_size must be a fraction in (0, 1) or a whole number of rows."""
+    if (
+        isinstance(test_size, bool)
+        or not isinstance(test_size, (int, float))
+        or test_size <= 0
+        or (test_size >= 1 and test_size % 1)
+    ):
+        raise DataError(
+            f"data.test_size={test_size!r} is not valid; use a fraction in (0, 1) or a whole "
+            f"number of rows"
+        )
 
 
 def _load_sklearn(name: str) -> tuple[pd.DataFrame, pd.Series]:
@@ -101,10 +114,10 @@ def _load_heart(data_cfg: DictConfig) -> tuple[pd.DataFrame, pd.Series]:
     path = Path(str(data_cfg.path))
     if not path.exists():
         download(str(data_cfg.url), path)
-    first = _read_text(path, "data.path").partition("\n")[0].split(",")[0].strip()
-    has_header = not _is_number(first)
-    frame = _read_csv(
-        path, "data.path", header=0 if has_header else None,
+    text = _read_text(path, "data.path")
+    has_header = not _is_number(text.partition("\n")[0].split(",")[0].strip())
+    frame = _parse_csv(
+        text, path, "data.path", header=0 if has_header else None,
         names=None if has_header else HEART_COLUMNS,
     )  # fmt: skip
     target = str(data_cfg.target)
@@ -133,7 +146,7 @@ def download(url: str, path: Path) -> None:
 def _load_csv(path: Path, target: str, path_key: str) -> tuple[pd.DataFrame, pd.Series]:
     if not path.is_file():
         raise DataError(f"{path_key}={str(path)!r}: no such file")
-    frame = _read_csv(path, path_key)
+    frame = _parse_csv(_read_text(path, path_key), path, path_key)
     if target not in frame.columns:
         raise DataError(f"data.target={target!r} is not a column of {path}: {list(frame.columns)}")
     return frame.drop(columns=[target]), frame[target]
@@ -149,12 +162,11 @@ def _read_text(path: Path, path_key: str) -> str:
         raise DataError(f"{path_key}={str(path)!r} cannot be read: {e.strerror}") from e
 
 
-def _read_csv(
-    path: Path, path_key: str, header: int | None = 0, names: list[str] | None = None
+def _parse_csv(
+    text: str, path: Path, path_key: str, header: int | None = 0, names: list[str] | None = None
 ) -> pd.DataFrame:
-    """The CSV at `path` (missing values as `?`); a file that is not a table with rows is an
-    error naming the file."""
-    text = _read_text(path, path_key)
+    """The CSV `text` read from `path` (missing values as `?`); a file that is not a table with
+    rows is an error naming the file."""
     if not text.strip():
         raise DataError(f"{path_key}={str(path)!r} is empty")
     try:

@@ -3,6 +3,7 @@ at the end with the summary, the search sweeper's verdict and the registry gate.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -65,7 +66,7 @@ def open_sweep(
             flush=True,
         )
     finished: dict[str, float] = {}
-    command = json.dumps(sweep_command(config), sort_keys=True)
+    command = command_tag(sweep_command(config))
     if config.sweep.resume:
         try:
             parent = resume_parent(client, experiment_id, str(config.sweep.resume), command)
@@ -77,8 +78,17 @@ def open_sweep(
         finished = reopen_sweep(client, parent, attempt, keep_repeats=is_search(config))
         print(f"Resuming sweep {parent_id}: {len(finished)} finished jobs are kept", flush=True)
     else:
-        parent_id = create_parent_run(config, base, jobs, sweep_dir, command[:MAX_TAG_VAL_LENGTH])
+        parent_id = create_parent_run(config, base, jobs, sweep_dir, command)
     return RunTarget(uri, experiment_id, parent_id, commit, dirty), finished
+
+
+def command_tag(command: dict) -> str:
+    """A sweep's command as its parent records it: the JSON, or its SHA-256 when the JSON is
+    longer than a tag may be (so two long commands never compare equal by a shared prefix)."""
+    text = json.dumps(command, sort_keys=True)
+    if len(text) <= MAX_TAG_VAL_LENGTH:
+        return text
+    return f"sha256:{hashlib.sha256(text.encode()).hexdigest()}"
 
 
 def attempt_tags(config: DictConfig, sweep_dir: Path) -> dict[str, str]:

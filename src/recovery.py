@@ -93,7 +93,10 @@ def command_difference(recorded: str | None, command: str) -> str:
     """What differs between a sweep's recorded command and this one, in a user's words."""
     if recorded is None:
         return "it has no recorded command (an earlier version made it); start a new sweep"
-    old, new = json.loads(recorded), json.loads(command)
+    try:
+        old, new = json.loads(recorded), json.loads(command)
+    except ValueError:  # a digest: the command was too long for a tag
+        return "the commands differ (too long to list what differs)"
     parts = []
     if old["sweeper"] != new["sweeper"]:
         parts.append(f"sweeper {old['sweeper']} there, {new['sweeper']} here")

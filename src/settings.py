@@ -8,6 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from src.data import DataError, check_test_size
 from src.evaluate import METRICS, PER_CLASS_METRIC
 
 MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32 - 1]
@@ -28,11 +29,12 @@ def check_settings(cfg: DictConfig) -> None:
             f"{', '.join(missing)}: no value given; set it on the command line "
             f"({' '.join(f'{k}=...' for k in missing)})"
         )
-    _integer(cfg, "seed", cfg.seed, 0, MAX_SEED)
-    _integer(cfg, "cv.folds", cfg.cv.folds, 2, None)
-    test_size = cfg.data.get("test_size")
-    if not _is_number(test_size) or test_size <= 0 or (test_size >= 1 and test_size % 1):
-        _fail("data.test_size", test_size, "a fraction in (0, 1) or a whole number of rows")
+    _integer("seed", cfg.seed, 0, MAX_SEED)
+    _integer("cv.folds", cfg.cv.folds, 2, None)
+    try:
+        check_test_size(cfg.data.get("test_size"))
+    except DataError as e:
+        raise SettingsError(str(e)) from None
     sweep = cfg.sweep
     metric = sweep.metric
     if not isinstance(metric, str) or not (metric in METRICS or PER_CLASS_METRIC.fullmatch(metric)):
@@ -40,15 +42,12 @@ def check_settings(cfg: DictConfig) -> None:
     if sweep.direction not in ("maximize", "minimize"):
         _fail("sweep.direction", sweep.direction, "maximize or minimize")
     if sweep.max_failures is not None:
-        _integer(cfg, "sweep.max_failures", sweep.max_failures, 0, None, "null or ")
+        _integer("sweep.max_failures", sweep.max_failures, 0, None, "null or ")
     resume = sweep.resume
     if resume is not None and not (resume == "latest" or RUN_ID.fullmatch(str(resume))):
         _fail("sweep.resume", resume, "null, latest, or a parent run id (32 hex digits)")
-    for key in ("compose_cache",):
-        if not isinstance(sweep.get(key, True), bool):
-            _fail(f"sweep.{key}", sweep.get(key), "true or false")
-    if not isinstance(cfg.registry.enabled, bool):
-        _fail("registry.enabled", cfg.registry.enabled, "true or false")
+    _boolean("sweep.compose_cache", sweep.get("compose_cache", True))
+    _boolean("registry.enabled", cfg.registry.enabled)
     gain = cfg.registry.min_improvement
     if not _is_number(gain) or gain < 0:
         _fail("registry.min_improvement", gain, "a number >= 0")
@@ -60,9 +59,8 @@ def check_settings(cfg: DictConfig) -> None:
             f"mlflow.experiment_name is {len(name.encode())} bytes long; at most "
             f"{MAX_NAME_BYTES} (it names the experiment's artifact folder)"
         )
-    for key in ("log_plots", "log_model"):
-        if not isinstance(cfg.mlflow[key], bool):
-            _fail(f"mlflow.{key}", cfg.mlflow[key], "true or false")
+    _boolean("mlflow.log_plots", cfg.mlflow.log_plots)
+    _boolean("mlflow.log_model", cfg.mlflow.log_model)
     if cfg.mlflow.model_format not in MODEL_FORMATS:
         _fail("mlflow.model_format", cfg.mlflow.model_format, " | ".join(MODEL_FORMATS))
 
@@ -90,9 +88,12 @@ def check_folds(folds: int, y_train: Any, data_name: str) -> None:
         )
 
 
-def _integer(
-    cfg: DictConfig, key: str, value: Any, low: int, high: int | None, also: str = ""
-) -> None:
+def _boolean(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        _fail(key, value, "true or false")
+
+
+def _integer(key: str, value: Any, low: int, high: int | None, also: str = "") -> None:
     if (
         isinstance(value, bool)
         or not isinstance(value, int)

@@ -16,10 +16,13 @@ import pandas as pd
 import pytest
 from mlflow.entities import Metric, Param, ViewType
 from mlflow.tracking import MlflowClient
-from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, _validate_param_name
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH, _validate_param_name
 
 from src.child_run import flatten_config
+from src.parent import command_tag
 from src.ranking import load_summary, nan_note
+from src.recovery import resume_parent
+from src.store import COMMAND_TAG, NoSweepError
 
 from .conftest import HEART_CSV, REPO, all_runs, cli, in_process, sweep_runs
 from .test_sweeps import SWEEP_FILES
@@ -480,3 +483,18 @@ def test_doctor_fix_ends_stale_runs_and_reuses_one_probe_run(tracking_uri) -> No
     assert again.returncode == 0, again.stdout
     probes = client.search_runs([experiment_id], run_view_type=ViewType.ALL)
     assert sorted(r.info.run_name for r in probes) == ["crashed", "doctor probe"]
+
+
+def test_resume_matches_a_command_longer_than_a_tag(tracking_uri) -> None:
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("long")
+    swept = {"model.n_neighbors": [str(k) for k in range(1, 3000)]}
+    command = command_tag({"sweeper": "BasicSweeper", "swept": swept, "fixed": []})
+    longer = command_tag({"sweeper": "BasicSweeper", "swept": swept | {"seed": ["1"]}, "fixed": []})
+    assert len(command) <= MAX_TAG_VAL_LENGTH and command != longer  # no shared-prefix match
+    parent = client.create_run(experiment_id, tags={"sweep": "true", COMMAND_TAG: command})
+    assert resume_parent(client, experiment_id, "latest", command).info.run_id == (
+        parent.info.run_id
+    )
+    with pytest.raises(NoSweepError, match="too long to list what differs"):
+        resume_parent(client, experiment_id, parent.info.run_id, longer)
