@@ -135,6 +135,12 @@ def sweeper_params(config: DictConfig) -> dict[str, str]:
     return {str(k): str(v) for k, v in unresolved(params).items()} if params else {}
 
 
+def sweep_arguments(config: DictConfig) -> list[str]:
+    """The sweep's overrides as Hydra's basic sweeper reads them: its params, then the command
+    line (which wins)."""
+    return [f"{k}={v}" for k, v in sweeper_params(config).items()] + task_overrides(config)
+
+
 def unresolved(node: Any) -> Any:
     """A config node as plain containers, interpolations kept as written."""
     return OmegaConf.to_container(node, resolve=False)
@@ -236,9 +242,7 @@ def expand_jobs(config: DictConfig) -> list[list[str]] | None:
         return None
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # private: see README
 
-    arguments = [f"{k}={v}" for k, v in sweeper_params(config).items()]
-    arguments += task_overrides(config)
-    overrides = OverridesParser.create().parse_overrides(arguments)
+    overrides = OverridesParser.create().parse_overrides(sweep_arguments(config))
     return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
 
@@ -276,9 +280,7 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]] | None) -> str:
 def experiment_name(cfg: DictConfig) -> str:
     """`cfg`'s mlflow.experiment_name, resolved as Hydra would for that job (it may use
     `${hydra:runtime.choices.model}`, which reads the running job's Hydra config)."""
-    raw = OmegaConf.to_container(cfg.mlflow)  # unresolved
-    assert isinstance(raw, dict)
-    if "${hydra:" in str(raw["experiment_name"]):
+    if "${hydra:" in str(unresolved(cfg.mlflow)["experiment_name"]):
         HydraConfig.instance().set_config(cfg)
     return str(cfg.mlflow.experiment_name)
 
@@ -286,10 +288,8 @@ def experiment_name(cfg: DictConfig) -> str:
 def swept_values(config: DictConfig) -> dict[str, list[str]]:
     """The swept keys and the values each takes (the sweeper's params, then the command line,
     which wins); a continuous search space is kept as written, e.g. `interval(0.1,10)`."""
-    arguments = [f"{k}={v}" for k, v in sweeper_params(config).items()]
-    arguments += task_overrides(config)
     swept: dict[str, list[str]] = {}
-    for override in OverridesParser.create().parse_overrides(arguments):
+    for override in OverridesParser.create().parse_overrides(sweep_arguments(config)):
         if not override.is_sweep_override():
             swept.pop(override.key_or_group, None)  # a later single value replaces a sweep
             continue
