@@ -31,7 +31,7 @@ from .test_train import DATASETS, MODELS, compose_cfg, data_overrides
 SLOW_SWEEP = [
     "-m",
     "model=random_forest",
-    "model.n_estimators=300,301,302,303,304,305,306,307",
+    "model.n_estimators=150,151,152,153,154,155,156,157",
     "data=heart",
     f"data.path={HEART_CSV}",
     "mlflow.log_model=false",
