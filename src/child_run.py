@@ -8,7 +8,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
+from functools import cache, partial
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
-from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+from mlflow.utils.validation import MAX_ENTITIES_PER_BATCH, MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from src.store import RunTarget, mlflow_key, record_failure, run_tags, with_retries
@@ -80,9 +80,11 @@ def log_results(
     metrics: dict[str, float],
     artifact_dir: Path,
     model_id: str | None = None,
+    fold_scores: dict[str, list[float]] | None = None,
 ) -> None:
     """Log params and metrics in one batch, and the artifact folder in one upload; with
-    `model_id`, the metrics are also the logged model's."""
+    `model_id`, the metrics are also the logged model's. `fold_scores` are logged one value per
+    step (the fold's index)."""
     long_values = {k: v for k, v in params.items() if len(v) > MAX_PARAM_VAL_LENGTH}
     now = int(time.time() * 1000)
     batch_params = [Param(k, v[:MAX_PARAM_VAL_LENGTH]) for k, v in params.items()]
@@ -91,11 +93,22 @@ def log_results(
         (artifact_dir / "params").mkdir(parents=True, exist_ok=True)
         (artifact_dir / "params" / f"{key}.txt").write_text(value)
     batch_metrics = [Metric(k, float(v), now, 0, model_id=model_id) for k, v in metrics.items()]
+    batch_metrics += [
+        Metric(key, float(value), now, step, model_id=model_id)
+        for key, values in (fold_scores or {}).items()
+        for step, value in enumerate(values)
+    ]
+    # one batch holds at most MAX_ENTITIES_PER_BATCH metrics, params and tags together: many
+    # repeated folds go on in further batches
+    first = max(0, MAX_ENTITIES_PER_BATCH - len(batch_params) - len(batch_tags))
     with_retries(
         lambda: client.log_batch(
-            run_id, metrics=batch_metrics, params=batch_params, tags=batch_tags
+            run_id, metrics=batch_metrics[:first], params=batch_params, tags=batch_tags
         )  # fmt: skip
     )
+    for start in range(first, len(batch_metrics), MAX_ENTITIES_PER_BATCH):
+        chunk = batch_metrics[start : start + MAX_ENTITIES_PER_BATCH]
+        with_retries(partial(client.log_batch, run_id, metrics=chunk))
     with_retries(lambda: client.log_artifacts(run_id, str(artifact_dir)))
 
 

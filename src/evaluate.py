@@ -5,24 +5,34 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
+    f1_score,
+    make_scorer,
     precision_recall_fscore_support,
+    precision_score,
+    recall_score,
     roc_auc_score,
 )
-from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.model_selection import RepeatedStratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
 
 from src.data import Dataset
 
 _UNSAFE_KEY_CHARS = re.compile(r"[^\w\-. /]")
-# every metric a child records (what sweep.metric can name), besides the per-class ones
+# the scores cross-validated on the training split; each is logged per fold as `cv_<name>`
+# (step = the fold's index in split order) and as `cv_<name>_mean` / `cv_<name>_std`
+CV_SCORES = ("accuracy", "precision", "recall", "f1", "roc_auc")
+FOLD_METRICS = tuple(f"cv_{name}" for name in CV_SCORES)
+# every single-valued metric a child records (what sweep.metric can name), besides per-class ones
 METRICS = (
-    "cv_accuracy_mean", "cv_accuracy_std", "test_accuracy", "precision", "recall", "f1_score",
-    "roc_auc", "training_time_s", "tn", "fp", "fn", "tp",
+    *(f"cv_{name}_{stat}" for name in CV_SCORES for stat in ("mean", "std")),
+    "test_accuracy", "precision", "recall", "f1_score", "roc_auc", "training_time_s",
+    "tn", "fp", "fn", "tp",
 )  # fmt: skip
 PER_CLASS_METRIC = re.compile(r"class_.+_(precision|recall|f1)")
 
@@ -36,14 +46,20 @@ class Evaluation:
     y_pred: np.ndarray
     y_score: np.ndarray | None  # class probabilities on the test split, columns in `classes` order
     confusion: np.ndarray = field(repr=False)
+    fold_scores: dict[str, list[float]] = field(default_factory=dict)  # cv_<name> -> per fold
 
 
-def evaluate(pipeline: Pipeline, data: Dataset, folds: int, seed: int) -> Evaluation:
-    """K-fold CV on the training split, then fit on it and score on the test split."""
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    cv_scores = cross_val_score(
-        pipeline, data.X_train, data.y_train, cv=cv, scoring="accuracy", error_score="raise"
-    )
+def evaluate(
+    pipeline: Pipeline, data: Dataset, folds: int, seed: int, repeats: int = 1
+) -> Evaluation:
+    """Stratified K-fold CV (repeated `repeats` times) of the five CV scores on the training
+    split, then fit on it and score on the test split."""
+    cv = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+    scores = cross_validate(
+        pipeline, data.X_train, data.y_train, cv=cv, error_score="raise",
+        scoring=cv_scorers(sorted(np.unique(data.y_train))),
+    )  # fmt: skip
+    fold_scores = {f"cv_{name}": [float(v) for v in scores[f"test_{name}"]] for name in CV_SCORES}
 
     started = time.perf_counter()
     pipeline.fit(data.X_train, data.y_train)
@@ -53,8 +69,11 @@ def evaluate(pipeline: Pipeline, data: Dataset, folds: int, seed: int) -> Evalua
     y_pred = pipeline.predict(data.X_test)
     y_score = pipeline.predict_proba(data.X_test) if hasattr(pipeline, "predict_proba") else None
     metrics = {
-        "cv_accuracy_mean": float(np.mean(cv_scores)),
-        "cv_accuracy_std": float(np.std(cv_scores)),
+        **{
+            f"{key}_{stat}": float(f(v))
+            for key, v in fold_scores.items()
+            for stat, f in (("mean", np.mean), ("std", np.std))
+        },
         "test_accuracy": float(accuracy_score(data.y_test, y_pred)),
         **_averaged_scores(data.y_test, y_pred, classes),
         "roc_auc": _roc_auc(data.y_test, y_score, classes),
@@ -65,7 +84,24 @@ def evaluate(pipeline: Pipeline, data: Dataset, folds: int, seed: int) -> Evalua
     if len(classes) == 2:
         tn, fp, fn, tp = confusion.ravel()
         metrics.update(tn=float(tn), fp=float(fp), fn=float(fn), tp=float(tp))
-    return Evaluation(metrics, classes, y_pred, y_score, confusion)
+    return Evaluation(metrics, classes, y_pred, y_score, confusion, fold_scores)
+
+
+def cv_scorers(classes: list) -> dict:
+    """The CV scorers, averaged as the test metrics are: binary on the positive (last) class,
+    multiclass macro (ROC AUC one-vs-rest)."""
+    if len(classes) == 2:
+        average: dict = {"average": "binary", "pos_label": classes[-1], "zero_division": 0}
+        auc: Any = "roc_auc"
+    else:
+        average, auc = {"average": "macro", "zero_division": 0}, "roc_auc_ovr"
+    return {
+        "accuracy": "accuracy",
+        "precision": make_scorer(precision_score, **average),
+        "recall": make_scorer(recall_score, **average),
+        "f1": make_scorer(f1_score, **average),
+        "roc_auc": auc,
+    }
 
 
 def class_key(label: object) -> str:

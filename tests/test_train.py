@@ -11,8 +11,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
+from src.evaluate import FOLD_METRICS, PER_CLASS_METRIC, class_key
 from src.evaluate import METRICS as SELECTABLE
-from src.evaluate import PER_CLASS_METRIC, class_key
 from src.job import train
 
 from .conftest import REPO, all_runs
@@ -75,7 +75,8 @@ def test_every_model_and_dataset_trains(model, data, heart_csv, tracking_uri) ->
     per_class = [k for k in metrics if k.startswith("class_") and k.endswith("_f1")]
     assert len(per_class) == n_classes
     # sweep.metric accepts exactly what a child records (src/settings.py checks against these)
-    assert {k for k in metrics if not PER_CLASS_METRIC.fullmatch(k)} <= set(SELECTABLE)
+    single = {k for k in metrics if not PER_CLASS_METRIC.fullmatch(k)} - set(FOLD_METRICS)
+    assert single <= set(SELECTABLE) and set(FOLD_METRICS) <= set(metrics)
     if n_classes == 2:
         assert all(b in metrics for b in BINARY_METRICS)
         counts = sum(metrics[b] for b in BINARY_METRICS)
@@ -143,3 +144,27 @@ def test_bad_nested_param_is_named_with_its_full_key(tracking_uri) -> None:
     with pytest.raises(ValueError, match=r"model.estimator.C=-1 is invalid"):
         train(cfg)
     assert all_runs(tracking_uri) == []
+
+
+def test_every_fold_score_is_logged_by_step_and_repeats_repeat_the_folds(
+    heart_csv, tracking_uri
+) -> None:
+    cfg = compose_cfg(
+        "model=knn",
+        *data_overrides("heart", heart_csv),
+        f"mlflow.tracking_uri={tracking_uri}",
+        "mlflow.log_model=false",
+        "mlflow.log_plots=false",
+        "cv.folds=3",
+        "cv.repeats=2",
+    )
+    train(cfg)
+    (run,) = all_runs(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    for key in FOLD_METRICS:
+        history = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
+        assert [m.step for m in history] == list(range(6))
+        values = [m.value for m in history]
+        assert run.data.metrics[f"{key}_mean"] == pytest.approx(sum(values) / 6)
+        assert all(0.0 <= v <= 1.0 for v in values) and len(set(values)) > 1
+    assert run.data.params["cv.repeats"] == "2" and run.data.params["cv.folds"] == "3"
