@@ -90,11 +90,8 @@ def evaluate(
 def cv_scorers(classes: list) -> dict:
     """The CV scorers, averaged as the test metrics are: binary on the positive (last) class,
     multiclass macro (ROC AUC one-vs-rest)."""
-    if len(classes) == 2:
-        average: dict = {"average": "binary", "pos_label": classes[-1], "zero_division": 0}
-        auc: Any = "roc_auc"
-    else:
-        average, auc = {"average": "macro", "zero_division": 0}, "roc_auc_ovr"
+    average = _averaging(classes)
+    auc = "roc_auc" if len(classes) == 2 else "roc_auc_ovr"
     return {
         "accuracy": "accuracy",
         "precision": make_scorer(precision_score, **average),
@@ -109,12 +106,18 @@ def class_key(label: object) -> str:
     return _UNSAFE_KEY_CHARS.sub("_", str(label))
 
 
+def _averaging(classes: list) -> dict[str, Any]:
+    """How precision, recall and F1 average, in CV and on the test split alike: binary on the
+    positive (last) class, macro over the classes otherwise."""
+    if len(classes) == 2:
+        return {"average": "binary", "pos_label": classes[-1], "zero_division": 0}
+    return {"average": "macro", "zero_division": 0}
+
+
 def _averaged_scores(y_true, y_pred, classes: list) -> dict[str, float]:
-    binary = len(classes) == 2
     precision, recall, f1, _ = precision_recall_fscore_support(
-        y_true, y_pred, labels=classes, zero_division=0,
-        average="binary" if binary else "macro", pos_label=classes[-1] if binary else 1,
-    )  # fmt: skip
+        y_true, y_pred, labels=classes, **_averaging(classes)
+    )
     return {"precision": float(precision), "recall": float(recall), "f1_score": float(f1)}
 
 

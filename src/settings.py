@@ -31,7 +31,7 @@ def check_settings(cfg: DictConfig) -> None:
         )
     _integer("seed", cfg.seed, 0, MAX_SEED)
     _integer("cv.folds", cfg.cv.folds, 2, None)
-    _integer("cv.repeats", cfg.cv.get("repeats", 1), 1, None)
+    _integer("cv.repeats", cfg.cv.repeats, 1, None)
     try:
         check_test_size(cfg.data.get("test_size"))
     except DataError as e:
