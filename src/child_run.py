@@ -81,14 +81,16 @@ def log_results(
     artifact_dir: Path,
     model_id: str | None = None,
     fold_scores: dict[str, list[float]] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> None:
-    """Log params and metrics in one batch, and the artifact folder in one upload; with
+    """Log params, metrics and `tags` in one batch, and the artifact folder in one upload; with
     `model_id`, the metrics are also the logged model's. `fold_scores` are logged one value per
     step (the fold's index)."""
     long_values = {k: v for k, v in params.items() if len(v) > MAX_PARAM_VAL_LENGTH}
     now = int(time.time() * 1000)
     batch_params = [Param(k, v[:MAX_PARAM_VAL_LENGTH]) for k, v in params.items()]
     batch_tags = [RunTag(f"param_truncated.{k}", "true") for k in long_values]
+    batch_tags += [RunTag(k, v) for k, v in (tags or {}).items()]
     for key, value in long_values.items():
         (artifact_dir / "params").mkdir(parents=True, exist_ok=True)
         (artifact_dir / "params" / f"{key}.txt").write_text(value)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -44,6 +45,16 @@ class Dataset:
     def classes(self) -> list:
         """The sorted class labels seen in the whole dataset."""
         return sorted(pd.concat([self.y_train, self.y_test]).unique().tolist())
+
+    @cached_property
+    def train_fingerprint(self) -> str:
+        """A SHA-256 of the training split (rows in order, columns, dtypes, labels): two runs
+        with the same fingerprint, seed and folds cross-validated on the same folds."""
+        digest = hashlib.sha256()
+        for frame in (self.X_train, self.y_train.to_frame()):
+            digest.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
+            digest.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+        return digest.hexdigest()
 
 
 def load_dataset(data_cfg: DictConfig) -> Dataset:

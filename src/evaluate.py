@@ -28,7 +28,8 @@ _UNSAFE_KEY_CHARS = re.compile(r"[^\w\-. /]")
 # (step = the fold's index in split order) and as `cv_<name>_mean` / `cv_<name>_std`
 CV_SCORES = ("accuracy", "precision", "recall", "f1", "roc_auc")
 FOLD_METRICS = tuple(f"cv_{name}" for name in CV_SCORES)
-# every single-valued metric a child records (what sweep.metric can name), besides per-class ones
+# every single-valued metric a child records, besides per-class ones (what sweep.metric can name
+# with sweep.select_on_test; without it, only the cv_<name>_mean)
 METRICS = (
     *(f"cv_{name}_{stat}" for name in CV_SCORES for stat in ("mean", "std")),
     "test_accuracy", "precision", "recall", "f1_score", "roc_auc", "training_time_s",
@@ -47,6 +48,7 @@ class Evaluation:
     y_score: np.ndarray | None  # class probabilities on the test split, columns in `classes` order
     confusion: np.ndarray = field(repr=False)
     fold_scores: dict[str, list[float]] = field(default_factory=dict)  # cv_<name> -> per fold
+    fold_sizes: tuple[int, int] = (0, 0)  # training and test rows of the first fold
 
 
 def evaluate(
@@ -57,8 +59,10 @@ def evaluate(
     cv = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
     scores = cross_validate(
         pipeline, data.X_train, data.y_train, cv=cv, error_score="raise",
-        scoring=cv_scorers(sorted(np.unique(data.y_train))),
+        scoring=cv_scorers(sorted(np.unique(data.y_train))), return_indices=True,
     )  # fmt: skip
+    first = scores["indices"]
+    fold_sizes = (len(first["train"][0]), len(first["test"][0]))
     fold_scores = {f"cv_{name}": [float(v) for v in scores[f"test_{name}"]] for name in CV_SCORES}
 
     started = time.perf_counter()
@@ -84,7 +88,7 @@ def evaluate(
     if len(classes) == 2:
         tn, fp, fn, tp = confusion.ravel()
         metrics.update(tn=float(tn), fp=float(fp), fn=float(fn), tp=float(tp))
-    return Evaluation(metrics, classes, y_pred, y_score, confusion, fold_scores)
+    return Evaluation(metrics, classes, y_pred, y_score, confusion, fold_scores, fold_sizes)
 
 
 def cv_scorers(classes: list) -> dict:

@@ -44,7 +44,7 @@ def train(cfg: DictConfig) -> float:
         job_tags["job_number"] = str(job_num)
     with job_run(target, child_run_name(cfg, overrides, swept), job_tags) as run_id:
         data, pipeline = prepared or prepare(cfg)
-        result = evaluate(pipeline, data, cfg.cv.folds, cfg.seed, cfg.cv.repeats)
+        result = evaluate(pipeline, data, cfg.cv.folds, cfg.cv.seed, cfg.cv.repeats)
         params = flatten_config(cfg) | {"model": model_choice(cfg), "data": cfg.data.name}
         params.pop("sweep.resume", None)  # how this attempt started, not the job's config
         with tempfile.TemporaryDirectory() as tmp:
@@ -59,9 +59,16 @@ def train(cfg: DictConfig) -> float:
                 OmegaConf.to_yaml(OmegaConf.create(overrides))
             )
             client = MlflowClient(target.tracking_uri)
+            n_train, n_test = result.fold_sizes
+            splits = {  # what pairs two children's folds (with cv.seed, cv.folds, cv.repeats)
+                "data.train_fingerprint": data.train_fingerprint,
+                "cv.n_train": str(n_train),
+                "cv.n_test": str(n_test),
+            }
             log_results(
-                client, run_id, params, result.metrics, artifacts, model_id, result.fold_scores
-            )
+                client, run_id, params, result.metrics, artifacts, model_id, result.fold_scores,
+                splits,
+            )  # fmt: skip
     return result.metrics[str(cfg.sweep.metric)]
 
 

@@ -9,12 +9,18 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from src.data import DataError, check_test_size
-from src.evaluate import METRICS, PER_CLASS_METRIC
+from src.evaluate import CV_SCORES, METRICS, PER_CLASS_METRIC
 
 MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32 - 1]
 MAX_NAME_BYTES = 255  # the experiment name names its artifact folder: one path component
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 MODEL_FORMATS = ("cloudpickle", "skops", "pickle")
+SELECTION_METRICS = tuple(f"cv_{name}_mean" for name in CV_SCORES)
+# the test-split metrics and their cross-validated twins
+CV_TWIN = {"test_accuracy": "cv_accuracy_mean", "f1_score": "cv_f1_mean"} | {
+    name: f"cv_{name}_mean" for name in ("precision", "recall", "roc_auc")
+}
+PREFER = re.compile(r"(?P<key>[^:\s]+):(?P<way>max|min)")
 
 
 class SettingsError(ValueError):
@@ -32,16 +38,23 @@ def check_settings(cfg: DictConfig) -> None:
     _integer("seed", cfg.seed, 0, MAX_SEED)
     _integer("cv.folds", cfg.cv.folds, 2, None)
     _integer("cv.repeats", cfg.cv.repeats, 1, None)
+    _integer("cv.seed", cfg.cv.seed, 0, MAX_SEED)
     try:
         check_test_size(cfg.data.get("test_size"))
     except DataError as e:
         raise SettingsError(str(e)) from None
     sweep = cfg.sweep
-    metric = sweep.metric
-    if not isinstance(metric, str) or not (metric in METRICS or PER_CLASS_METRIC.fullmatch(metric)):
-        _fail("sweep.metric", metric, f"one of {', '.join(METRICS)} (or class_<label>_f1, ...)")
+    _boolean("sweep.select_on_test", sweep.select_on_test)
+    check_metric(sweep.metric, sweep.select_on_test)
     if sweep.direction not in ("maximize", "minimize"):
         _fail("sweep.direction", sweep.direction, "maximize or minimize")
+    alpha = sweep.alpha
+    if not _is_number(alpha) or not 0 < alpha < 1:
+        _fail("sweep.alpha", alpha, "a significance level between 0 and 1, e.g. 0.05")
+    if sweep.prefer is not None and not (
+        isinstance(sweep.prefer, str) and PREFER.fullmatch(sweep.prefer)
+    ):
+        _fail("sweep.prefer", sweep.prefer, "null or <param key>:max|min, e.g. model.C:min")
     if sweep.max_failures is not None:
         _integer("sweep.max_failures", sweep.max_failures, 0, None, "null or ")
     resume = sweep.resume
@@ -64,6 +77,29 @@ def check_settings(cfg: DictConfig) -> None:
     _boolean("mlflow.log_model", cfg.mlflow.log_model)
     if cfg.mlflow.model_format not in MODEL_FORMATS:
         _fail("mlflow.model_format", cfg.mlflow.model_format, " | ".join(MODEL_FORMATS))
+
+
+def check_metric(metric: object, select_on_test: bool) -> None:
+    """sweep.metric must be a cross-validated score (cv_<score>_mean); any metric a child
+    records only with sweep.select_on_test, which then selects on what it reports."""
+    if metric in SELECTION_METRICS:
+        return
+    if isinstance(metric, str) and select_on_test:
+        if metric in METRICS or PER_CLASS_METRIC.fullmatch(metric):
+            return
+        _fail("sweep.metric", metric, f"one of {', '.join(METRICS)} (or class_<label>_f1, ...)")
+    if metric in CV_TWIN:
+        raise SettingsError(
+            f"sweep.metric={metric!r} is a score on the test split: selecting on it tunes to the "
+            f"test set. Did you mean {CV_TWIN[metric]}? (To select on the test split on purpose: "
+            f"sweep.select_on_test=true)"
+        )
+    _fail(
+        "sweep.metric",
+        metric,
+        f"one of {', '.join(SELECTION_METRICS)} (the cross-validated scores; any other metric "
+        f"a child records only with sweep.select_on_test=true)",
+    )
 
 
 def missing_values(cfg: DictConfig) -> set[str]:

@@ -246,6 +246,9 @@ def expand_jobs(config: DictConfig) -> list[list[str]] | None:
     return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
 
+_ABSENT = object()
+
+
 def validate_jobs(config: DictConfig, jobs: list[list[str]] | None) -> str:
     """Compose every job's config and build its model and data, so that bad input fails before
     the parent run exists. With sweep.compose_cache (the default), composition goes through
@@ -259,16 +262,26 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]] | None) -> str:
         jobs = [[str(o.input_line) for o in parsed if not o.is_sweep_override()]]
     seen_data: set[tuple[str, int]] = set()
     names: set[str] = set()
+    prefer = config.sweep.get("prefer")
+    preferred_key = str(prefer).partition(":")[0] if prefer else None
+    have_key = False
     for job in jobs:
         cfg = loader.load_sweep_config(config, job)
         names.add(experiment_name(cfg))
         check_settings(cfg)
+        if preferred_key and not have_key:
+            have_key = OmegaConf.select(cfg, preferred_key, default=_ABSENT) is not _ABSENT
         build_estimator(cfg.model)
         data_key = (OmegaConf.to_yaml(cfg.data, resolve=True), int(cfg.cv.folds))
         if data_key not in seen_data:
             seen_data.add(data_key)
             data = load_dataset(cfg.data)
             check_folds(cfg.cv.folds, data.y_train, str(cfg.data.name))
+    if preferred_key and not have_key:
+        raise SettingsError(
+            f"sweep.prefer={prefer!r} names {preferred_key!r}, which no job's config has; use a "
+            f"param key as the children record it, e.g. model.n_neighbors:max"
+        )
     if len(names) > 1:
         raise SettingsError(
             f"mlflow.experiment_name differs between the jobs ({', '.join(sorted(names))}): a "

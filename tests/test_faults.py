@@ -67,12 +67,20 @@ FAULTS = [
     Fault("test_size_one_job", "-m model=knn data.test_size=0.2,1.5", 1, "data.test_size=1.5", process=True),
     Fault("seed", "-m model=knn seed=-1", 1, "seed=-1 is not valid"),
     Fault("metric", "-m sweep.metric=not_a_metric", 1, "sweep.metric='not_a_metric' is not valid; use one of cv_accuracy_mean"),
+    Fault("metric_on_test", "-m sweep.metric=f1_score", 1, "tunes to the test set. Did you mean cv_f1_mean?"),
+    Fault("metric_on_test_single", "sweep.metric=test_accuracy", 1, "Did you mean cv_accuracy_mean?"),
+    Fault("select_on_test_unknown", "-m sweep.metric=nope sweep.select_on_test=true", 1, "sweep.metric='nope' is not valid; use one of cv_accuracy_mean"),
+    Fault("select_on_test_text", "-m sweep.select_on_test=yes", 1, "sweep.select_on_test='yes' is not valid; use true or false"),
     Fault("direction", "-m sweep.direction=sideways", 1, "sweep.direction='sideways'"),
+    Fault("alpha", "-m sweep.alpha=1.5", 1, "sweep.alpha=1.5 is not valid; use a significance level"),
+    Fault("prefer_format", "-m sweep.prefer=n_neighbors", 1, "sweep.prefer='n_neighbors' is not valid; use null or <param key>:max|min"),
+    Fault("prefer_unknown_key", "-m model=knn sweep.prefer=model.n_neighbour:max", 1, "names 'model.n_neighbour', which no job's config has"),
     Fault("max_failures_negative", "-m sweep.max_failures=-1", 1, "sweep.max_failures=-1"),
     Fault("max_failures_text", "-m sweep.max_failures=abc", 1, "sweep.max_failures='abc'"),
     Fault("one_fold", "-m cv.folds=1", 1, "cv.folds=1 is not valid"),
     Fault("too_many_folds", "-m cv.folds=1000", 1, "cv.folds=1000 is more than the"),
     Fault("zero_repeats", "cv.repeats=0", 1, "cv.repeats=0 is not valid; use a whole number >= 1"),
+    Fault("cv_seed", "-m cv.seed=-1", 1, "cv.seed=-1 is not valid"),
     Fault("resume_nonsense", "-m sweep.resume=nonsense", 1, "sweep.resume='nonsense'"),
     Fault("resume_nothing", "-m sweep.resume=latest", 1, "has no sweeps"),
     Fault("long_experiment", f"-m mlflow.experiment_name={LONG_NAME}", 1, "mlflow.experiment_name is 300 bytes long"),
@@ -90,6 +98,7 @@ FAULTS = [
     # a value a search samples is checked in its job: a FAILED child, not a lost job
     Fault("sampled_bad_value", "-m sweeps=knn_optuna hydra.sweeper.n_trials=4 data.test_size=choice(0.2,1.5)", 1, "3 of 4 jobs failed", {"FINISHED": 1}, {"FINISHED": 1, "FAILED": 3}, slow=SLOW),
     # what works must keep working
+    Fault("select_on_test", "-m model=knn model.n_neighbors=3,5 sweep.metric=f1_score sweep.select_on_test=true", 0, "f1_score=", {"FINISHED": 1}, {"FINISHED": 2}, slow=SLOW),
     Fault("experiment_from_choice", f"-m model=knn model.n_neighbors=3,5 {PER_MODEL}", 0, "in experiment 'knn-heart'", {"FINISHED": 1}, {"FINISHED": 2}, slow=SLOW),
 ]
 # fmt: on
