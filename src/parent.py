@@ -118,8 +118,11 @@ def create_parent_run(
         "sweeper": str(config.hydra.sweeper._target_),
         "sweep_metric": str(config.sweep.metric),
         "sweep_direction": str(config.sweep.direction),
+        "sweep_alpha": str(config.sweep.alpha),
         COMMAND_TAG: command,
     } | attempt_tags(config, sweep_dir)
+    if config.sweep.prefer:
+        tags["sweep_prefer"] = str(config.sweep.prefer)
     run = with_retries(
         lambda: client.create_run(
             base.experiment_id, run_name=name[:250], tags=run_tags(base, name[:250], tags)
@@ -165,7 +168,14 @@ def finish_parent_run(config: DictConfig, ctx: SweepContext) -> dict[str, int]:
     best = summary.best
     if best is not None:
         score = f"{summary.metric}={best[summary.metric]:.4f}"
-        lines.append(f"Best: {best['run_name']} ({best['run_id']}) {score}")
+        rule = "" if summary.prefer is None else f", chosen by {summary.rule}"
+        lines.append(f"Best: {best['run_name']} ({best['run_id']}) {score}{rule}")
+        verdict = summary.verdict
+        if verdict.missing is None and verdict.adjusted:
+            lines.append(
+                f"{verdict.n_equivalent} of {len(verdict.adjusted) + 1} configurations are "
+                f"statistically indistinguishable from the best on paired CV folds"
+            )
     files = Path(ctx.sweep_dir) / "sweep_summary.md"
     lines.append(f"Summary: {files} (and on the parent run, under summary/)")
     print("\n".join(lines), flush=True)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from src.evaluate import FOLD_METRICS
 from src.store import children_of
+from src.verdict import DEFAULT_ALPHA, Verdict, compare_with_best, verdict_columns
 
 TEST_METRICS = ("test_accuracy", "precision", "recall", "f1_score", "roc_auc")
 CONFUSION = ("tn", "fp", "fn", "tp")
@@ -25,6 +26,10 @@ class SweepSummary:
     swept: list[str]  # the swept param keys
     metric: str
     direction: str
+    verdict: Verdict = field(default_factory=lambda: Verdict(None, DEFAULT_ALPHA))
+    prefer: str | None = None  # sweep.prefer, e.g. model.n_neighbors:max
+    chosen_id: str | None = None  # the child sweep.prefer chose (None: the top score)
+    rule: str = "the best score"  # what chose `best`, for the reader
 
     @property
     def ranked(self) -> pd.DataFrame:
@@ -32,10 +37,17 @@ class SweepSummary:
         return self.table[self.table["rank"].notna()]
 
     @property
-    def best(self) -> pd.Series | None:
-        """The best child's row, or None when no child has a finite selection metric."""
+    def top(self) -> pd.Series | None:
+        """The row with the best selection metric, or None when no child has a finite one."""
         ranked = self.ranked
         return ranked.iloc[0] if len(ranked) else None
+
+    @property
+    def best(self) -> pd.Series | None:
+        """The chosen child's row: the top score, or what sweep.prefer chose among its equals."""
+        if self.chosen_id is not None:
+            return self.ranked[self.ranked["run_id"] == self.chosen_id].iloc[0]
+        return self.top
 
     @property
     def counts(self) -> dict[str, int]:
@@ -60,7 +72,8 @@ def build_table(children: list[Run], swept: list[str], metric: str, direction: s
             "start_time": run.info.start_time,
         }
         row |= {key: run.data.params.get(key) for key in swept}
-        row |= run.data.metrics
+        # a per-fold metric's latest value is one fold's score, not the run's: left out
+        row |= {k: v for k, v in run.data.metrics.items() if k not in FOLD_METRICS}
         row["error"] = run.data.tags.get("error_message")
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -96,13 +109,52 @@ def swept_keys(parent: Run, children: list[Run]) -> list[str]:
 
 
 def load_summary(client: MlflowClient, parent: Run) -> SweepSummary:
-    """Read a sweep's children from MLflow and rank them by the parent's selection metric."""
+    """Read a sweep's children from MLflow, rank them by the parent's selection metric, and
+    compare each with the best on their paired CV folds."""
     children = children_of(client, parent)
-    metric = parent.data.tags.get("sweep_metric", "cv_accuracy_mean")
-    direction = parent.data.tags.get("sweep_direction", "maximize")
+    tags = parent.data.tags
+    metric = tags.get("sweep_metric", "cv_accuracy_mean")
+    direction = tags.get("sweep_direction", "maximize")
+    alpha = float(tags.get("sweep_alpha", DEFAULT_ALPHA))
+    prefer = tags.get("sweep_prefer") or None
     swept = swept_keys(parent, children)
-    return SweepSummary(
-        parent, build_table(children, swept, metric, direction), swept, metric, direction
+    key = prefer.partition(":")[0] if prefer else None
+    columns = [*swept, key] if key and key not in swept else swept
+    table = build_table(children, columns, metric, direction)
+    runs = {c.info.run_id: c for c in children}
+    ranked = table[table["rank"].notna()]
+    verdict = compare_with_best(client, runs, ranked, metric, direction, alpha)
+    summary = SweepSummary(
+        parent, verdict_columns(table, verdict), swept, metric, direction, verdict, prefer
+    )
+    summary.chosen_id, summary.rule = choose(summary)
+    return summary
+
+
+def choose(summary: SweepSummary) -> tuple[str | None, str]:
+    """The child sweep.prefer picks among those not significantly worse than the top score (the
+    one-standard-error rule, with a real test), and the rule as a reader should see it."""
+    top, prefer = summary.top, summary.prefer
+    if top is None or prefer is None:
+        return None, "the best score"
+    key, _, way = prefer.partition(":")
+    if summary.verdict.missing is not None:
+        return (
+            None,
+            f"the best score (sweep.prefer={prefer} needs paired folds: {summary.verdict.missing})",
+        )
+    ranked = summary.ranked
+    equals = ranked[ranked["equivalent_to_best"].fillna(False).astype(bool)]
+    values = pd.to_numeric(equals[key], errors="coerce") if key in equals else pd.Series()
+    values = values.dropna()
+    if values.empty:
+        return None, f"the best score (sweep.prefer={prefer}: no child records a numeric {key})"
+    target = values.max() if way == "max" else values.min()
+    chosen = equals.loc[values[values == target].index].iloc[0]  # ranked: the best of those
+    extreme = "largest" if way == "max" else "smallest"
+    return str(chosen["run_id"]), (
+        f"sweep.prefer={prefer}: the {extreme} {key} among the {len(equals)} configurations "
+        f"not significantly worse than the best score"
     )
 
 
@@ -128,23 +180,46 @@ def parameter_importance(summary: SweepSummary) -> pd.DataFrame:
     return table.sort_values("eta_squared", ascending=False).reset_index(drop=True)
 
 
-def tie_note(summary: SweepSummary) -> str | None:
-    """A sentence when the top configurations are within one CV std of the best (a tie)."""
-    best = summary.best
-    if best is None or "cv_accuracy_std" not in summary.table:
+def verdict_note(summary: SweepSummary) -> str | None:
+    """One sentence: how many configurations are statistically indistinguishable from the best,
+    which, and which could not be compared."""
+    top, verdict = summary.top, summary.verdict
+    if top is None or len(summary.ranked) < 2:
         return None
-    ranked = summary.ranked
-    std = float(best.get("cv_accuracy_std", np.nan))
-    if not math.isfinite(std) or len(ranked) < 2:
-        return None
-    sign = -1 if summary.direction == "minimize" else 1
-    close = ranked[sign * (float(best[summary.metric]) - ranked[summary.metric]) <= std]
-    if len(close) < 2:
-        return None
-    return (
-        f"{len(close)} configurations are within one CV standard deviation ({std:.4f}) of "
-        f"the best {summary.metric}: treat them as a tie, not a winner."
+    if verdict.missing is not None:
+        return f"No paired comparison with the best: {verdict.missing}."
+    names = dict(zip(summary.table["run_id"], summary.table["run_name"].astype(str), strict=True))
+    test = (
+        f"one-sided corrected resampled t-test on {verdict.n_folds} paired CV folds of "
+        f"{verdict.fold_metric}, Holm-adjusted, alpha {verdict.alpha:g}"
     )
+    equal = [i for i in verdict.adjusted if verdict.equivalent(i)]
+    more = "; repeated CV (cv.repeats=10) gives the test more folds" if verdict.n_folds < 20 else ""
+    sentences = []
+    if verdict.adjusted and not equal:
+        sentences.append(
+            f"The best is significantly better than each of the {len(verdict.adjusted)} other "
+            f"configurations compared ({test})."
+        )
+    elif len(equal) == len(verdict.adjusted) and not verdict.unpaired:
+        sentences.append(
+            f"All {len(equal) + 1} configurations are statistically indistinguishable from the "
+            f"best ({test}): none is significantly worse than the best{more}."
+        )
+    elif equal:
+        sentences.append(
+            f"{len(equal) + 1} of {len(verdict.adjusted) + 1} configurations are statistically "
+            f"indistinguishable from the best ({test}): {top['run_name']} (the best), "
+            f"{', '.join(names[i] for i in equal)}. These folds cannot tell them apart{more}."
+        )
+    reasons: dict[str, list[str]] = {}
+    for run_id, why in verdict.unpaired.items():
+        reasons.setdefault(why, []).append(names[run_id])
+    sentences += [
+        f"{len(runs)} cannot be paired with the best, {why}: {', '.join(runs)}."
+        for why, runs in reasons.items()
+    ]
+    return " ".join(sentences)
 
 
 def nan_note(summary: SweepSummary) -> str | None:

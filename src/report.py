@@ -19,7 +19,7 @@ from src.ranking import (
     nan_note,
     parameter_importance,
     spread,
-    tie_note,
+    verdict_note,
 )
 from src.store import search_all_runs, with_retries
 from src.sweep_plots import save_sweep_plots
@@ -63,7 +63,7 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame) -> str:
         lines += [
             "## Best child",
             "",
-            f"- run: `{best['run_name']}` (`{best['run_id']}`)",
+            f"- run: `{best['run_name']}` (`{best['run_id']}`), chosen by {summary.rule}",
             f"- {metric}: **{best[metric]:.4f}**",
         ]
         if "cv_accuracy_std" in best and pd.notna(best["cv_accuracy_std"]):
@@ -75,7 +75,7 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame) -> str:
         if confusion:
             lines.append("- confusion counts (test): " + ", ".join(confusion))
     lines += [""]
-    for note in (tie_note(summary), nan_note(summary)):
+    for note in (verdict_note(summary), nan_note(summary)):
         if note:
             lines += [f"> {note}", ""]
     spread_metrics = spread(summary)
@@ -101,6 +101,9 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame) -> str:
             *summary.swept,
             metric,
             *(c for c in ("cv_accuracy_std", "test_accuracy", "roc_auc") if c != metric),
+            "p_value_vs_best",
+            "p_value_holm",
+            "equivalent_to_best",
         ]
         lines += [f"## Top {len(ranked)}", "", _markdown_table(ranked, columns), ""]
     failed = summary.table[summary.table["status"] != "FINISHED"]
@@ -128,6 +131,10 @@ def _markdown_table(frame: pd.DataFrame, columns: list[str]) -> str:
     columns = [c for c in dict.fromkeys(columns) if c in frame.columns]
 
     def cell(column: str, value: object) -> str:
+        if value is pd.NA or (
+            isinstance(value, float) and column.startswith("p_value") and pd.isna(value)
+        ):
+            return ""
         if column in ("rank", "n_values") and isinstance(value, float):
             return str(int(value))
         if isinstance(value, float):
@@ -148,7 +155,12 @@ def record_on_parent(client: MlflowClient, summary: SweepSummary, files: list[Pa
     parent_id = summary.parent.info.run_id
     now = int(time.time() * 1000)
     metrics: dict[str, float] = dict(summary.counts)
-    tags = [RunTag("n_children", str(metrics["n_children"]))]
+    tags = [
+        RunTag("n_children", str(metrics["n_children"])),
+        RunTag("selection_rule", summary.rule),
+    ]
+    if summary.verdict.missing is None and summary.top is not None:
+        metrics["n_equivalent_to_best"] = summary.verdict.n_equivalent
     best = summary.best
     best_id = best["run_id"] if best is not None else None
     marked = f"tags.mlflow.parentRunId = '{parent_id}' and tags.best_in_sweep = 'true'"

@@ -10,7 +10,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from src.ranking import SweepSummary, build_table, load_summary, nan_note, tie_note
+from src.ranking import SweepSummary, build_table, load_summary, nan_note, verdict_note
 from src.recovery import mark_stale_runs
 from src.store import (
     NoSweepError,
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(summary))
     print()
     print(describe_best(summary))
-    for note in (tie_note(summary), nan_note(summary)):
+    for note in (verdict_note(summary), nan_note(summary)):
         if note:
             print(f"\nNote: {note}")
     if args.csv:
@@ -78,13 +78,21 @@ def format_table(summary: SweepSummary, limit: int | None = None) -> str:
     """The ranked table as plain text, best first, with the swept params."""
     metrics = [summary.metric]
     metrics += [c for c in ("cv_accuracy_std", "test_accuracy", "roc_auc") if c != summary.metric]
+    metrics += ["p_value_vs_best", "p_value_holm", "equivalent_to_best"]
     columns = ["rank", "run_name", "status", *summary.swept, *metrics]
     table = summary.table[[c for c in dict.fromkeys(columns) if c in summary.table.columns]]
     table = table.head(limit) if limit is not None else table.copy()
     table["rank"] = table["rank"].astype("Int64")
+    for column in ("p_value_vs_best", "p_value_holm", "equivalent_to_best"):
+        if column in table:  # blank where there is no comparison (the best, unpaired children)
+            table[column] = table[column].map(lambda v: "" if pd.isna(v) else _cell(v))
     options = ("display.max_rows", None, "display.width", 250, "display.max_colwidth", 60)
     with pd.option_context(*options, "display.float_format", "{:.4f}".format):
         return table.to_string(index=False)
+
+
+def _cell(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def describe_best(summary: SweepSummary) -> str:
@@ -92,12 +100,13 @@ def describe_best(summary: SweepSummary) -> str:
     best = summary.best
     if best is None:
         return f"No child of this sweep has a finite {summary.metric}."
-    lines = [f"Best run: {best['run_name']} ({best['run_id']})"]
+    lines = [f"Best run: {best['run_name']} ({best['run_id']}), chosen by {summary.rule}"]
     lines += [f"  {k} = {best[k]}" for k in summary.swept if k in best]
     numeric = [
         c
         for c in summary.table.columns
         if c not in ("rank", "run_id", "run_name", "status", "error", *summary.swept)
+        and c not in ("p_value_vs_best", "p_value_holm", "equivalent_to_best")
     ]
     lines += [f"  {m} = {best[m]:.4f}" for m in numeric if pd.notna(best[m])]
     return "\n".join(lines)

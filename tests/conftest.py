@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -154,6 +155,29 @@ def all_runs(tracking_uri: str) -> list[Run]:
     client = MlflowClient(tracking_uri)
     experiment_ids = [e.experiment_id for e in client.search_experiments()]
     return client.search_runs(experiment_ids, max_results=50000) if experiment_ids else []
+
+
+def heart_sweep(uri: str, sweep_dir: Path, *overrides: str) -> str:
+    """Run a sweep on the heart data without plots into `sweep_dir`; its parent run id."""
+    result = cli(
+        uri,
+        "src.train",
+        "-m",
+        *overrides,
+        "data=heart",
+        f"data.path={HEART_CSV}",
+        "mlflow.log_plots=false",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    assert result.returncode == 0, result.stderr
+    found = re.search(r"^Sweep parent run (\w+)", result.stdout, re.MULTILINE)
+    assert found, result.stdout
+    return found.group(1)
+
+
+def fold_history(client: MlflowClient, run_id: str, key: str = "cv_accuracy") -> list[float]:
+    """A run's per-fold scores as logged, in step order."""
+    return [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
 
 
 def sweep_runs(tracking_uri: str) -> tuple[Run, list[Run]]:

@@ -1,0 +1,150 @@
+"""Compare each ranked child of a sweep with the best on their paired CV folds: which ones are
+not significantly worse, and which ones cannot be paired."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import partial
+
+import pandas as pd
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from src.compare import corrected_ttest, holm
+from src.store import with_retries
+
+# what makes two children's folds the same folds: the split's params and the training data
+SPLIT_PARAMS = ("cv.seed", "cv.folds", "cv.repeats")
+FINGERPRINT_TAG = "data.train_fingerprint"
+FOLD_SIZE_TAGS = ("cv.n_train", "cv.n_test")
+DEFAULT_ALPHA = 0.05
+
+
+@dataclass
+class Verdict:
+    """The paired comparisons with the best child (`p_values` by run id; the best has none)."""
+
+    fold_metric: str | None  # cv_<score>: the selection metric's per-fold scores
+    alpha: float
+    n_folds: int = 0
+    p_values: dict[str, float] = field(default_factory=dict)  # one-sided, unadjusted
+    adjusted: dict[str, float] = field(default_factory=dict)  # Holm over the comparisons
+    unpaired: dict[str, str] = field(default_factory=dict)  # run id -> why it cannot be paired
+    missing: str | None = None  # why nothing could be compared, if so
+
+    def equivalent(self, run_id: str) -> bool:
+        """Not significantly worse than the best (Holm-adjusted p >= alpha)."""
+        return self.adjusted.get(run_id, 0.0) >= self.alpha
+
+    @property
+    def n_equivalent(self) -> int:
+        """How many configurations are not significantly worse than the best, the best included."""
+        return 1 + sum(map(self.equivalent, self.adjusted))
+
+
+def fold_metric(metric: str) -> str | None:
+    """`cv_f1_mean` -> `cv_f1`, the metric that holds its per-fold scores; None for the others."""
+    if metric.startswith("cv_") and metric.endswith("_mean"):
+        return metric.removesuffix("_mean")
+    return None
+
+
+def split_record(run: Run) -> dict[str, str] | None:
+    """The run's CV split (seed, folds, repeats, training-data fingerprint), None if unrecorded."""
+    record = {k: run.data.params.get(k) for k in SPLIT_PARAMS}
+    record[FINGERPRINT_TAG] = run.data.tags.get(FINGERPRINT_TAG)
+    if any(v is None for v in record.values()):
+        return None
+    return {k: str(v) for k, v in record.items()}
+
+
+def split_differences(reference: dict[str, str], other: Mapping[str, str | None]) -> str:
+    """How `other`'s CV split differs from `reference`'s, e.g. `cv.seed=9, the training data`
+    (empty when they are the same folds)."""
+    return ", ".join(
+        "the training data" if k == FINGERPRINT_TAG else f"{k}={other.get(k)}"
+        for k in reference
+        if other.get(k) != reference[k]
+    )
+
+
+def fold_scores(client: MlflowClient, run: Run, key: str) -> list[float] | None:
+    """The run's `key` by step (0..n-1, as many as its folds x repeats), or None if incomplete."""
+    if key not in run.data.metrics:
+        return None
+    history = with_retries(partial(client.get_metric_history, run.info.run_id, key))
+    by_step = {m.step: m.value for m in sorted(history, key=lambda m: m.timestamp)}
+    expected = _int(run.data.params.get("cv.folds")) * _int(run.data.params.get("cv.repeats"))
+    if sorted(by_step) != list(range(expected)) or expected < 2:
+        return None
+    return [float(by_step[step]) for step in range(expected)]
+
+
+def compare_with_best(
+    client: MlflowClient,
+    runs: dict[str, Run],
+    ranked: pd.DataFrame,
+    metric: str,
+    direction: str,
+    alpha: float,
+) -> Verdict:
+    """The corrected resampled t-test of every ranked child's folds against the best's, one-sided
+    in the sweep's direction, with Holm's correction over the comparisons."""
+    key = fold_metric(metric)
+    verdict = Verdict(key, alpha)
+    if key is None:
+        verdict.missing = f"{metric} is not cross-validated, so there are no folds to pair"
+        return verdict
+    if ranked.empty:
+        verdict.missing = "no child was ranked"
+        return verdict
+    best = runs[ranked.iloc[0]["run_id"]]
+    best_split, best_folds = split_record(best), fold_scores(client, best, key)
+    n_train, n_test = (_int(best.data.tags.get(t)) for t in FOLD_SIZE_TAGS)
+    if best_split is None or best_folds is None or not (n_train and n_test):
+        verdict.missing = (
+            f"the best child has no per-fold {key} scores with a record of its CV splits "
+            f"(a sweep from an older version)"
+        )
+        return verdict
+    verdict.n_folds = len(best_folds)
+    for run_id in ranked["run_id"].iloc[1:]:
+        run = runs[run_id]
+        split = split_record(run)
+        folds = fold_scores(client, run, key) if split is not None else None
+        if split is None or folds is None:
+            verdict.unpaired[run_id] = f"no per-fold {key} scores (an older version)"
+            continue
+        differs = split_differences(best_split, split)
+        if differs:
+            verdict.unpaired[run_id] = f"other CV folds ({differs})"
+            continue
+        better, other = (best_folds, folds) if direction != "minimize" else (folds, best_folds)
+        verdict.p_values[run_id] = corrected_ttest(better, other, n_train, n_test)[1]
+    ids = list(verdict.p_values)
+    verdict.adjusted = dict(zip(ids, holm([verdict.p_values[i] for i in ids]), strict=True))
+    return verdict
+
+
+def verdict_columns(table: pd.DataFrame, verdict: Verdict) -> pd.DataFrame:
+    """`table` with p_value_vs_best, p_value_holm and equivalent_to_best (blank where untested;
+    the best itself: equivalent, no p-value)."""
+    table = table.copy()
+    ids = table["run_id"] if len(table) else pd.Series(dtype=str)
+    table["p_value_vs_best"] = ids.map(verdict.p_values).astype(float)
+    table["p_value_holm"] = ids.map(verdict.adjusted).astype(float)
+    equivalent = pd.Series(pd.NA, index=table.index, dtype="boolean")
+    tested = ids.isin(verdict.adjusted)
+    equivalent[tested] = [verdict.equivalent(i) for i in ids[tested]]
+    if verdict.missing is None and len(table) and pd.notna(table["rank"].iloc[0]):
+        equivalent.iloc[0] = True
+    table["equivalent_to_best"] = equivalent
+    return table
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0

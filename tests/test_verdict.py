@@ -1,0 +1,158 @@
+"""The summary's verdict: each child compared with the best on paired CV folds, in a real store
+(runs made by hand, to pin every case) and end to end on a real heart sweep."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+
+import pandas as pd
+import pytest
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from src.compare import corrected_ttest, holm
+from src.ranking import load_summary, verdict_note
+
+from .conftest import fold_history, heart_sweep, in_process, new_store, sweep_runs
+
+BEST = [0.90, 0.85, 0.88, 0.92, 0.87]
+SPLIT = {"cv.seed": "42", "cv.folds": "5", "cv.repeats": "1"}
+SPLIT_TAGS = {"data.train_fingerprint": "abc", "cv.n_train": "194", "cv.n_test": "48"}
+
+
+def make_child(client, experiment_id, parent_id, name, folds, k, params=None, tags=None):
+    """A finished child with cv_accuracy per fold (None: none logged, as an older version)."""
+    run = client.create_run(experiment_id, run_name=name, tags={"mlflow.parentRunId": parent_id})
+    now = int(time.time() * 1000)
+    scores = folds if folds is not None else [0.5, 0.5]
+    metrics = [Metric("cv_accuracy_mean", sum(scores) / len(scores), now, 0)]
+    metrics += [Metric("cv_accuracy", v, now, i) for i, v in enumerate(folds or [])]
+    all_params = SPLIT | {"model.n_neighbors": str(k)} | (params or {})
+    client.log_batch(
+        run.info.run_id,
+        metrics=metrics,
+        params=[Param(key, value) for key, value in all_params.items()],
+        tags=[RunTag(key, value) for key, value in (SPLIT_TAGS | (tags or {})).items()],
+    )
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+@pytest.fixture
+def hand_made(tracking_uri):
+    """A sweep whose children cover every case: a twin of the best, a far worse one, one on
+    other folds, one from an older version without fold scores, one a little worse."""
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("verdict")
+    parent = client.create_run(
+        experiment_id,
+        run_name="sweep",
+        tags={"sweep": "true", "sweep_metric": "cv_accuracy_mean", "sweep_alpha": "0.05"},
+    )
+    pid = parent.info.run_id
+    ids = {
+        "best": make_child(client, experiment_id, pid, "best", BEST, 5),
+        "twin": make_child(client, experiment_id, pid, "twin", BEST, 9),
+        "worse": make_child(client, experiment_id, pid, "worse", [v - 0.3 for v in BEST], 1),
+        "close": make_child(
+            client, experiment_id, pid, "close", [0.89, 0.86, 0.86, 0.91, 0.87], 15
+        ),
+        "other_seed": make_child(
+            client, experiment_id, pid, "other_seed", BEST, 3, params={"cv.seed": "7"}
+        ),
+        "old": make_child(client, experiment_id, pid, "old", None, 7),
+    }
+    return client, parent, ids
+
+
+def test_every_child_is_compared_with_the_best_on_its_folds(hand_made) -> None:
+    client, parent, ids = hand_made
+    summary = load_summary(client, client.get_run(parent.info.run_id))
+    table = summary.table.set_index("run_name")
+    assert table.loc["best", "rank"] == 1 and pd.isna(table.loc["best", "p_value_vs_best"])
+    assert table.loc["best", "equivalent_to_best"]
+    # identical folds: no difference at all
+    assert table.loc["twin", "p_value_vs_best"] == 1.0 and table.loc["twin", "equivalent_to_best"]
+    # 0.3 lower on every fold: significant, even after Holm
+    assert table.loc["worse", "p_value_vs_best"] == 0.0
+    assert not table.loc["worse", "equivalent_to_best"]
+    # the formula itself, and Holm over the three paired comparisons
+    close = [0.89, 0.86, 0.86, 0.91, 0.87]
+    expected = corrected_ttest(BEST, close, 194, 48)[1]
+    assert table.loc["close", "p_value_vs_best"] == pytest.approx(expected)
+    adjusted = holm([1.0, 0.0, expected])
+    assert table.loc["close", "p_value_holm"] == pytest.approx(adjusted[2])
+    assert table.loc["close", "equivalent_to_best"] == (adjusted[2] >= 0.05)
+    # not paired: other folds, or no fold scores at all; never guessed
+    for name in ("other_seed", "old"):
+        assert pd.isna(table.loc[name, "p_value_vs_best"])
+        assert pd.isna(table.loc[name, "equivalent_to_best"])
+    assert "cv.seed=7" in summary.verdict.unpaired[ids["other_seed"]]
+    assert "no per-fold cv_accuracy" in summary.verdict.unpaired[ids["old"]]
+    note = verdict_note(summary)
+    assert note is not None
+    assert "statistically indistinguishable from the best" in note and "twin" in note
+    assert "cannot be paired with the best, other CV folds (cv.seed=7): other_seed" in note
+    assert "(an older version): old" in note
+    assert summary.best is not None and summary.best["run_name"] == "best"
+    assert summary.rule == "the best score"
+
+
+def test_prefer_chooses_the_most_preferred_of_the_equivalent(hand_made) -> None:
+    client, parent, ids = hand_made
+    client.set_tag(parent.info.run_id, "sweep_prefer", "model.n_neighbors:max")
+    summary = load_summary(client, client.get_run(parent.info.run_id))
+    equivalent = summary.ranked[summary.ranked["equivalent_to_best"].fillna(False).astype(bool)]
+    # candidates: the paired children not significantly worse (never "worse", nor the
+    # unpaired other_seed and old, whatever their k)
+    assert set(equivalent["run_name"]) <= {"best", "twin", "close"}
+    assert {"best", "twin"} <= set(equivalent["run_name"])
+    k = equivalent["model.n_neighbors"].astype(int)
+    assert summary.best is not None
+    assert summary.best["run_id"] == equivalent.loc[k.idxmax(), "run_id"]
+    assert summary.top is not None and summary.top["run_name"] == "best"
+    assert summary.rule.startswith("sweep.prefer=model.n_neighbors:max: the largest")
+    client.set_tag(parent.info.run_id, "sweep_prefer", "model.n_neighbors:min")
+    smallest = load_summary(client, client.get_run(parent.info.run_id))
+    assert smallest.best is not None and smallest.best["run_name"] == "best"  # k=5 < 9 (twin)
+
+
+def test_a_heart_sweep_carries_its_verdict_everywhere(migrated_store, tmp_path) -> None:
+    """Two identical KNNs (brute force and a ball tree find the same neighbours), and a 1-NN
+    far behind: the CSV's p-values are the formula on the folds the children logged."""
+    uri = new_store(migrated_store, tmp_path)
+    overrides = ["model=knn", "model.n_neighbors=1,15", "+model.algorithm=brute,ball_tree"]
+    overrides += ["cv.repeats=4", "sweep.prefer=model.n_neighbors:max", "mlflow.log_model=false"]
+    heart_sweep(uri, tmp_path / "sweep", *overrides)
+    parent, children = sweep_runs(uri)
+    client = MlflowClient(uri)
+    table = pd.read_csv(tmp_path / "sweep" / "sweep_summary.csv")
+    assert {"p_value_vs_best", "p_value_holm", "equivalent_to_best"} <= set(table)
+    best = table.iloc[0]
+    assert pd.isna(best["p_value_vs_best"]) and best["equivalent_to_best"]
+
+    folds = partial(fold_history, client)
+    by_id = {c.info.run_id: c for c in children}
+    best_folds = folds(best["run_id"])
+    assert len(best_folds) == 20  # 5 folds x 4 repeats, steps 0..19
+    n_train, n_test = (int(by_id[best["run_id"]].data.tags[t]) for t in ("cv.n_train", "cv.n_test"))
+    assert (n_train, n_test) == (193, 49)  # the heart training split: 242 rows, 5 folds
+    for row in table.iloc[1:].itertuples():
+        expected = corrected_ttest(best_folds, folds(row.run_id), n_train, n_test)[1]
+        assert row.p_value_vs_best == pytest.approx(expected, abs=1e-12)
+    by_k = table.groupby(table["model.n_neighbors"])
+    fifteen, one = by_k.get_group(15), by_k.get_group(1)
+    assert fifteen["equivalent_to_best"].all()  # the twin: p = 1
+    assert (fifteen["p_value_vs_best"].dropna() == 1.0).all()
+    assert not one["equivalent_to_best"].any() and (one["p_value_holm"] < 0.05).all()
+    assert parent.data.metrics["n_equivalent_to_best"] == 2
+    assert parent.data.tags["sweep_alpha"] == "0.05"
+    rule = "sweep.prefer=model.n_neighbors:max: the largest model.n_neighbors among the 2"
+    assert rule in parent.data.tags["selection_rule"]
+    markdown = (tmp_path / "sweep" / "sweep_summary.md").read_text()
+    sentence = "2 of 4 configurations are statistically indistinguishable from the best"
+    assert sentence in markdown and rule in markdown
+    printed = in_process(uri, "src.summary", "--experiment", "heart-classification")
+    assert printed.returncode == 0, printed.stderr
+    assert sentence in printed.stdout and "p_value_vs_best" in printed.stdout
