@@ -1,6 +1,7 @@
-"""Register a sweep's best model, and promote it to `champion` only if it beats the champion.
+"""Register a sweep's best model, and promote it to `champion` only if it beats the champion
+by enough and significantly on the same CV folds.
 
-`python -m src.register [--sweep RUN_ID] [--name NAME] [--min-improvement X] [overrides]`
+`python -m src.register [--sweep RUN_ID] [--name NAME] [--min-improvement X] [--force] [overrides]`
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="how much the selection metric must beat the champion's by",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="promote to champion whatever the gate says (recorded as forced)",
+    )
     parser.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI or the config's")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. data=heart")
     args = parser.parse_args(argv)
@@ -42,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = load_summary(client, resolve_sweep(client, experiment_name, args.sweep, uri))
         experiment = client.get_experiment(summary.parent.info.experiment_id).name
         name = args.name or default_model_name(experiment)
-        decision = register_best(client, summary, name, args.min_improvement)
+        decision = register_best(client, summary, name, args.min_improvement, args.force)
     except (NoSweepError, RegistryError, MlflowException, TrackingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -1,5 +1,5 @@
 """The model registry gate: register a sweep's best model, and make it the `champion` only if
-it beats the current champion."""
+it beats the current champion by enough, and significantly on the same CV folds."""
 
 from __future__ import annotations
 
@@ -11,10 +11,19 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from src.compare import corrected_ttest
 from src.ranking import TEST_METRICS, SweepSummary
 from src.store import with_retries
+from src.verdict import (
+    FOLD_SIZE_TAGS,
+    fold_metric,
+    fold_scores,
+    split_differences,
+    split_record,
+)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+SEED_KEYS = ("seed", "random_state")  # a sweep over only these has no winner
 
 
 class RegistryError(RuntimeError):
@@ -30,6 +39,8 @@ class Decision:
     promoted: bool
     reason: str
     created: bool  # False when this run was already registered (no duplicate version)
+    p_value: float | None = None  # the paired test against the champion, when there was one
+    forced: bool = False  # promoted by --force, whatever the gate said
 
 
 def default_model_name(experiment_name: str) -> str:
@@ -39,32 +50,48 @@ def default_model_name(experiment_name: str) -> str:
 
 
 def register_best(
-    client: MlflowClient, summary: SweepSummary, name: str, min_improvement: float = 0.0
+    client: MlflowClient,
+    summary: SweepSummary,
+    name: str,
+    min_improvement: float = 0.0,
+    force: bool = False,
 ) -> Decision:
-    """Register the best child's model as a version of `name` and run the promotion gate."""
+    """Register the best child's model as a version of `name` and run the promotion gate
+    (`force`: promote whatever the gate says, recorded as forced)."""
     best = summary.best
     if best is None:
         raise RegistryError(
             f"sweep {summary.parent.info.run_id} has no finished child with a finite "
             f"{summary.metric}: nothing to register"
         )
+    seeds = [k for k in summary.swept if k.rsplit(".", 1)[-1] in SEED_KEYS]
+    if seeds and len(seeds) == len(summary.swept):
+        raise RegistryError(
+            f"sweep {summary.parent.info.run_id} varies only seeds ({', '.join(seeds)}): its "
+            f"best is the luckiest seed, not a better model; nothing registered"
+        )
     run = client.get_run(best["run_id"])
     model_id = logged_model_id(client, run)
-    metric, score = summary.metric, float(best[summary.metric])
     dataset = run.data.params.get("data", "unknown")
     existing = find_version(client, name, run.info.run_id)
     if existing is not None:
         version, created = existing, False
     else:
         version, created = create_version(client, name, run, model_id, summary, dataset), True
-    promoted, reason = gate(
-        client, name, version, metric, score, dataset, summary.direction, min_improvement
-    )
+    evidence = gate(client, name, version, run, summary, min_improvement)
+    promoted = evidence.promoted or force
+    reason = evidence.reason
+    if force and not evidence.promoted:  # recorded as forced, on the version and the sweep
+        reason = f"forced by --force, although the gate said: {reason}"
+        client.set_model_version_tag(name, version.version, "registry.forced", "true")
     if promoted:
         promote(client, name, version)
     elif client.get_model_version(name, version.version).aliases != [CHAMPION]:
         client.set_registered_model_alias(name, CHALLENGER, version.version)
-    decision = Decision(name, str(version.version), promoted, reason, created)
+    forced = force and not evidence.promoted
+    decision = Decision(
+        name, str(version.version), promoted, reason, created, evidence.p_value, forced
+    )
     record_decision(client, summary.parent.info.run_id, decision)
     return decision
 
@@ -108,6 +135,9 @@ def create_version(client, name, run, model_id, summary, dataset) -> ModelVersio
         "run_name": run.info.run_name,
     }
     tags |= {f"metric.{m}": repr(metrics[m]) for m in TEST_METRICS if m in metrics}
+    # the CV folds it was scored on: the gate pairs two versions only on the same folds
+    tags |= split_record(run) or {}
+    tags |= {t: run.data.tags[t] for t in FOLD_SIZE_TAGS if t in run.data.tags}
     tags |= {
         f"param.{k}": v[:5000]
         for k, v in run.data.params.items()
@@ -127,32 +157,72 @@ def create_version(client, name, run, model_id, summary, dataset) -> ModelVersio
     )
 
 
-def gate(client, name, version, metric, score, dataset, direction, min_improvement):
-    """(promote?, why): the new version must beat the champion by at least min_improvement."""
+@dataclass
+class Evidence:
+    """The gate's answer: promote or not, why, and the paired test's p-value if one was run."""
+
+    promoted: bool
+    reason: str
+    p_value: float | None = None
+
+
+def gate(client, name, version, run, summary: SweepSummary, min_improvement: float) -> Evidence:
+    """Promote `version` (of the best child `run`) only if it beats the champion by at least
+    min_improvement and is significantly better on the same CV folds (the sweep's alpha)."""
     try:
         champion = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
-        return True, f"no champion yet: version {version.version} becomes {CHAMPION}"
+        return Evidence(True, f"no champion yet: version {version.version} becomes {CHAMPION}")
     if champion.version == version.version:
-        return True, f"version {version.version} is already the {CHAMPION}"
+        return Evidence(True, f"version {version.version} is already the {CHAMPION}")
+    metric, direction = summary.metric, summary.direction
+    dataset = run.data.params.get("data", "unknown")
     tags = champion.tags
     if tags.get("dataset") != dataset or tags.get("selection_metric") != metric:
-        return False, (
+        return Evidence(False, (
             f"the {CHAMPION} (version {champion.version}) was selected on "
             f"{tags.get('dataset')}/{tags.get('selection_metric')}, this one on "
             f"{dataset}/{metric}: not comparable, so it stays the {CHAMPION}"
-        )
+        ))  # fmt: skip
+    score = float(run.data.metrics[metric])
     best_so_far = float(tags["selection_value"])
     gain = (score - best_so_far) if direction != "minimize" else (best_so_far - score)
-    if math.isfinite(gain) and gain > 0 and gain >= min_improvement:
-        return True, (
-            f"{metric} {score:.4f} beats the {CHAMPION}'s {best_so_far:.4f} "
-            f"(version {champion.version}) by {gain:.4f} >= {min_improvement}"
+    against = f"the {CHAMPION}'s {best_so_far:.4f} (version {champion.version})"
+    if not (math.isfinite(gain) and gain > 0 and gain >= min_improvement):
+        return Evidence(False, (
+            f"{metric} {score:.4f} does not beat {against} by at least {min_improvement}"
+        ))  # fmt: skip
+    beats = f"{metric} {score:.4f} beats {against} by {gain:.4f}"
+    key = fold_metric(metric)
+    mine = split_record(run)
+    differs = split_differences(mine, tags) if mine is not None else "no record of its CV folds"
+    if key is None or differs:
+        why = (
+            f"{metric} is not cross-validated"
+            if key is None
+            else f"the {CHAMPION} was scored on other CV folds ({differs})"
         )
-    return False, (
-        f"{metric} {score:.4f} does not beat the {CHAMPION}'s {best_so_far:.4f} "
-        f"(version {champion.version}) by at least {min_improvement}"
-    )
+        return Evidence(False, (
+            f"{beats}, but {why}: the score alone is no evidence, so it becomes the "
+            f"{CHALLENGER} (--force promotes it anyway)"
+        ))  # fmt: skip
+    champion_run = client.get_run(champion.run_id)
+    new, old = fold_scores(client, run, key), fold_scores(client, champion_run, key)
+    n_train, n_test = (int(run.data.tags.get(t, 0)) for t in FOLD_SIZE_TAGS)
+    if new is None or old is None or len(new) != len(old) or not (n_train and n_test):
+        return Evidence(False, (
+            f"{beats}, but the per-fold {key} scores of both are needed to compare them: "
+            f"it becomes the {CHALLENGER} (--force promotes it anyway)"
+        ))  # fmt: skip
+    better, other = (new, old) if direction != "minimize" else (old, new)
+    p_value = corrected_ttest(better, other, n_train, n_test)[1]
+    alpha = summary.verdict.alpha
+    test = f"one-sided corrected resampled t-test on {len(new)} paired folds: p = {p_value:.4f}"
+    if p_value < alpha:
+        return Evidence(True, f"{beats}, significantly ({test} < {alpha:g})", p_value)
+    return Evidence(False, (
+        f"{beats}, but not significantly ({test} >= {alpha:g}): it becomes the {CHALLENGER}"
+    ), p_value)  # fmt: skip
 
 
 def promote(client: MlflowClient, name: str, version: ModelVersion) -> None:
@@ -176,6 +246,8 @@ def record_decision(client: MlflowClient, parent_run_id: str, decision: Decision
         "registry.version": decision.version,
         "registry.decision": CHAMPION if decision.promoted else CHALLENGER,
         "registry.reason": decision.reason[:5000],
+        "registry.p_value": "n/a" if decision.p_value is None else repr(decision.p_value),
+        "registry.forced": str(decision.forced).lower(),
     }
     with_retries(
         lambda: client.log_batch(parent_run_id, tags=[RunTag(k, v) for k, v in tags.items()])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 import mlflow
@@ -15,7 +15,8 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from .conftest import HEART_CSV, cli, in_process, mlflow_process, new_store
+from .conftest import HEART_CSV, cli, fold_history, in_process, mlflow_process, new_store
+from .conftest import heart_sweep as run_heart_sweep
 
 NAME = "heart-classifier"
 WORSE = ["model=decision_tree", "model.max_depth=1"]
@@ -23,19 +24,8 @@ BETTER = ["model=logistic_regression"]
 
 
 def heart_sweep(uri: str, tmp: Path, *overrides: str) -> str:
-    """Run a one-job heart sweep; return its parent run id."""
-    result = cli(
-        uri,
-        "src.train",
-        "-m",
-        *overrides,
-        "data=heart",
-        f"data.path={HEART_CSV}",
-        "mlflow.log_plots=false",
-        f"hydra.sweep.dir={tmp}/sweep{time.time_ns()}",
-    )
-    assert result.returncode == 0, result.stderr
-    return re.search(r"^Sweep parent run (\w+)", result.stdout, re.MULTILINE).group(1)
+    """Run a heart sweep with the model logged; return its parent run id."""
+    return run_heart_sweep(uri, tmp / f"sweep{time.time_ns()}", *overrides)
 
 
 def champion_version(client: MlflowClient) -> str:
@@ -217,3 +207,95 @@ def test_registry_gate_runs_at_the_end_of_a_sweep(migrated_store, tmp_path) -> N
     assert champion_version(client) == "1"
     tags = client.get_run(parent_id).data.tags
     assert tags["registry.decision"] == "champion" and tags["registry.version"] == "1"
+
+
+# higher than the logistic regression champion on the same folds (0.8428 against 0.8264), and
+# not significantly so (p about 0.31)
+CLOSE_KNN = [
+    "model=knn",
+    "model.n_neighbors=15",
+    "model.metric=manhattan",
+    "model.weights=distance",
+]
+
+
+@pytest.fixture(scope="module")
+def evidence(registry) -> dict:
+    """After the registry's steps (a logistic regression champion), a KNN with a higher CV
+    score that is not significantly better on the same five folds."""
+    uri, client = registry["uri"], registry["client"]
+    champion = client.get_model_version_by_alias(NAME, "champion")
+    sweep_id = heart_sweep(uri, registry["tmp"], *CLOSE_KNN)
+    result = in_process(uri, "src.register", "data=heart", "--sweep", sweep_id)
+    assert result.returncode == 0, result.stderr
+    version = client.get_run(sweep_id).data.tags["registry.version"]
+    return registry | {
+        "sweep": sweep_id,
+        "output": result.stdout,
+        "champion": champion,
+        "version": version,
+    }
+
+
+def test_a_higher_score_without_a_significant_paired_win_is_a_challenger(evidence) -> None:
+    client, champion = evidence["client"], evidence["champion"]
+    assert champion_version(client) == str(champion.version)
+    new = client.get_model_version(NAME, evidence["version"])
+    assert new.aliases == ["challenger"]
+    assert "beats the champion's 0.8264" in evidence["output"]
+    assert "but not significantly" in evidence["output"]
+    tags = client.get_run(evidence["sweep"]).data.tags
+    p_value = float(tags["registry.p_value"])
+    assert f"p = {p_value:.4f}" in tags["registry.reason"] and p_value >= 0.05
+    assert tags["registry.decision"] == "challenger" and tags["registry.forced"] == "false"
+    # the version records the folds it was scored on, as the gate needs
+    run = client.get_run(new.run_id)
+    for key in ("cv.seed", "cv.folds", "cv.repeats"):
+        assert new.tags[key] == run.data.params[key]
+    assert new.tags["data.train_fingerprint"] == run.data.tags["data.train_fingerprint"]
+    # the p-value is the formula on the two versions' logged folds
+    from src.compare import corrected_ttest
+
+    folds = partial(fold_history, client)
+    n_train, n_test = int(new.tags["cv.n_train"]), int(new.tags["cv.n_test"])
+    expected = corrected_ttest(folds(new.run_id), folds(champion.run_id), n_train, n_test)[1]
+    assert p_value == pytest.approx(expected)
+
+
+def test_force_promotes_and_says_it_was_forced(evidence) -> None:
+    uri, client = evidence["uri"], evidence["client"]
+    result = in_process(uri, "src.register", "data=heart", "--sweep", evidence["sweep"], "--force")
+    assert result.returncode == 0, result.stderr
+    assert champion_version(client) == evidence["version"]
+    assert client.get_model_version(NAME, evidence["version"]).tags["registry.forced"] == "true"
+    tags = client.get_run(evidence["sweep"]).data.tags
+    assert tags["registry.forced"] == "true" and tags["registry.decision"] == "champion"
+    assert tags["registry.reason"].startswith("forced by --force, although the gate said:")
+
+
+def test_a_score_on_other_folds_is_no_evidence(evidence) -> None:
+    """Another seed, another split: a higher CV score there proves nothing against the champion."""
+    uri, client = evidence["uri"], evidence["client"]
+    champion = champion_version(client)
+    sweep_id = heart_sweep(uri, evidence["tmp"], "model=logistic_regression", "seed=9")
+    result = in_process(uri, "src.register", "data=heart", "--sweep", sweep_id)
+    assert result.returncode == 0, result.stderr
+    assert champion_version(client) == champion
+    tags = client.get_run(sweep_id).data.tags
+    reason = tags["registry.reason"]
+    assert "0.8597 beats the champion's 0.8428" in reason  # each on its own folds
+    assert "the champion was scored on other CV folds (cv.seed=42, the training data)" in reason
+    assert "the score alone is no evidence" in reason
+    assert tags["registry.p_value"] == "n/a" and tags["registry.decision"] == "challenger"
+
+
+def test_a_sweep_of_seeds_only_has_nothing_to_register(evidence) -> None:
+    uri, client = evidence["uri"], evidence["client"]
+    before = len(client.search_model_versions(f"name = '{NAME}'"))
+    heart_sweep(uri, evidence["tmp"], "model=knn", "seed=1,2")
+    result = in_process(uri, "src.register", "data=heart")
+    assert result.returncode == 1
+    assert "varies only seeds (seed, cv.seed, data.random_state): its best is the luckiest" in (
+        result.stderr
+    )
+    assert len(client.search_model_versions(f"name = '{NAME}'")) == before
