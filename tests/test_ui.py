@@ -1,4 +1,5 @@
-"""End to end: `mlflow ui` on loopback shows a finished sweep's metrics in its chart view."""
+"""End to end: `mlflow ui` on loopback shows a finished sweep's metrics in its chart view, and
+each child's per-fold scores as a line by step."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOT = REPO / "tests" / "screenshots" / "chart_view.png"
+SCREENSHOTS = REPO / "tests" / "screenshots"
 
 
 @pytest.fixture
@@ -81,10 +82,25 @@ def test_chart_view_shows_the_sweep_metrics_on_open(mlflow_ui, tracking_uri, tmp
                 close.first.click()
             page.wait_for_timeout(1500)
             page.screenshot(path=str(tmp_path / "chart_view.png"))
+            # expand the parent (the button in its name cell): each child's cv_accuracy by fold
+            name = page.get_by_text(parent.info.run_name, exact=True).first
+            name.locator("xpath=ancestor::div[.//button][1]").locator("button").first.click()
+            page.get_by_text(children[0].info.run_name, exact=True).first.wait_for(timeout=30_000)
+            search.fill("cv_accuracy")
+            title = page.get_by_text("cv_accuracy", exact=True).first
+            title.wait_for(timeout=30_000)
+            card = page.get_by_test_id("experiment-view-compare-runs-card").filter(has=title)
+            card.get_by_text("Step", exact=True).wait_for(timeout=30_000)  # a line chart by step
+            legend = card.first.inner_text()
+            for child in children:
+                assert f"{child.info.run_name} (cv_accuracy)" in legend
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(tmp_path / "fold_lines.png"))
         finally:
             browser.close()
     assert outside == []
-    assert (tmp_path / "chart_view.png").stat().st_size > 20_000
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    if os.environ.get("UPDATE_SCREENSHOTS"):
-        shutil.copy(tmp_path / "chart_view.png", SCREENSHOT)
+    SCREENSHOTS.mkdir(exist_ok=True)
+    for shot in ("chart_view.png", "fold_lines.png"):
+        assert (tmp_path / shot).stat().st_size > 20_000
+        if os.environ.get("UPDATE_SCREENSHOTS"):
+            shutil.copy(tmp_path / shot, SCREENSHOTS / shot)
