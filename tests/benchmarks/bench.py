@@ -186,6 +186,7 @@ def main() -> None:
     plain_cmd = [sys.executable, str(REPO / "tests" / "benchmarks" / "plain_loop.py"), str(HEART)]
     results: dict[str, list[tuple[float, int]]] = {
         "plain": [],
+        "plain_accuracy_only": [],
         "bare": [],
         "lean": [],
         "full": [],
@@ -196,6 +197,7 @@ def main() -> None:
     bare_env = os.environ | {"PYTHONPATH": str(REPO)}
     for _ in range(args.repeats):  # interleaved, so drift in the machine hits every mode alike
         results["plain"].append(timed(plain_cmd, os.environ))
+        results["plain_accuracy_only"].append(timed([*plain_cmd, "--accuracy-only"], os.environ))
         results["bare"].append(timed(bare_cmd, bare_env))
         bare_pair.append(timed_pair(bare_cmd, bare_env))
         # lean and its 2-worker run back to back: their ratio is taken per repeat, so that the
