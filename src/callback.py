@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.utils import JobReturn
-from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
-from omegaconf.errors import OmegaConfBaseException
 
 from src import exit_guard
 from src.parent import fail_parent_run, finish_parent_run, open_sweep
+from src.store import without_credentials
 from src.sweep_jobs import (
     SweepContext,
+    describe_error,
     expand_jobs,
     is_search,
     reset_progress,
@@ -63,14 +63,6 @@ def use_our_joblib_launcher(config: DictConfig) -> None:
             config.hydra.launcher._target_ = OUR_JOBLIB
 
 
-def describe_error(error: BaseException) -> str:
-    """One line for a user: our errors and Hydra's name the culprit themselves; anything else
-    gets its type too."""
-    if isinstance(error, (ValueError, HydraException, OmegaConfBaseException)) and str(error):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
-
-
 class MlflowSweepCallback(Callback):
     """Owns the sweep's parent run: creates it before jobs start and closes it at the end."""
 
@@ -104,7 +96,7 @@ class MlflowSweepCallback(Callback):
         print(
             f"Sweep parent run {target.parent_run_id} in experiment "
             f"{experiment!r} ({n_jobs or 'unknown number of'} jobs) at "
-            f"{target.tracking_uri}",
+            f"{without_credentials(target.tracking_uri)}",
             flush=True,
         )
         exit_guard.arm(self.context)

@@ -54,7 +54,8 @@ def job_run(target: RunTarget, run_name: str, tags: dict[str, str]) -> Iterator[
     """Create a run (nested when `target` has a parent), yield its id, and always end it.
 
     An exception inside marks the run FAILED with the exception's type and message as tags and
-    the traceback as an artifact, then propagates; an interrupt marks it KILLED.
+    the traceback as an artifact, then propagates with a note naming the run; an interrupt
+    marks it KILLED.
     """
     client = MlflowClient(target.tracking_uri)
     run = with_retries(
@@ -69,6 +70,10 @@ def job_run(target: RunTarget, run_name: str, tags: dict[str, str]) -> Iterator[
         status = "KILLED" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "FAILED"
         record_failure(client, run_id, e)
         with_retries(lambda: client.set_terminated(run_id, status))
+        e.add_note(
+            f"run {run_name!r} ({run_id}) is {status}; its traceback is the artifact "
+            f"error/traceback.txt"
+        )
         raise
     with_retries(lambda: client.set_terminated(run_id, "FINISHED"))
 

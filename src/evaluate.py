@@ -28,6 +28,7 @@ _UNSAFE_KEY_CHARS = re.compile(r"[^\w\-. /]")
 # (step = the fold's index in split order) and as `cv_<name>_mean` / `cv_<name>_std`
 CV_SCORES = ("accuracy", "precision", "recall", "f1", "roc_auc")
 FOLD_METRICS = tuple(f"cv_{name}" for name in CV_SCORES)
+TEST_METRICS = ("test_accuracy", "precision", "recall", "f1_score", "roc_auc")  # the test split's
 # every single-valued metric a child records, besides per-class ones (what sweep.metric can name
 # with sweep.select_on_test; without it, only the cv_<name>_mean)
 METRICS = (

@@ -12,14 +12,23 @@ from sklearn.pipeline import Pipeline
 
 from src.child_run import flatten_config, job_run, log_results, log_sklearn_model
 from src.data import Dataset, load_dataset
-from src.evaluate import evaluate
+from src.evaluate import TEST_METRICS, evaluate
 from src.pipeline import build_pipeline
 from src.plots import save_child_plots
 from src.settings import check_folds, check_settings
-from src.store import RunTarget, ensure_experiment, git_info, resolve_tracking_uri, with_retries
+from src.store import (
+    RunTarget,
+    ensure_experiment,
+    git_info,
+    resolve_tracking_uri,
+    ui_url,
+    with_retries,
+    without_credentials,
+)
 from src.sweep_jobs import (
     child_run_name,
     current_sweep,
+    group_choices,
     job_key,
     job_number,
     job_overrides,
@@ -45,8 +54,11 @@ def train(cfg: DictConfig) -> float:
     with job_run(target, child_run_name(cfg, overrides, swept), job_tags) as run_id:
         data, pipeline = prepared or prepare(cfg)
         result = evaluate(pipeline, data, cfg.cv.folds, cfg.cv.seed, cfg.cv.repeats)
-        params = flatten_config(cfg) | {"model": model_choice(cfg), "data": cfg.data.name}
+        params = flatten_config(cfg) | group_choices()
+        params |= {"model": model_choice(cfg), "data": str(cfg.data.name)}
         params.pop("sweep.resume", None)  # how this attempt started, not the job's config
+        # the store the run went to (MLFLOW_TRACKING_URI wins over the config), no password
+        params["mlflow.tracking_uri"] = without_credentials(target.tracking_uri)
         with tempfile.TemporaryDirectory() as tmp:
             artifacts = Path(tmp)
             model_id = log_model(cfg, target, run_id, pipeline, data, params)
@@ -69,7 +81,35 @@ def train(cfg: DictConfig) -> float:
                 client, run_id, params, result.metrics, artifacts, model_id, result.fold_scores,
                 splits,
             )  # fmt: skip
+    if ctx is None:
+        print(describe_single_run(cfg, target, run_id, result.metrics), flush=True)
     return result.metrics[str(cfg.sweep.metric)]
+
+
+def describe_single_run(
+    cfg: DictConfig, target: RunTarget, run_id: str, metrics: dict[str, float]
+) -> str:
+    """What a finished single run prints: its name and id, the selection metric, the test
+    metrics, and where to look (the UI, the artifact folder)."""
+    run = MlflowClient(target.tracking_uri).get_run(run_id)
+    metric = str(cfg.sweep.metric)
+    spread = metrics.get(metric.removesuffix("_mean") + "_std")
+    plus = f" ± {spread:.4f}" if metric.endswith("_mean") and spread is not None else ""
+    tests = ", ".join(f"{m}={metrics[m]:.4f}" for m in TEST_METRICS if m in metrics)
+    artifacts = run.info.artifact_uri.removeprefix("file://")
+    served = "" if target.tracking_uri.startswith("http") else "  (make ui serves it)"
+    ui = without_credentials(ui_url(target.tracking_uri))
+    link = f"{ui}/#/experiments/{target.experiment_id}/runs/{run_id}"
+    return "\n".join(
+        [
+            f"Run {run.info.run_name!r} ({run_id}) FINISHED in experiment "
+            f"{cfg.mlflow.experiment_name!r} at {without_credentials(target.tracking_uri)}",
+            f"  {metric} = {metrics[metric]:.4f}{plus}",
+            f"  test: {tests}",
+            f"  MLflow UI: {link}{served}",
+            f"  Artifacts: {artifacts}",
+        ]
+    )
 
 
 def prepare(cfg: DictConfig) -> tuple[Dataset, Pipeline]:

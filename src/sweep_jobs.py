@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import gc
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,9 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from src import composition
 from src.data import load_dataset
@@ -69,13 +72,22 @@ def request_stop(signum: int) -> None:
 
 
 def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
-    """Run one job. In a sweep: a job finished by an earlier attempt (sweep.resume) is skipped,
-    a failed job is reported and the sweep goes on, and once sweep.max_failures is exceeded the
-    jobs not yet started are skipped. A grid's failed or skipped job returns NaN; a search's
-    raises, so that its sweeper records a failed trial (Optuna refuses NaN as a value)."""
+    """Run one job. A single run that fails exits with one line (the traceback only under
+    HYDRA_FULL_ERROR=1, as Hydra does). In a sweep: a job finished by an earlier attempt
+    (sweep.resume) is skipped, a failed job is reported and the sweep goes on, and once
+    sweep.max_failures is exceeded the jobs not yet started are skipped. A grid's failed or
+    skipped job returns NaN; a search's raises, so that its sweeper records a failed trial
+    (Optuna refuses NaN as a value)."""
     ctx = current_sweep()
     if ctx is None:
-        return task(cfg)
+        try:
+            return task(cfg)
+        except Exception as e:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            # a note on the error means its run exists (and is FAILED): child_run.job_run
+            started = "Run failed" if getattr(e, "__notes__", None) else "Run not started"
+            raise SystemExit(f"{started}: {describe_error(e)}") from None
     if _stop:
         raise KeyboardInterrupt(f"signal {_stop[0]}: the sweep is stopping")
     overrides = job_overrides()
@@ -99,6 +111,16 @@ def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
         return float("nan")
     report_progress(ctx, name, "FINISHED", detail=f"{cfg.sweep.metric}={value:.4f}")
     return value
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for a user: our errors and Hydra's name the culprit themselves; anything else
+    gets its type too; notes added on the way (which run failed) follow."""
+    if isinstance(error, (ValueError, HydraException, OmegaConfBaseException)) and str(error):
+        message = str(error)
+    else:
+        message = f"{type(error).__name__}: {error}"
+    return "; ".join([message, *getattr(error, "__notes__", [])])
 
 
 def settle_gc() -> None:
@@ -168,6 +190,19 @@ def model_choice(cfg: DictConfig) -> str:
         if choice:
             return str(choice)
     return str(cfg.model._target_).rsplit(".", 1)[-1]
+
+
+def group_choices() -> dict[str, str]:
+    """The job's config-group choices (`model`, `data`, `lr_penalty`, ...), Hydra's own
+    aside: keys a user types in overrides, so children record them as params."""
+    if not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {
+        str(k): str(v)
+        for k, v in choices.items()
+        if v is not None and "/" not in str(k) and not str(k).startswith("hydra")
+    }
 
 
 def child_run_name(cfg: DictConfig, overrides: list[str], swept: tuple[str, ...] = ()) -> str:

@@ -60,7 +60,8 @@ FAULTS = [
     Fault("bad_value_joblib", f"-m model=knn model.weights=uniform,bogus {JOBLIB}", 1, "model.weights='bogus'", process=True),
     Fault("no_csv", "-m data=csv data.path=/no/such.csv data.target=y", 1, "/no/such.csv"),
     Fault("no_target", "-m data=csv data.path={heart} data.target=nope", 1, "data.target='nope'"),
-    Fault("no_target_single", "data=csv data.path={heart} data.target=nope", 1, "data.target='nope'"),
+    Fault("no_target_single", "data=csv data.path={heart} data.target=nope", 1, "Run not started: data.target='nope'"),
+    Fault("offline_single", "data.path={tmp}/none.data data.url=http://127.0.0.1:9/heart.data", 1, "Run not started: data.path="),
     Fault("csv_without_path", "-m data=csv data.path=???", 1, "data.path, data.target: no value given"),
     # settings no run can use: one line, before the parent exists
     Fault("test_size", "-m model=knn data.test_size=1.5", 1, "data.test_size=1.5"),
@@ -94,6 +95,7 @@ FAULTS = [
     # a store that cannot be made
     Fault("store_path", "-m model=knn", 1, "cannot create its folder", tracking_uri="sqlite:///{tmp}/a_file/mlflow.db"),
     # jobs that fail while running: FAILED children, a summary, exit 1 (more in test_reliability)
+    Fault("job_fails_single", "model=knn model.n_neighbors=500", 1, "Run failed: Expected n_neighbors <= n_samples_fit", process=True),
     Fault("one_job_fails", "-m model=knn model.n_neighbors=5,500", 1, "1 of 2 jobs failed", {"FINISHED": 1}, {"FINISHED": 1, "FAILED": 1}),
     # a value a search samples is checked in its job: a FAILED child, not a lost job
     Fault("sampled_bad_value", "-m sweeps=knn_optuna hydra.sweeper.n_trials=4 data.test_size=choice(0.2,1.5)", 1, "3 of 4 jobs failed", {"FINISHED": 1}, {"FINISHED": 1, "FAILED": 3}, slow=SLOW),
@@ -135,20 +137,14 @@ def test_fault(fault: Fault, tracking_uri: str, tmp_path: Path) -> None:
     sweep = "-m" in args
     rest = [a for a in args if a != "-m"]  # the row's own values win over BASE
     argv = [*(["-m"] if sweep else []), *base, *rest, *dirs]
-    if (
-        sweep
-        and fault.code
-        and not fault.parents
-        and fault.tracking_uri is None
-        and not fault.process
-    ):
+    if fault.code and not fault.parents and fault.tracking_uri is None and not fault.process:
         result = train_in_process(uri, argv)  # stops before any run: no process of its own
     else:
         result = cli(uri, "src.train", *argv)
     output = result.stdout + result.stderr
     assert result.returncode == fault.code, output
     assert fault.says in output, output
-    if sweep and fault.code and not fault.parents:  # bad input: one line, no traceback
+    if fault.code and not fault.parents and not fault.children:  # bad input: one line
         assert "Traceback" not in output, output
     if fault.tracking_uri is None:
         parents, children = runs_by_status(uri)
@@ -176,6 +172,8 @@ def train_in_process(uri: str, argv: list[str]) -> subprocess.CompletedProcess:
     finally:
         GlobalHydra.instance().clear()
         HydraConfig.instance().cfg = None
+        for handler in set(root.handlers) - set(saved[2]):  # a single run's train.log
+            handler.close()
         sys.argv, uri_before, root.handlers[:], level = saved
         root.setLevel(level)
         if uri_before is None:

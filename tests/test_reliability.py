@@ -133,8 +133,19 @@ def test_parent_fails_when_every_job_failed(tracking_uri, tmp_path) -> None:
     [
         ([], signal.SIGINT, False),
         ([], signal.SIGTERM, False),
-        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], signal.SIGTERM, False),
-        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], signal.SIGINT, True),  # Ctrl-C
+        # the joblib pair runs with the slow tests (make test and CI run them)
+        pytest.param(
+            ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+            signal.SIGTERM,
+            False,
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+            signal.SIGINT,
+            True,  # Ctrl-C: the whole process group
+            marks=pytest.mark.slow,
+        ),
     ],
     ids=["basic-SIGINT", "basic-SIGTERM", "joblib-SIGTERM", "joblib-Ctrl-C"],
 )

@@ -134,13 +134,33 @@ def test_joblib_workers_keep_children_under_the_parent(
     assert re.fullmatch(r"sweep-\d{4}", experiment.name)
 
 
+def test_single_run_failure_under_hydra_full_error_shows_the_traceback(run_train) -> None:
+    """HYDRA_FULL_ERROR=1 gives the traceback, as Hydra users expect (without it, one line:
+    the fault table's job_fails_single)."""
+    bad = ("model=knn", "model.n_neighbors=500", "data=iris", "mlflow.log_model=false")
+    full = run_train(*bad, env={"HYDRA_FULL_ERROR": "1"})
+    assert full.returncode == 1 and "Traceback (most recent call last)" in full.stderr
+    assert "is FAILED; its traceback is the artifact error/traceback.txt" in full.stderr
+
+
 def test_single_run_is_a_top_level_run(run_train, tracking_uri) -> None:
     result = run_train("model=random_forest", "data=iris")
     assert result.returncode == 0, result.stderr
     (run,) = all_runs(tracking_uri)
+    # it says what it did and where to look
+    lines = result.stdout.splitlines()
+    assert f"Run {run.info.run_name!r} ({run.info.run_id}) FINISHED in experiment " in lines[0]
+    cv = run.data.metrics["cv_accuracy_mean"], run.data.metrics["cv_accuracy_std"]
+    assert f"  cv_accuracy_mean = {cv[0]:.4f} ± {cv[1]:.4f}" in lines
+    assert f"test_accuracy={run.data.metrics['test_accuracy']:.4f}" in result.stdout
+    link = f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    assert f"  MLflow UI: {link}  (make ui serves it)" in lines
+    assert f"  Artifacts: {run.info.artifact_uri.removeprefix('file://')}" in lines
     assert run.info.status == "FINISHED"
     assert "mlflow.parentRunId" not in run.data.tags
     assert run.data.params["model.n_estimators"] == "100"
+    # the store the run went to (MLFLOW_TRACKING_URI), not the config's default
+    assert run.data.params["mlflow.tracking_uri"] == tracking_uri
     assert run.data.params["model.max_depth"] == "10"
     assert "class_2_f1" in run.data.metrics and "tp" not in run.data.metrics  # multiclass
     experiment = MlflowClient(tracking_uri).get_experiment(run.info.experiment_id)
