@@ -24,6 +24,7 @@ from src.store import (
     RunTarget,
     TrackingError,
     ensure_experiment,
+    find_sweeps,
     git_info,
     mlflow_key,
     record_failure,
@@ -109,11 +110,18 @@ def create_parent_run(
 ) -> str:
     """The parent run: tagged as a sweep, with the swept keys and their values as params."""
     swept = swept_values(config)
-    name = f"sweep {config.hydra.runtime.choices.get('model', '')} " + " ".join(
+    choices = config.hydra.runtime.choices
+    model = "" if "model" in swept else f"{choices.get('model', '')} "
+    description = f"sweep {model}" + " ".join(
         f"{k.removeprefix('model.')}={','.join(v)}" for k, v in swept.items()
     )
     client = MlflowClient(base.tracking_uri)
+    # a short name the UI does not cut (the sweep file, or the model, and a number per
+    # experiment); the whole description is the run's description (mlflow.note.content)
+    number = len(find_sweeps(client, base.experiment_id)) + 1
+    name = f"{choices.get('sweeps') or choices.get('model') or 'sweep'} #{number}"
     tags = {
+        "mlflow.note.content": description[:MAX_TAG_VAL_LENGTH],
         "sweep": "true",
         "sweeper": str(config.hydra.sweeper._target_),
         "sweep_metric": str(config.sweep.metric),
@@ -125,7 +133,7 @@ def create_parent_run(
         tags["sweep_prefer"] = str(config.sweep.prefer)
     run = with_retries(
         lambda: client.create_run(
-            base.experiment_id, run_name=name[:250], tags=run_tags(base, name[:250], tags)
+            base.experiment_id, run_name=name, tags=run_tags(base, name, tags)
         )
     )
     params = [Param(mlflow_key(f"sweep.{k}"), ",".join(v)[:6000]) for k, v in swept.items()]

@@ -9,11 +9,12 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from src.evaluate import FOLD_METRICS
+from src.evaluate import FOLD_METRICS, TEST_METRICS
 from src.store import children_of
 from src.verdict import DEFAULT_ALPHA, Verdict, compare_with_best, verdict_columns
 
-TEST_METRICS = ("test_accuracy", "precision", "recall", "f1_score", "roc_auc")
+SEED_KEYS = ("seed", "random_state")  # a sweep over only these measures noise
+
 CONFUSION = ("tn", "fp", "fn", "tp")
 
 
@@ -99,22 +100,27 @@ def build_table(children: list[Run], swept: list[str], metric: str, direction: s
 
 
 def swept_keys(parent: Run, children: list[Run]) -> list[str]:
-    """The parent's `sweep.<key>` params, plus any param that varies among the children."""
-    keys = [k.removeprefix("sweep.") for k in parent.data.params if k.startswith("sweep.")]
-    if children:
-        names = set().union(*(c.data.params for c in children))
-        varying = [k for k in sorted(names) if len({c.data.params.get(k) for c in children}) > 1]
-        keys += [k for k in varying if k not in keys]
-    return list(dict.fromkeys(k for k in keys if any(k in c.data.params for c in children)))
+    """The keys the sweep was given, as the user typed them (the parent's `sweep.<key>`
+    params: `lr_penalty`, not the `model.solver` it sets); for a parent made elsewhere (no
+    such params), the params that vary among its children."""
+    typed = [k.removeprefix("sweep.") for k in parent.data.params if k.startswith("sweep.")]
+    typed = [k for k in typed if any(k in c.data.params for c in children)]
+    if typed or not children:
+        return typed
+    names = set().union(*(c.data.params for c in children))
+    return [k for k in sorted(names) if len({c.data.params.get(k) for c in children}) > 1]
 
 
-def load_summary(client: MlflowClient, parent: Run) -> SweepSummary:
-    """Read a sweep's children from MLflow, rank them by the parent's selection metric, and
-    compare each with the best on their paired CV folds."""
+def load_summary(
+    client: MlflowClient, parent: Run, metric: str | None = None, direction: str | None = None
+) -> SweepSummary:
+    """Read a sweep's children from MLflow, rank them by `metric` (default: the parent's
+    selection metric, else cv_accuracy_mean), and compare each with the best on their paired
+    CV folds."""
     children = children_of(client, parent)
     tags = parent.data.tags
-    metric = tags.get("sweep_metric", "cv_accuracy_mean")
-    direction = tags.get("sweep_direction", "maximize")
+    metric = metric or tags.get("sweep_metric", "cv_accuracy_mean")
+    direction = direction or tags.get("sweep_direction", "maximize")
     alpha = float(tags.get("sweep_alpha", DEFAULT_ALPHA))
     prefer = tags.get("sweep_prefer") or None
     swept = swept_keys(parent, children)
@@ -165,7 +171,8 @@ def parameter_importance(summary: SweepSummary) -> pd.DataFrame:
     total = float(((y - y.mean()) ** 2).sum())
     rows = []
     for key in summary.swept:
-        if key not in finished or finished[key].nunique() < 2:
+        # one run per value explains all the variance by construction (a seeds sweep): no η²
+        if key not in finished or not 2 <= finished[key].nunique() < len(finished):
             continue
         groups = y.groupby(finished[key].astype(str))
         between = float((groups.count() * (groups.mean() - y.mean()) ** 2).sum())
@@ -220,6 +227,40 @@ def verdict_note(summary: SweepSummary) -> str | None:
         for why, runs in reasons.items()
     ]
     return " ".join(sentences)
+
+
+def only_seeds(summary: SweepSummary) -> list[str]:
+    """The swept keys, if every one of them is a seed (`seed`, `cv.seed`, `*.random_state`):
+    such a sweep measures noise and has no winner; else []."""
+    seeds = [k for k in summary.swept if k.rsplit(".", 1)[-1] in SEED_KEYS]
+    return seeds if seeds and len(seeds) == len(summary.swept) else []
+
+
+def reading_notes(summary: SweepSummary) -> list[str]:
+    """What a careful reader would say of the ranking: a seeds sweep has no winner; a best
+    value at the edge of its grid may not be the best there is."""
+    if only_seeds(summary):
+        return [
+            f"This sweep varies only seeds ({', '.join(only_seeds(summary))}): its best is the "
+            f"luckiest seed, not a better configuration. Read the spread: it is the noise "
+            f"any comparison on this data must beat."
+        ]
+    best, ranked = summary.best, summary.ranked
+    if best is None:
+        return []
+    notes = []
+    for key in summary.swept:
+        values = pd.to_numeric(ranked[key], errors="coerce") if key in ranked else pd.Series()
+        value = pd.to_numeric(pd.Series([best.get(key)]), errors="coerce").iloc[0]
+        if values.isna().any() or values.nunique() < 3 or pd.isna(value):
+            continue
+        edge = "largest" if value == values.max() else "smallest" if value == values.min() else ""
+        if edge:
+            notes.append(
+                f"The best {key} ({best[key]}) is the {edge} value tried: the best may lie "
+                f"beyond the grid; extend it to see."
+            )
+    return notes
 
 
 def nan_note(summary: SweepSummary) -> str | None:

@@ -14,16 +14,19 @@ from mlflow.tracking import MlflowClient
 
 from src.ranking import load_summary
 from src.registry import RegistryError, default_model_name, describe, register_best
-from src.store import NoSweepError, TrackingError, configured_store, resolve_sweep
+from src.store import (
+    NoSweepError,
+    TrackingError,
+    add_sweep_arguments,
+    chosen_store,
+    resolve_sweep,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(prog="python -m src.register", description=__doc__)
-    parser.add_argument(
-        "--sweep", metavar="RUN_ID", help="the sweep's parent run (default: latest)"
-    )
-    parser.add_argument("--experiment", metavar="NAME", help="default: the configured one")
+    add_sweep_arguments(parser)
     parser.add_argument("--name", help="registered model name (default: from the experiment)")
     parser.add_argument(
         "--min-improvement",
@@ -36,14 +39,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="promote to champion whatever the gate says (recorded as forced)",
     )
-    parser.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI or the config's")
-    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. data=heart")
     args = parser.parse_args(argv)
     if args.min_improvement < 0:
         parser.error("--min-improvement must be >= 0")
     try:
-        uri, experiment_name = configured_store(args.overrides, args.tracking_uri)
-        experiment_name = args.experiment or experiment_name
+        uri, experiment_name = chosen_store(args)
         client = MlflowClient(uri)
         summary = load_summary(client, resolve_sweep(client, experiment_name, args.sweep, uri))
         experiment = client.get_experiment(summary.parent.info.experiment_id).name

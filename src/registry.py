@@ -12,7 +12,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from src.compare import corrected_ttest
-from src.ranking import TEST_METRICS, SweepSummary
+from src.evaluate import TEST_METRICS
+from src.ranking import SweepSummary, only_seeds
 from src.store import with_retries
 from src.verdict import (
     FOLD_SIZE_TAGS,
@@ -23,7 +24,6 @@ from src.verdict import (
 )
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-SEED_KEYS = ("seed", "random_state")  # a sweep over only these has no winner
 
 
 class RegistryError(RuntimeError):
@@ -41,6 +41,7 @@ class Decision:
     created: bool  # False when this run was already registered (no duplicate version)
     p_value: float | None = None  # the paired test against the champion, when there was one
     forced: bool = False  # promoted by --force, whatever the gate said
+    source: str = ""  # the registered run, for the reader: name (id), metric=value
 
 
 def default_model_name(experiment_name: str) -> str:
@@ -64,13 +65,14 @@ def register_best(
             f"sweep {summary.parent.info.run_id} has no finished child with a finite "
             f"{summary.metric}: nothing to register"
         )
-    seeds = [k for k in summary.swept if k.rsplit(".", 1)[-1] in SEED_KEYS]
-    if seeds and len(seeds) == len(summary.swept):
+    seeds = only_seeds(summary)
+    if seeds:
         raise RegistryError(
             f"sweep {summary.parent.info.run_id} varies only seeds ({', '.join(seeds)}): its "
             f"best is the luckiest seed, not a better model; nothing registered"
         )
     run = client.get_run(best["run_id"])
+    score = float(run.data.metrics[summary.metric])
     model_id = logged_model_id(client, run)
     dataset = run.data.params.get("data", "unknown")
     existing = find_version(client, name, run.info.run_id)
@@ -89,8 +91,9 @@ def register_best(
     elif client.get_model_version(name, version.version).aliases != [CHAMPION]:
         client.set_registered_model_alias(name, CHALLENGER, version.version)
     forced = force and not evidence.promoted
+    source = f"{run.info.run_name!r} ({run.info.run_id}), {summary.metric}={score:.4f}"
     decision = Decision(
-        name, str(version.version), promoted, reason, created, evidence.p_value, forced
+        name, str(version.version), promoted, reason, created, evidence.p_value, forced, source
     )
     record_decision(client, summary.parent.info.run_id, decision)
     return decision
@@ -188,6 +191,8 @@ def gate(client, name, version, run, summary: SweepSummary, min_improvement: flo
     best_so_far = float(tags["selection_value"])
     gain = (score - best_so_far) if direction != "minimize" else (best_so_far - score)
     against = f"the {CHAMPION}'s {best_so_far:.4f} (version {champion.version})"
+    if gain == 0:
+        return Evidence(False, f"{metric} {score:.4f} ties {against}: the {CHAMPION} stays")
     if not (math.isfinite(gain) and gain > 0 and gain >= min_improvement):
         return Evidence(False, (
             f"{metric} {score:.4f} does not beat {against} by at least {min_improvement}"
@@ -259,6 +264,7 @@ def describe(decision: Decision) -> str:
     verb = "Registered" if decision.created else "Already registered (no new version):"
     role = CHAMPION if decision.promoted else CHALLENGER
     return (
-        f"{verb} {decision.name} version {decision.version} -> {role}\n"
+        f"{verb} {decision.name} version {decision.version} -> {role}: the sweep's best child "
+        f"{decision.source}\n"
         f"  {decision.reason}\n  load it: models:/{decision.name}@{role}"
     )

@@ -11,13 +11,14 @@ import pandas as pd
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
+from src.evaluate import TEST_METRICS
 from src.ranking import (
     CONFUSION,
-    TEST_METRICS,
     SweepSummary,
     load_summary,
     nan_note,
     parameter_importance,
+    reading_notes,
     spread,
     verdict_note,
 )
@@ -50,6 +51,7 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame) -> str:
     lines = [
         f"# Sweep `{parent.info.run_name}`",
         "",
+        *([f"`{note}`", ""] if (note := parent.data.tags.get("mlflow.note.content")) else []),
         f"Parent run `{parent.info.run_id}`: {counts['n_children']} children, "
         f"{counts['n_finished']} finished, {counts['n_failed']} failed. "
         f"Ranked by `{metric}` ({summary.direction}), a cross-validation score on the "
@@ -68,14 +70,14 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame) -> str:
         ]
         if "cv_accuracy_std" in best and pd.notna(best["cv_accuracy_std"]):
             lines.append(f"- cv_accuracy_std: {best['cv_accuracy_std']:.4f}")
-        lines += [f"- `{k}` = {best[k]}" for k in summary.swept if k in best]
+        lines += [f"- `{k}` = {best[k]}" for k in summary.swept if pd.notna(best.get(k))]
         tests = [f"{m}={best[m]:.4f}" for m in TEST_METRICS if m in best and pd.notna(best[m])]
         lines.append("- test metrics: " + ", ".join(tests))
         confusion = [f"{m}={int(best[m])}" for m in CONFUSION if m in best and pd.notna(best[m])]
         if confusion:
             lines.append("- confusion counts (test): " + ", ".join(confusion))
     lines += [""]
-    for note in (verdict_note(summary), nan_note(summary)):
+    for note in (*reading_notes(summary), verdict_note(summary), nan_note(summary)):
         if note:
             lines += [f"> {note}", ""]
     spread_metrics = spread(summary)
@@ -114,6 +116,12 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame) -> str:
             for r in failed.itertuples()
         ]
         lines += ["", "Tracebacks: the artifact `error/traceback.txt` of each failed child.", ""]
+    if not len(importance) and len(summary.ranked) > 1 and summary.swept:
+        lines += [
+            "No parameter importance: no swept parameter has a value tried more than once, "
+            "so each would explain all the variance by construction.",
+            "",
+        ]
     if len(importance):
         lines += [
             "## Parameter importance",

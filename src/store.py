@@ -6,6 +6,7 @@ on any run: the pieces the child run, the parent run and recovery all share.
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import os
 import re
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from mlflow.entities import Run, RunTag
 from mlflow.exceptions import MlflowException
@@ -36,6 +38,9 @@ _RETRY_ATTEMPTS = 6
 # MLflow 3's UI opens an experiment of this kind on its training runs, not the GenAI overview
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+DEFAULT_UI_URL = "http://127.0.0.1:5000"  # what `make ui` serves
 
 
 class TrackingError(RuntimeError):
@@ -70,6 +75,28 @@ def resolve_tracking_uri(configured: str) -> str:
     if "://" not in uri:  # a plain directory: MLflow's file store
         return Path(uri).resolve().as_uri()
     return uri
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options the CLIs that read a sweep share: --sweep, --experiment, --tracking-uri and
+    config overrides."""
+    parser.add_argument(
+        "--sweep", metavar="RUN_ID", help="a sweep's parent run (default: the latest sweep)"
+    )
+    parser.add_argument(
+        "--experiment",
+        metavar="NAME",
+        help="default: the whole store (or the experiment config overrides name)",
+    )
+    parser.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI or the config's")
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. data=heart")
+
+
+def chosen_store(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The tracking URI and the experiment (None: the whole store) that `add_sweep_arguments`'
+    options name: --experiment, else the configured one if overrides were given."""
+    uri, configured = configured_store(args.overrides, args.tracking_uri)
+    return uri, args.experiment or (configured if args.overrides else None)
 
 
 def configured_store(overrides: list[str], tracking_uri: str | None) -> tuple[str, str]:
@@ -183,6 +210,23 @@ def _is_transient(error: Exception) -> bool:
     return "database is locked" in text or "busy" in text or "timed out" in text
 
 
+def without_credentials(uri: str) -> str:
+    """`uri` with any user and password taken out (`postgresql://u:pw@host/db` ->
+    `postgresql://host/db`): what a run may record of the store it went to."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def ui_url(tracking_uri: str) -> str:
+    """Where the MLflow UI of this store is: the tracking server itself, or the one `make ui`
+    serves for a local store."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return DEFAULT_UI_URL
+
+
 def mlflow_key(key: str) -> str:
     """A string made into a valid MLflow param/metric/tag key."""
     return _INVALID_KEY_CHARS.sub("_", key)
@@ -274,25 +318,51 @@ def find_sweeps(client: MlflowClient, experiment_id: str) -> list[Run]:
     return sorted(runs, key=lambda r: r.info.start_time, reverse=True)
 
 
-def experiment_sweeps(client: MlflowClient, experiment_name: str, uri: str) -> list[Run]:
-    """The sweeps of a named experiment, newest first; an error if there is none."""
+def experiment_sweeps(client: MlflowClient, experiment_name: str | None, uri: str) -> list[Run]:
+    """The sweeps of a named experiment (None: of every experiment in the store), newest first;
+    an error naming the experiments that exist if there is none."""
+    if experiment_name is None:
+        experiments = client.search_experiments()
+        runs = search_all_runs(
+            client, [e.experiment_id for e in experiments], "tags.sweep = 'true'"
+        )
+        sweeps = sorted(runs, key=lambda r: r.info.start_time, reverse=True)
+        if not sweeps:
+            raise NoSweepError(f"the tracking store {uri} has no sweeps yet{_existing(client)}")
+        return sweeps
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
-        raise NoSweepError(f"no experiment {experiment_name!r} in the tracking store {uri}")
+        raise NoSweepError(
+            f"no experiment {experiment_name!r} in the tracking store {uri}{_existing(client)}"
+        )
     sweeps = find_sweeps(client, experiment.experiment_id)
     if not sweeps:
-        raise NoSweepError(f"experiment {experiment_name!r} has no sweeps yet ({uri})")
+        raise NoSweepError(
+            f"experiment {experiment_name!r} has no sweeps yet ({uri}){_existing(client)}"
+        )
     return sweeps
 
 
-def resolve_sweep(client: MlflowClient, experiment_name: str, run_id: str | None, uri: str) -> Run:
-    """The named sweep parent, or the latest sweep of the experiment."""
+def _existing(client: MlflowClient) -> str:
+    """`; experiments here: a, b` (or that there are none), for an error message."""
+    names = sorted(e.name for e in client.search_experiments())
+    return f"; experiments here: {', '.join(names)}" if names else "; it has no experiments"
+
+
+def resolve_sweep(
+    client: MlflowClient, experiment_name: str | None, run_id: str | None, uri: str
+) -> Run:
+    """The named run, if it has nested children (a sweep of ours, or any parent: MLflow
+    autolog's GridSearchCV, Optuna's MLflowCallback, one made by hand), or the latest sweep of
+    the experiment (None: of the whole store)."""
     if run_id:
         try:
             run = client.get_run(run_id)
         except MlflowException as e:
             raise NoSweepError(f"no run {run_id!r} in the tracking store {uri}") from e
-        if run.data.tags.get("sweep") != "true":
-            raise NoSweepError(f"run {run_id!r} ({run.info.run_name}) is not a sweep parent run")
+        if run.data.tags.get("sweep") != "true" and not children_of(client, run):
+            raise NoSweepError(
+                f"run {run_id!r} ({run.info.run_name}) has no child runs: it is not a sweep"
+            )
         return run
     return experiment_sweeps(client, experiment_name, uri)[0]

@@ -1,4 +1,5 @@
-"""Read the summaries of past sweeps: `python -m src.summary [--sweep RUN_ID | --list]`."""
+"""Read the summaries of past sweeps: `python -m src.summary [--sweep RUN_ID | --list]`
+(default: the latest sweep of the store, whichever experiment)."""
 
 from __future__ import annotations
 
@@ -10,68 +11,99 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from src.ranking import SweepSummary, build_table, load_summary, nan_note, verdict_note
+from src.ranking import (
+    SweepSummary,
+    build_table,
+    load_summary,
+    nan_note,
+    reading_notes,
+    verdict_note,
+)
 from src.recovery import mark_stale_runs
 from src.store import (
     NoSweepError,
     TrackingError,
+    add_sweep_arguments,
     children_of,
-    configured_store,
+    chosen_store,
     experiment_sweeps,
     resolve_sweep,
+    search_all_runs,
 )
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m src.summary [--sweep RUN_ID | --list] [--experiment NAME] [--csv PATH]`."""
     parser = argparse.ArgumentParser(prog="python -m src.summary", description=__doc__)
-    parser.add_argument("--sweep", metavar="RUN_ID", help="the parent run (default: the latest)")
-    parser.add_argument("--experiment", metavar="NAME", help="default: the configured one")
-    parser.add_argument("--list", action="store_true", help="list the sweeps of the experiment")
-    parser.add_argument("--csv", metavar="PATH", type=Path, help="write every child run to a CSV")
-    parser.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI or the config's")
-    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. data=heart")
+    add_sweep_arguments(parser)
+    parser.add_argument("--list", action="store_true", help="list the sweeps")
+    parser.add_argument(
+        "--csv", metavar="PATH", type=Path, help="write the sweep's children to a CSV"
+    )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="with --csv: every run of the sweep's experiment (sweeps, children, single runs)",
+    )
+    parser.add_argument("--metric", help="rank by this metric (default: the sweep's own)")
+    parser.add_argument("--direction", choices=("maximize", "minimize"), help="with --metric")
     args = parser.parse_args(argv)
     try:
-        uri, experiment_name = configured_store(args.overrides, args.tracking_uri)
-        experiment_name = args.experiment or experiment_name
+        uri, experiment_name = chosen_store(args)
         client = MlflowClient(uri)
-        experiment = client.get_experiment_by_name(experiment_name)
-        if experiment is not None:  # crashed workers left RUNNING runs: close them first
-            for run in mark_stale_runs(client, experiment.experiment_id):
-                print(
-                    f"Marked stale run {run.info.run_name!r} ({run.info.run_id}) FAILED: "
-                    "its process is gone",
-                    file=sys.stderr,
-                )
+        for run in mark_stale(client, experiment_name):
+            print(
+                f"Marked stale run {run.info.run_name!r} ({run.info.run_id}) FAILED: "
+                "its process is gone",
+                file=sys.stderr,
+            )
         if args.list:
             print(list_sweeps(client, experiment_name, uri))
             return 0
-        summary = load_summary(client, resolve_sweep(client, experiment_name, args.sweep, uri))
+        parent = resolve_sweep(client, experiment_name, args.sweep, uri)
+        summary = load_summary(client, parent, args.metric, args.direction)
     except (NoSweepError, MlflowException, TrackingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     counts = summary.counts
+    experiment = client.get_experiment(summary.parent.info.experiment_id).name
     print(
-        f"Sweep {summary.parent.info.run_name} ({summary.parent.info.run_id}): "
-        f"{counts['n_children']} children, {counts['n_finished']} finished, "
-        f"{counts['n_failed']} failed; ranked by {summary.metric} ({summary.direction})\n"
+        f"Sweep {summary.parent.info.run_name} ({summary.parent.info.run_id}) in experiment "
+        f"{experiment!r}: {counts['n_children']} children, {counts['n_finished']} finished, "
+        f"{counts['n_failed']} failed; ranked by {summary.metric} ({summary.direction})"
     )
+    print(f"  {summary.parent.data.tags.get('mlflow.note.content', '')}\n")
     print(format_table(summary))
     print()
     print(describe_best(summary))
-    for note in (verdict_note(summary), nan_note(summary)):
+    for note in (*reading_notes(summary), verdict_note(summary), nan_note(summary)):
         if note:
             print(f"\nNote: {note}")
     if args.csv:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
-        children = children_of(client, summary.parent)
-        every_param = sorted(set().union(*(c.data.params for c in children))) if children else []
-        build_table(children, every_param, summary.metric, summary.direction).to_csv(
+        if args.all:
+            runs = search_all_runs(client, [summary.parent.info.experiment_id], "")
+            what = f"every run of experiment {experiment!r}"
+        else:
+            runs = children_of(client, summary.parent)
+            what = "the sweep's child runs"
+        every_param = sorted(set().union(*(r.data.params for r in runs))) if runs else []
+        build_table(runs, every_param, summary.metric, summary.direction).to_csv(
             args.csv, index=False
         )
-        print(f"\nWrote {len(children)} child runs to {args.csv}")
+        print(f"\nWrote {len(runs)} runs ({what}) to {args.csv}")
     return 0
+
+
+def mark_stale(client: MlflowClient, experiment_name: str | None) -> list:
+    """End the RUNNING runs whose process is gone (crashed workers), in the experiment or in
+    every experiment of the store."""
+    if experiment_name is None:
+        ids = [e.experiment_id for e in client.search_experiments()]
+    else:
+        experiment = client.get_experiment_by_name(experiment_name)
+        ids = [experiment.experiment_id] if experiment is not None else []
+    return [run for experiment_id in ids for run in mark_stale_runs(client, experiment_id)]
 
 
 def format_table(summary: SweepSummary, limit: int | None = None) -> str:
@@ -101,7 +133,7 @@ def describe_best(summary: SweepSummary) -> str:
     if best is None:
         return f"No child of this sweep has a finite {summary.metric}."
     lines = [f"Best run: {best['run_name']} ({best['run_id']}), chosen by {summary.rule}"]
-    lines += [f"  {k} = {best[k]}" for k in summary.swept if k in best]
+    lines += [f"  {k} = {best[k]}" for k in summary.swept if pd.notna(best.get(k))]
     numeric = [
         c
         for c in summary.table.columns
@@ -112,9 +144,11 @@ def describe_best(summary: SweepSummary) -> str:
     return "\n".join(lines)
 
 
-def list_sweeps(client: MlflowClient, experiment_name: str, uri: str) -> str:
-    """A table of the experiment's sweeps: name, start, children, best metric."""
+def list_sweeps(client: MlflowClient, experiment_name: str | None, uri: str) -> str:
+    """A table of the sweeps (of the experiment, or of the store): name, start, children, best
+    metric."""
     sweeps = experiment_sweeps(client, experiment_name, uri)
+    names = {e.experiment_id: e.name for e in client.search_experiments()}
     rows = []
     for run in sweeps:
         metric = run.data.tags.get("sweep_metric", "cv_accuracy_mean")
@@ -124,13 +158,15 @@ def list_sweeps(client: MlflowClient, experiment_name: str, uri: str) -> str:
         rows.append(
             {
                 "run_id": run.info.run_id,
+                "experiment": names.get(run.info.experiment_id, run.info.experiment_id),
                 "name": run.info.run_name,
                 "status": run.info.status,
                 "started": pd.Timestamp(run.info.start_time, unit="ms").strftime(
                     "%Y-%m-%d %H:%M:%S"
                 ),
                 "children": int(children),
-                f"best {metric}": run.data.metrics.get(f"best_{metric}"),
+                "metric": metric,
+                "best": run.data.metrics.get(f"best_{metric}"),
             }
         )
     with pd.option_context("display.width", 200, "display.max_colwidth", 70):

@@ -59,11 +59,13 @@ def split_record(run: Run) -> dict[str, str] | None:
     return {k: str(v) for k, v in record.items()}
 
 
-def split_differences(reference: dict[str, str], other: Mapping[str, str | None]) -> str:
-    """How `other`'s CV split differs from `reference`'s, e.g. `cv.seed=9, the training data`
-    (empty when they are the same folds)."""
+def split_differences(
+    reference: dict[str, str], other: Mapping[str, str | None], values: bool = True
+) -> str:
+    """How `other`'s CV split differs from `reference`'s: `cv.seed=9, the training data` (with
+    `values=False`: `cv.seed, the training data`); empty when they are the same folds."""
     return ", ".join(
-        "the training data" if k == FINGERPRINT_TAG else f"{k}={other.get(k)}"
+        "the training data" if k == FINGERPRINT_TAG else (f"{k}={other.get(k)}" if values else k)
         for k in reference
         if other.get(k) != reference[k]
     )
@@ -116,9 +118,9 @@ def compare_with_best(
         if split is None or folds is None:
             verdict.unpaired[run_id] = f"no per-fold {key} scores (an older version)"
             continue
-        differs = split_differences(best_split, split)
-        if differs:
-            verdict.unpaired[run_id] = f"other CV folds ({differs})"
+        differs = split_differences(best_split, split, values=False)
+        if differs:  # said once for all the children that differ the same way
+            verdict.unpaired[run_id] = f"scored on other CV folds (another {differs})"
             continue
         better, other = (best_folds, folds) if direction != "minimize" else (folds, best_folds)
         verdict.p_values[run_id] = corrected_ttest(better, other, n_train, n_test)[1]

@@ -80,12 +80,16 @@ def test_registering_the_same_sweep_twice_adds_no_version(registry) -> None:
     assert champion_version(client) == "2"
 
 
-def test_min_improvement_keeps_a_slightly_better_model_out(registry) -> None:
+def test_an_equal_score_ties_the_champion(registry) -> None:
     uri, client = registry["uri"], registry["client"]
     sweep_id = heart_sweep(uri, registry["tmp"], "model=logistic_regression", "model.C=0.5")
-    result = cli(uri, "src.register", "data=heart", "--sweep", sweep_id, "--min-improvement", "0.5")
+    result = cli(uri, "src.register", "--sweep", sweep_id)  # the python -m path, no overrides
     assert result.returncode == 0, result.stderr
-    assert "challenger" in result.stdout and "by at least 0.5" in result.stdout
+    best = client.get_run(client.get_run(sweep_id).data.tags["best_run_id"])
+    first = result.stdout.splitlines()[0]
+    source = f"{best.info.run_name!r} ({best.info.run_id}), cv_accuracy_mean=0.8264"
+    assert first.endswith(f"-> challenger: the sweep's best child {source}")
+    assert "ties the champion's 0.8264 (version 2): the champion stays" in result.stdout
     assert champion_version(client) == "2"
 
 
@@ -226,6 +230,10 @@ def evidence(registry) -> dict:
     uri, client = registry["uri"], registry["client"]
     champion = client.get_model_version_by_alias(NAME, "champion")
     sweep_id = heart_sweep(uri, registry["tmp"], *CLOSE_KNN)
+    # --min-improvement first: better by 0.016, not by 0.5
+    margin = in_process(uri, "src.register", "--sweep", sweep_id, "--min-improvement", "0.5")
+    assert margin.returncode == 0, margin.stderr
+    assert "does not beat the champion's 0.8264 (version 2) by at least 0.5" in margin.stdout
     result = in_process(uri, "src.register", "data=heart", "--sweep", sweep_id)
     assert result.returncode == 0, result.stderr
     version = client.get_run(sweep_id).data.tags["registry.version"]
@@ -293,9 +301,7 @@ def test_a_sweep_of_seeds_only_has_nothing_to_register(evidence) -> None:
     uri, client = evidence["uri"], evidence["client"]
     before = len(client.search_model_versions(f"name = '{NAME}'"))
     heart_sweep(uri, evidence["tmp"], "model=knn", "seed=1,2")
-    result = in_process(uri, "src.register", "data=heart")
+    result = in_process(uri, "src.register")  # the latest sweep of the store
     assert result.returncode == 1
-    assert "varies only seeds (seed, cv.seed, data.random_state): its best is the luckiest" in (
-        result.stderr
-    )
+    assert "varies only seeds (seed): its best is the luckiest seed" in result.stderr
     assert len(client.search_model_versions(f"name = '{NAME}'")) == before

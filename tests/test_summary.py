@@ -122,6 +122,14 @@ def test_summary_cli_prints_the_latest_sweep_ranked(failed_sweep, tmp_path) -> N
     exported = pd.read_csv(tmp_path / "results.csv")
     assert len(exported) == len(children) == 8
     assert {"model.n_neighbors", "cv.folds", "data.test_size", "test_accuracy"} <= set(exported)
+    assert "Wrote 8 runs (the sweep's child runs)" in by_id.stdout
+    every = in_process(uri, "src.summary", "--all", "--csv", str(tmp_path / "experiment.csv"))
+    assert every.returncode == 0, every.stderr
+    assert "Wrote 9 runs (every run of experiment 'iris-classification')" in every.stdout
+    assert set(pd.read_csv(tmp_path / "experiment.csv")["run_id"]) == {
+        parent.info.run_id,
+        *(c.info.run_id for c in children),
+    }
     listing = in_process(uri, "src.summary", "--experiment", "iris-classification", "--list")
     assert listing.returncode == 0 and parent.info.run_id in listing.stdout
     assert " 8 " in listing.stdout
@@ -132,8 +140,11 @@ def test_summary_cli_prints_the_latest_sweep_ranked(failed_sweep, tmp_path) -> N
     [
         (["--sweep", "0123456789abcdef0123456789abcdef"], "no run"),
         (["--sweep", "CHILD"], "is not a sweep"),
-        (["--experiment", "nope-classification"], "no experiment 'nope-classification'"),
-        (["data=wine", "--list"], "no experiment 'wine-classification'"),
+        (
+            ["--experiment", "nope-classification"],
+            "no experiment 'nope-classification' in the tracking store",
+        ),
+        (["data=wine", "--list"], "experiments here: Default, iris-classification"),
     ],
 )
 def test_summary_cli_bad_input_exits_1(failed_sweep, args, message) -> None:
@@ -143,6 +154,46 @@ def test_summary_cli_bad_input_exits_1(failed_sweep, args, message) -> None:
     result = in_process(uri, "src.summary", *args)
     assert result.returncode == 1
     assert message in result.stderr
+
+
+def test_summary_without_arguments_takes_the_latest_sweep_of_the_store(failed_sweep) -> None:
+    """Whichever experiment it is in (the configured default is breast cancer's)."""
+    uri = failed_sweep["uri"]
+    parent, _ = sweep_runs(uri)
+    result = in_process(uri, "src.summary")
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert parent.info.run_id in first and "in experiment 'iris-classification'" in first
+    listing = in_process(uri, "src.summary", "--list")
+    assert listing.returncode == 0 and "iris-classification" in listing.stdout
+
+
+def test_any_run_with_nested_children_is_summarised(tracking_uri) -> None:
+    """A parent this project did not make (no sweep tag), as MLflow autolog or Optuna's
+    callback make them: ranked by the metric given."""
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("foreign")
+    parent = client.create_run(experiment_id, run_name="GridSearchCV")
+    now = int(time.time() * 1000)
+    for alpha, score in ((0.1, 0.7), (1.0, 0.9), (10.0, 0.8)):
+        child = client.create_run(
+            experiment_id, tags={"mlflow.parentRunId": parent.info.run_id}, run_name=f"a{alpha}"
+        )
+        client.log_batch(
+            child.info.run_id,
+            metrics=[Metric("mean_test_score", score, now, 0)],
+            params=[Param("alpha", str(alpha))],
+        )
+        client.set_terminated(child.info.run_id, "FINISHED")
+    result = in_process(
+        tracking_uri, "src.summary", "--sweep", parent.info.run_id, "--metric", "mean_test_score"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ranked by mean_test_score (maximize)" in result.stdout
+    assert "Best run: a1.0" in result.stdout
+    assert "No paired comparison with the best: mean_test_score is not cross-validated" in (
+        result.stdout
+    )
 
 
 def test_summary_cli_on_an_experiment_without_sweeps(migrated_store, tmp_path) -> None:
