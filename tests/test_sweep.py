@@ -65,6 +65,10 @@ def test_knn_sweep_is_one_parent_with_six_children(run_train, tracking_uri, monk
     parent, children = assert_knn_sweep(tracking_uri, result.stdout)
     assert parent.data.params["sweep.model.n_neighbors"] == "3,5,7"
     assert parent.data.metrics["n_children"] == 6 and parent.data.metrics["n_failed"] == 0
+    # a short name the UI does not cut, the full description as the run's description
+    assert parent.info.run_name == "knn #1"
+    description = "sweep knn n_neighbors=3,5,7 weights=uniform,distance"
+    assert parent.data.tags["mlflow.note.content"] == description
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     best = max(children, key=lambda c: c.data.metrics["cv_accuracy_mean"])
     model = mlflow.pyfunc.load_model(f"runs:/{best.info.run_id}/model")

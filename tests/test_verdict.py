@@ -12,7 +12,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from src.compare import corrected_ttest, holm
-from src.ranking import load_summary, verdict_note
+from src.ranking import load_summary, reading_notes, verdict_note
 
 from .conftest import fold_history, heart_sweep, in_process, new_store, sweep_runs
 
@@ -156,3 +156,30 @@ def test_a_heart_sweep_carries_its_verdict_everywhere(migrated_store, tmp_path) 
     printed = in_process(uri, "src.summary", "--experiment", "heart-classification")
     assert printed.returncode == 0, printed.stderr
     assert sentence in printed.stdout and "p_value_vs_best" in printed.stdout
+
+
+def test_a_best_at_the_edge_of_its_grid_is_said(hand_made) -> None:
+    """The hand-made sweep's best has k=5 while k ran 1..15: not at the edge; with the
+    largest k made best, the note says the grid may be too small."""
+    client, parent, ids = hand_made
+    client.log_batch(parent.info.run_id, params=[Param("sweep.model.n_neighbors", "1,3,5,7,9,15")])
+    assert reading_notes(load_summary(client, client.get_run(parent.info.run_id))) == []
+    client.log_batch(ids["close"], metrics=[Metric("cv_accuracy_mean", 0.99, 0, 1)])
+    notes = reading_notes(load_summary(client, client.get_run(parent.info.run_id)))
+    assert notes == [
+        "The best model.n_neighbors (15) is the largest value tried: the best may lie beyond "
+        "the grid; extend it to see."
+    ]
+
+
+def test_a_seeds_only_sweep_is_said_to_have_no_winner(tracking_uri) -> None:
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("seeds")
+    parent = client.create_run(experiment_id, run_name="seeds", tags={"sweep": "true"})
+    client.log_batch(parent.info.run_id, params=[Param("sweep.seed", "1,2,3")])
+    for seed in (1, 2, 3):
+        make_child(client, experiment_id, parent.info.run_id, f"s{seed}", BEST, 5,
+                   params={"seed": str(seed), "cv.seed": str(seed)})  # fmt: skip
+    summary = load_summary(client, client.get_run(parent.info.run_id))
+    (note,) = reading_notes(summary)
+    assert note.startswith("This sweep varies only seeds (seed): its best is the luckiest seed")
