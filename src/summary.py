@@ -11,6 +11,8 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from src.evaluate import TEST_METRICS
+from src.families import family_note, family_table, write_family_files
 from src.ranking import (
     SweepSummary,
     build_table,
@@ -47,6 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--metric", help="rank by this metric (default: the sweep's own)")
     parser.add_argument("--direction", choices=("maximize", "minimize"), help="with --metric")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="each model family's best across the experiment's runs, with a paired test",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="with --compare: where to write (default outputs/compare/<exp>)"
+    )
     args = parser.parse_args(argv)
     try:
         uri, experiment_name = chosen_store(args)
@@ -60,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.list:
             print(list_sweeps(client, experiment_name, uri))
             return 0
+        if args.compare:
+            return compare_families(client, experiment_name, uri, args)
         parent = resolve_sweep(client, experiment_name, args.sweep, uri)
         summary = load_summary(client, parent, args.metric, args.direction)
     except (NoSweepError, MlflowException, TrackingError) as e:
@@ -92,6 +104,39 @@ def main(argv: list[str] | None = None) -> int:
             args.csv, index=False
         )
         print(f"\nWrote {len(runs)} runs ({what}) to {args.csv}")
+    return 0
+
+
+def compare_families(
+    client: MlflowClient, experiment_name: str | None, uri: str, args: argparse.Namespace
+) -> int:
+    """Print and write the model-family comparison of the experiment (default: the latest
+    sweep's)."""
+    if experiment_name is None:
+        experiment_id = experiment_sweeps(client, None, uri)[0].info.experiment_id
+        experiment_name = client.get_experiment(experiment_id).name
+    else:
+        found = client.get_experiment_by_name(experiment_name)
+        if found is None:
+            raise NoSweepError(f"no experiment {experiment_name!r} in the tracking store {uri}")
+        experiment_id = found.experiment_id
+    metric = args.metric or "cv_accuracy_mean"
+    direction = args.direction or "maximize"
+    table, verdict = family_table(client, experiment_id, metric, direction)
+    out = args.out or Path("outputs") / "compare" / experiment_name.replace("/", "_")
+    files = write_family_files(table, verdict, metric, experiment_name, out)
+    print(f"Model families of experiment {experiment_name!r}, by {metric} ({direction})\n")
+    columns = ["model", "n_configs", "run_name", metric, metric.removesuffix("_mean") + "_std"]
+    columns += [*TEST_METRICS, "p_value_holm", "equivalent_to_best"]
+    shown = table[[c for c in columns if c in table]].copy()
+    for column in ("p_value_holm", "equivalent_to_best"):
+        if column in shown:
+            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else _cell(v))
+    options = ("display.width", 250, "display.max_colwidth", 40)
+    with pd.option_context(*options, "display.float_format", "{:.4f}".format):
+        print(shown.to_string(index=False))
+    print(f"\nNote: {family_note(table, verdict)}")
+    print(f"\nWrote {', '.join(str(f) for f in files)}")
     return 0
 
 

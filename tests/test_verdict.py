@@ -23,7 +23,8 @@ SPLIT_TAGS = {"data.train_fingerprint": "abc", "cv.n_train": "194", "cv.n_test":
 
 def make_child(client, experiment_id, parent_id, name, folds, k, params=None, tags=None):
     """A finished child with cv_accuracy per fold (None: none logged, as an older version)."""
-    run = client.create_run(experiment_id, run_name=name, tags={"mlflow.parentRunId": parent_id})
+    parent = {"mlflow.parentRunId": parent_id} if parent_id else {}  # None: a single run
+    run = client.create_run(experiment_id, run_name=name, tags=parent)
     now = int(time.time() * 1000)
     scores = folds if folds is not None else [0.5, 0.5]
     metrics = [Metric("cv_accuracy_mean", sum(scores) / len(scores), now, 0)]
