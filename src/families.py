@@ -153,7 +153,7 @@ def plot_families(table: pd.DataFrame, metric: str, experiment: str) -> plt.Figu
             color=colors, capsize=4)  # fmt: skip
     spread = errors.fillna(0).to_numpy() if errors is not None else np.zeros(len(ordered))
     for y, (value, err) in enumerate(zip(ordered[metric].astype(float), spread, strict=True)):
-        ax.text(value + err, y, f"  {value:.3f}", va="center", ha="left", fontsize="small")
+        ax.text(float(value + err), y, f"  {value:.3f}", va="center", ha="left", fontsize="small")
     top = float((ordered[metric].astype(float) + spread).max())
     ax.set_xlim(0.0, max(1.0, top * 1.12) if top > 1 else 1.12)  # bars from 0: honest lengths
     ax.set(xlabel=f"{metric} (± CV std) of each family's best",
