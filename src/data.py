@@ -6,7 +6,7 @@ import hashlib
 import io
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -40,6 +40,11 @@ class Dataset:
     X_test: pd.DataFrame
     y_train: pd.Series
     y_test: pd.Series
+    class_names: dict = field(default_factory=dict)  # label -> how a reader calls it
+
+    def class_name(self, label: object) -> str:
+        """The label's name from `data.class_names`, or the label itself."""
+        return str(self.class_names.get(label, label))
 
     @property
     def classes(self) -> list:
@@ -97,7 +102,9 @@ def split_dataset(name: str, X: pd.DataFrame, y: pd.Series, data_cfg: DictConfig
         )
     except ValueError as e:
         raise DataError(f"cannot split {name} with data.test_size={test_size}: {e}") from e
-    return Dataset(name, X_train, X_test, y_train, y_test)
+    names = data_cfg.get("class_names") or {}
+    class_names = {k: str(v) for k, v in dict(names).items()}
+    return Dataset(name, X_train, X_test, y_train, y_test, class_names)
 
 
 def check_test_size(test_size: object) -> None:

@@ -51,7 +51,8 @@ def train(cfg: DictConfig) -> float:
     }
     if (job_num := job_number()) is not None:
         job_tags["job_number"] = str(job_num)
-    with job_run(target, child_run_name(cfg, overrides, swept), job_tags) as run_id:
+    run_name = child_run_name(cfg, overrides, swept)
+    with job_run(target, run_name, job_tags) as run_id:
         data, pipeline = prepared or prepare(cfg)
         result = evaluate(pipeline, data, cfg.cv.folds, cfg.cv.seed, cfg.cv.repeats)
         params = flatten_config(cfg) | group_choices()
@@ -63,7 +64,8 @@ def train(cfg: DictConfig) -> float:
             artifacts = Path(tmp)
             model_id = log_model(cfg, target, run_id, pipeline, data, params)
             if cfg.mlflow.log_plots:
-                save_child_plots(pipeline, data, result, artifacts / "plots")
+                title = f"{run_name} ({cfg.data.name}, run {run_id[:8]})"
+                save_child_plots(pipeline, data, result, artifacts / "plots", title)
             (artifacts / "config").mkdir()
             config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
             (artifacts / "config" / "config.yaml").write_text(config_yaml)

@@ -20,8 +20,9 @@ from sklearn.utils import check_random_state  # noqa: E402
 from src.data import Dataset  # noqa: E402
 from src.evaluate import Evaluation  # noqa: E402
 
-DPI = 80
+DPI = 150  # report-ready
 MAX_FEATURES_SHOWN = 20
+PERMUTATION_REPEATS = 30  # the test split is small (61 rows for heart): many shuffles
 PERMUTED_ROWS_PER_CALL = 100_000  # rows of permuted copies predicted at once (bounds memory)
 
 
@@ -34,44 +35,81 @@ class ChildPlots:
     classes: list
     confusion: np.ndarray
     roc_auc: float
-    importance: tuple[list[str], np.ndarray, str]  # feature names, values, what they are
+    importance: Importance
+    title: str = ""  # the run, as its title line names it
+    class_names: tuple[str, ...] = ()  # how to call `classes`, in order
 
 
-def child_plots(pipeline: Pipeline, data: Dataset, result: Evaluation) -> ChildPlots:
+@dataclass(frozen=True)
+class Importance:
+    """Feature importances: names, values, their spread (None: no error bars), what they are."""
+
+    names: list[str]
+    values: np.ndarray
+    spread: np.ndarray | None
+    kind: str
+    signed: bool = False
+
+
+def child_plots(
+    pipeline: Pipeline, data: Dataset, result: Evaluation, title: str = ""
+) -> ChildPlots:
     """The data of a child's plots (computes feature importance)."""
+    classes = list(result.classes)
     return ChildPlots(
         y_test=np.asarray(data.y_test),
         y_score=result.y_score,
-        classes=list(result.classes),
+        classes=classes,
         confusion=result.confusion,
         roc_auc=result.metrics["roc_auc"],
         importance=feature_importance(pipeline, data),
+        title=title,
+        class_names=tuple(data.class_name(c) for c in classes),
     )
 
 
-def save_child_plots(pipeline: Pipeline, data: Dataset, result: Evaluation, out_dir: Path) -> None:
-    """Write roc_curve.png, confusion_matrix.png and feature_importance.png into `out_dir`."""
-    render_child_plots(child_plots(pipeline, data, result), out_dir)
+def save_child_plots(
+    pipeline: Pipeline, data: Dataset, result: Evaluation, out_dir: Path, title: str = ""
+) -> None:
+    """Write roc_curve.png, confusion_matrix.png and feature_importance.png into `out_dir`,
+    each titled with `title` (the run)."""
+    render_child_plots(child_plots(pipeline, data, result, title), out_dir)
+
+
+DRAWINGS = {
+    "roc_curve": lambda ax, plots: plot_roc_curve(ax, plots),
+    "confusion_matrix": lambda ax, plots: plot_confusion_matrix(ax, plots),
+    "feature_importance": lambda ax, plots: plot_feature_importance(ax, plots),
+}
 
 
 def render_child_plots(plots: ChildPlots, out_dir: Path) -> None:
     """Render the three PNGs of `plots` into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, draw in (
-        ("roc_curve", plot_roc_curve),
-        ("confusion_matrix", plot_confusion_matrix),
-        ("feature_importance", plot_feature_importance),
-    ):
-        fig, ax = plt.subplots(figsize=(5, 4))
+    for name in DRAWINGS:
+        fig = child_figure(name, plots)
         try:
-            draw(ax, plots)
-            # fixed margins instead of tight_layout (a third of a plot's cost); room on the
-            # left for feature names
-            left = 0.38 if name == "feature_importance" else 0.16
-            fig.subplots_adjust(left=left, right=0.96, bottom=0.13, top=0.91)
             save_png(fig, out_dir / f"{name}.png")
         finally:
             plt.close(fig)
+
+
+def child_figure(name: str, plots: ChildPlots) -> plt.Figure:
+    """One of the child's figures (`roc_curve`, `confusion_matrix`, `feature_importance`),
+    titled with the run."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.4))
+    DRAWINGS[name](ax, plots)
+    if plots.title:
+        fig.suptitle(_shorten(plots.title), fontsize="medium")
+    # fixed margins instead of tight_layout (a third of a plot's cost); room on the left for
+    # feature names
+    left = 0.34 if name == "feature_importance" else 0.2
+    fig.subplots_adjust(left=left, right=0.96, bottom=0.13, top=0.84)
+    return fig
+
+
+def _shorten(text: str, width: int = 70) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def save_png(fig: plt.Figure, path: Path) -> None:
@@ -94,7 +132,7 @@ def plot_roc_curve(ax: plt.Axes, plots: ChildPlots) -> None:
             if positives.all() or not positives.any():
                 continue
             fpr, tpr, _ = roc_curve(positives, plots.y_score[:, column])
-            ax.plot(fpr, tpr, label=f"class {label} (AUC = {auc(fpr, tpr):.3f})")
+            ax.plot(fpr, tpr, label=f"{_name(plots, column)} (AUC = {auc(fpr, tpr):.3f})")
         ax.legend(loc="lower right", fontsize="small")
     ax.set(xlabel="False positive rate", ylabel="True positive rate",
            title=f"ROC curve (AUC = {plots.roc_auc:.3f})")  # fmt: skip
@@ -105,24 +143,41 @@ def plot_confusion_matrix(ax: plt.Axes, plots: ChildPlots) -> None:
     counts = plots.confusion
     ax.imshow(counts, cmap="Blues")
     ticks = range(len(plots.classes))
-    ax.set(xticks=ticks, yticks=ticks, xticklabels=plots.classes, yticklabels=plots.classes,
-           xlabel="Predicted", ylabel="True", title="Confusion matrix (test)")  # fmt: skip
+    names = [_name(plots, i) for i in ticks]
+    ax.set(xticks=ticks, yticks=ticks, xticklabels=names, yticklabels=names,
+           xlabel="Predicted", ylabel="True", title="Confusion matrix (test split)")  # fmt: skip
+    ax.tick_params(axis="y", labelrotation=90)
+    for label in ax.get_yticklabels():
+        label.set_verticalalignment("center")
     threshold = counts.max() / 2
     for (i, j), count in np.ndenumerate(counts):
         color = "white" if count > threshold else "black"
         ax.text(j, i, str(count), ha="center", va="center", color=color)
 
 
-def feature_importance(pipeline: Pipeline, data: Dataset) -> tuple[list[str], np.ndarray, str]:
-    """The model's importances or |coefficients|, else permutation importance on the test set."""
+def _name(plots: ChildPlots, index: int) -> str:
+    return plots.class_names[index] if plots.class_names else str(plots.classes[index])
+
+
+def feature_importance(pipeline: Pipeline, data: Dataset) -> Importance:
+    """The model's importances; a linear model's coefficients (signed when binary: the
+    direction matters); else permutation importance on the test split, with its spread over
+    the shuffles."""
     model = pipeline[-1]
     if hasattr(model, "feature_importances_"):
         names = pipeline[:-1].get_feature_names_out()
-        return list(names), np.asarray(model.feature_importances_), "impurity importance"
+        return Importance(list(names), np.asarray(model.feature_importances_), None,
+                          "impurity importance")  # fmt: skip
     coef = getattr(model, "coef_", None)
     if coef is not None and not hasattr(coef, "toarray"):
-        names = pipeline[:-1].get_feature_names_out()
-        return list(names), np.abs(np.atleast_2d(coef)).mean(axis=0), "|coefficient|"
+        names = list(pipeline[:-1].get_feature_names_out())
+        coef = np.atleast_2d(coef)
+        if coef.shape[0] == 1:
+            positive = data.class_name(model.classes_[-1])
+            kind = f"coefficient (scaled features; > 0 pushes towards {positive})"
+            return Importance(names, coef[0], None, kind, signed=True)
+        return Importance(names, np.abs(coef).mean(axis=0), None,
+                          "mean |coefficient| over the classes")  # fmt: skip
     preprocess = pipeline[:-1]
     if list(preprocess.get_feature_names_out()) == list(data.X_test.columns):
         # every column is numeric and preprocessed on its own (impute, scale), so permuting a
@@ -131,17 +186,19 @@ def feature_importance(pipeline: Pipeline, data: Dataset) -> tuple[list[str], np
         X, estimator = preprocess.transform(data.X_test), pipeline[-1]
     else:  # one-hot columns: permute the raw column, as a user would read the result
         X, estimator = data.X_test, pipeline
-    importances = permutation_importance_mean(estimator, X, data.y_test)
-    return list(data.X_test.columns), importances, "permutation importance"
+    mean, std = permutation_importances(estimator, X, data.y_test, PERMUTATION_REPEATS)
+    kind = f"permutation importance (accuracy drop, ± std over {PERMUTATION_REPEATS} shuffles)"
+    return Importance(list(data.X_test.columns), mean, std, kind)
 
 
-def permutation_importance_mean(
+def permutation_importances(
     estimator: Any, X: Any, y: Any, n_repeats: int = 5, random_state: int = 0
-) -> np.ndarray:
-    """`sklearn.inspection.permutation_importance(...).importances_mean` for accuracy, with the
-    same shuffles (so the same numbers), but the permuted copies of X are stacked and predicted
-    in a few large calls instead of one call per feature and repeat (65 for the heart data):
-    a classifier predicts row by row, and the per-call overhead was most of the cost."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """`sklearn.inspection.permutation_importance(...)`'s importances_mean and importances_std
+    for accuracy, with the same shuffles (so the same numbers), but the permuted copies of X
+    are stacked and predicted in a few large calls instead of one call per feature and repeat
+    (65 for the heart data): a classifier predicts row by row, and the per-call overhead was
+    most of the cost."""
     y = np.asarray(y)
     n_rows, n_features = X.shape
     seed = check_random_state(random_state).randint(np.iinfo(np.int32).max + 1)
@@ -171,13 +228,21 @@ def permutation_importance_mean(
                 stacked[rows, j] = permuted[j, r]
         hits = estimator.predict(stacked).reshape(len(chunk), n_rows) == y
         scores[start : start + len(chunk)] = hits.mean(axis=1)
-    return np.mean(baseline - scores.reshape(n_features, n_repeats), axis=1)
+    drops = baseline - scores.reshape(n_features, n_repeats)
+    return drops.mean(axis=1), drops.std(axis=1)
 
 
 def plot_feature_importance(ax: plt.Axes, plots: ChildPlots) -> None:
-    """Horizontal bars of the most important features, largest on top."""
-    names, values, kind = plots.importance
-    order = np.argsort(values)[-MAX_FEATURES_SHOWN:]
-    ax.barh([str(names[i]) for i in order], values[order], color="tab:blue")
+    """Horizontal bars of the most important features, largest on top; signed coefficients in
+    two colours, permutation importance with its spread as error bars."""
+    imp = plots.importance
+    order = np.argsort(np.abs(imp.values) if imp.signed else imp.values)[-MAX_FEATURES_SHOWN:]
+    values = imp.values[order]
+    colors = np.where(values >= 0, "tab:red", "tab:blue") if imp.signed else "tab:blue"
+    errors = imp.spread[order] if imp.spread is not None else None
+    ax.barh([str(imp.names[i]) for i in order], values, xerr=errors, color=colors, capsize=2)
+    if imp.signed:
+        ax.axvline(0, color="black", linewidth=0.8)
     ax.tick_params(axis="y", labelsize="small")
-    ax.set(xlabel=kind, title="Feature importance")
+    ax.set_xlabel(imp.kind, fontsize="small")
+    ax.set_title("Feature importance")

@@ -40,9 +40,24 @@ def save_sweep_plots(
     return paths
 
 
+MAX_LABELLED_VALUES = 12  # a parallel-coordinates axis names every value up to this many
+
+
 def _numeric(values: pd.Series) -> pd.Series | None:
     parsed = pd.to_numeric(values, errors="coerce")
     return parsed if parsed.notna().all() else None
+
+
+def _log_spaced(values: pd.Series) -> bool:
+    return bool(values.min() > 0 and values.max() / values.min() >= 100)
+
+
+def natural_order(values: pd.Series) -> list[str]:
+    """Distinct values as labels in their natural order: numbers ascending (3, 10), then the
+    rest (None, words) alphabetically."""
+    labels = values.astype(str).unique().tolist()
+    number = dict(zip(labels, pd.to_numeric(pd.Series(labels), errors="coerce"), strict=True))
+    return sorted(labels, key=lambda v: (0, number[v], "") if pd.notna(number[v]) else (1, 0, v))
 
 
 def plot_metric_vs_params(ranked: pd.DataFrame, params: list[str], metric: str) -> plt.Figure:
@@ -55,10 +70,13 @@ def plot_metric_vs_params(ranked: pd.DataFrame, params: list[str], metric: str) 
             means = y.groupby(numeric).mean()
             ax.scatter(numeric, y, alpha=0.5, s=18)
             ax.plot(means.index, means.to_numpy(), color="tab:red", marker="o", label="mean")
-            if numeric.min() > 0 and numeric.max() / numeric.min() >= 100:
+            if _log_spaced(numeric):
                 ax.set_xscale("log")
+            ax.set_xticks(sorted(numeric.unique()), [f"{v:g}" for v in sorted(numeric.unique())],
+                          rotation=30 if numeric.nunique() > 6 else 0)  # fmt: skip
+            ax.minorticks_off()
         else:
-            labels = sorted(ranked[key].astype(str).unique())
+            labels = natural_order(ranked[key])
             position = {label: i for i, label in enumerate(labels)}
             x = ranked[key].astype(str).map(position)
             jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(x))
@@ -81,16 +99,23 @@ def plot_parallel_coordinates(ranked: pd.DataFrame, params: list[str], metric: s
     for key in columns:
         numeric = _numeric(ranked[key])
         if numeric is None:
-            labels = sorted(ranked[key].astype(str).unique())
+            labels = natural_order(ranked[key])
             codes = ranked[key].astype(str).map({v: i for i, v in enumerate(labels)})
             span = max(len(labels) - 1, 1)
             scaled[key] = codes / span
             ticks[key] = [(i / span, v) for i, v in enumerate(labels)]
         else:
-            low, high = float(numeric.min()), float(numeric.max())
+            position = np.log10(numeric) if key != metric and _log_spaced(numeric) else numeric
+            low, high = float(position.min()), float(position.max())
             extent = (high - low) or 1.0
-            scaled[key] = (numeric - low) / extent
-            ticks[key] = [(0.0, f"{low:g}"), (1.0, f"{high:g}")]
+            scaled[key] = (position - low) / extent
+            distinct = sorted(numeric.unique())
+            if key == metric or len(distinct) > MAX_LABELLED_VALUES:
+                shown = [distinct[0], distinct[-1]]
+            else:
+                shown = distinct
+            where = dict(zip(numeric, scaled[key], strict=True))
+            ticks[key] = [(float(where[v]), f"{v:.4g}") for v in shown]
     fig, ax = plt.subplots(figsize=(max(5, 2 * len(columns)), 4))
     values = ranked[metric].astype(float)
     norm = plt.Normalize(values.min(), values.max())

@@ -25,10 +25,14 @@ def fitted(model: str, data: str, heart_csv):
 def test_permutation_shortcut_equals_permuting_through_the_pipeline(heart_csv) -> None:
     pipeline, data, _ = fitted("knn", "heart", heart_csv)
     assert data.X_test.isna().any().any() or data.X_train.isna().any().any()
-    names, values, kind = feature_importance(pipeline, data)
-    assert kind == "permutation importance" and names == list(data.X_test.columns)
-    direct = permutation_importance(pipeline, data.X_test, data.y_test, n_repeats=5, random_state=0)
-    np.testing.assert_allclose(values, direct.importances_mean)
+    importance = feature_importance(pipeline, data)
+    assert importance.kind.startswith("permutation importance")
+    assert importance.names == list(data.X_test.columns)
+    direct = permutation_importance(
+        pipeline, data.X_test, data.y_test, n_repeats=plots.PERMUTATION_REPEATS, random_state=0
+    )
+    np.testing.assert_allclose(importance.values, direct.importances_mean)
+    np.testing.assert_allclose(importance.spread, direct.importances_std)
 
 
 @pytest.mark.parametrize(
@@ -44,10 +48,11 @@ def test_stacked_permutation_importance_equals_sklearns(
     monkeypatch.setattr(plots, "PERMUTED_ROWS_PER_CALL", rows_per_call)
     X_array = pipeline[:-1].transform(dataset.X_test)
     for estimator, X in ((pipeline, dataset.X_test), (pipeline[-1], X_array)):
-        ours = plots.permutation_importance_mean(estimator, X, dataset.y_test)
+        mean, std = plots.permutation_importances(estimator, X, dataset.y_test)
         sklearns = permutation_importance(estimator, X, dataset.y_test, n_repeats=5, random_state=0)
-        np.testing.assert_array_equal(ours, sklearns.importances_mean)
-        assert np.any(ours != 0)
+        np.testing.assert_array_equal(mean, sklearns.importances_mean)
+        np.testing.assert_allclose(std, sklearns.importances_std)
+        assert np.any(mean != 0) and np.any(std != 0)
 
 
 @pytest.mark.parametrize(
@@ -65,3 +70,41 @@ def test_child_plots_are_written(model, data, heart_csv, tmp_path) -> None:
     for name in ("roc_curve", "confusion_matrix", "feature_importance"):
         png = (tmp_path / f"{name}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_child_plots_read_as_a_report_needs(heart_csv, tmp_path) -> None:
+    """Heart, logistic regression: classes by name, signed coefficients (direction matters to
+    a clinician), the run in every title, 150 dpi."""
+    from PIL import Image
+
+    pipeline, dataset, result = fitted("logistic_regression", "heart", heart_csv)
+    child = plots.child_plots(pipeline, dataset, result, "logistic_regression (heart, run ab12)")
+    assert child.class_names == ("no disease", "disease")
+    confusion = plots.child_figure("confusion_matrix", child)
+    ticks = [t.get_text() for t in confusion.axes[0].get_xticklabels()]
+    assert ticks == ["no disease", "disease"]
+    assert confusion.texts[0].get_text() == "logistic_regression (heart, run ab12)"
+    roc = plots.child_figure("roc_curve", child)
+    legend = [t.get_text() for t in roc.axes[0].get_legend().get_texts()]
+    assert legend == [f"disease (AUC = {result.metrics['roc_auc']:.3f})"]
+    importance = plots.child_figure("feature_importance", child)
+    ax = importance.axes[0]
+    assert "> 0 pushes towards disease" in ax.get_xlabel()
+    assert child.importance.signed and (child.importance.values < 0).any()
+    widths = [bar.get_width() for bar in ax.patches]
+    assert min(widths) < 0 < max(widths)
+    for fig in (confusion, roc, importance):
+        plots.plt.close(fig)
+    save_child_plots(pipeline, dataset, result, tmp_path, "title")
+    with Image.open(tmp_path / "feature_importance.png") as image:
+        assert image.info["dpi"][0] == pytest.approx(plots.DPI, abs=1) and plots.DPI >= 150
+
+
+def test_permutation_importance_has_error_bars(heart_csv) -> None:
+    pipeline, dataset, result = fitted("knn", "heart", heart_csv)
+    child = plots.child_plots(pipeline, dataset, result)
+    fig = plots.child_figure("feature_importance", child)
+    ax = fig.axes[0]
+    assert "± std over 30 shuffles" in ax.get_xlabel()
+    assert any(type(c).__name__ == "ErrorbarContainer" for c in ax.containers)  # xerr drawn
+    plots.plt.close(fig)
