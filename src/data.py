@@ -41,6 +41,7 @@ class Dataset:
     y_train: pd.Series
     y_test: pd.Series
     class_names: dict = field(default_factory=dict)  # label -> how a reader calls it
+    categorical: list[str] = field(default_factory=list)  # numeric codes to one-hot encode
 
     def class_name(self, label: object) -> str:
         """The label's name from `data.class_names`, or the label itself."""
@@ -104,7 +105,8 @@ def split_dataset(name: str, X: pd.DataFrame, y: pd.Series, data_cfg: DictConfig
         raise DataError(f"cannot split {name} with data.test_size={test_size}: {e}") from e
     names = data_cfg.get("class_names") or {}
     class_names = {k: str(v) for k, v in dict(names).items()}
-    return Dataset(name, X_train, X_test, y_train, y_test, class_names)
+    categorical = [str(c) for c in data_cfg.get("categorical") or []]
+    return Dataset(name, X_train, X_test, y_train, y_test, class_names, categorical)
 
 
 def check_test_size(test_size: object) -> None:
@@ -211,6 +213,12 @@ def _validate(
         )
     if X.shape[1] == 0:
         raise DataError(f"data={data_cfg.name} has no feature columns besides the target")
+    unknown = [str(c) for c in data_cfg.get("categorical") or [] if c not in X.columns]
+    if unknown:
+        raise DataError(
+            f"data.categorical names {', '.join(map(repr, unknown))}, not a feature column of "
+            f"data={data_cfg.name}: {list(map(str, X.columns))}"
+        )
     numeric = X.select_dtypes("number").columns
     # float64 throughout, so a missing value in a column at predict time keeps the logged signature
     X = X.astype({c: "float64" for c in numeric})

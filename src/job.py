@@ -119,7 +119,7 @@ def prepare(cfg: DictConfig) -> tuple[Dataset, Pipeline]:
     check_settings(cfg)
     data = load_dataset(cfg.data)
     check_folds(cfg.cv.folds, data.y_train, str(cfg.data.name))
-    return data, build_pipeline(cfg.model, data.X_train)
+    return data, build_pipeline(cfg.model, data.X_train, data.categorical)
 
 
 def log_model(

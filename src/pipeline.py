@@ -46,9 +46,13 @@ def build_estimator(model_cfg: DictConfig) -> ClassifierMixin:
     return estimator
 
 
-def build_pipeline(model_cfg: DictConfig, X: pd.DataFrame) -> Pipeline:
-    """Impute and scale numeric columns, one-hot encode the others, then the estimator."""
-    numeric = X.select_dtypes("number").columns.tolist()
+def build_pipeline(
+    model_cfg: DictConfig, X: pd.DataFrame, categorical_codes: list[str] | None = None
+) -> Pipeline:
+    """Impute and scale numeric columns; impute and one-hot encode the others and the numeric
+    codes named in `categorical_codes` (data.categorical); then the estimator."""
+    codes = set(categorical_codes or [])
+    numeric = [c for c in X.select_dtypes("number").columns if c not in codes]
     categorical = [c for c in X.columns if c not in numeric]
     transformers = [
         ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")),

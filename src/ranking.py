@@ -14,6 +14,7 @@ from src.store import children_of
 from src.verdict import DEFAULT_ALPHA, Verdict, compare_with_best, verdict_columns
 
 SEED_KEYS = ("seed", "random_state")  # a sweep over only these measures noise
+MAX_LISTED = 10  # the verdict names the equivalent configurations up to this many
 
 CONFUSION = ("tn", "fp", "fn", "tp")
 
@@ -212,6 +213,14 @@ def verdict_note(summary: SweepSummary) -> str | None:
         sentences.append(
             f"All {len(equal) + 1} configurations are statistically indistinguishable from the "
             f"best ({test}): none is significantly worse than the best{more}."
+        )
+    elif len(equal) > MAX_LISTED:  # name the fewer: the significantly worse ones
+        worse = [names[i] for i in verdict.adjusted if not verdict.equivalent(i)]
+        sentences.append(
+            f"{len(equal) + 1} of {len(verdict.adjusted) + 1} configurations are statistically "
+            f"indistinguishable from the best ({test}): all but the {len(worse)} significantly "
+            f"worse, {', '.join(worse)} (equivalent_to_best in the table). These folds cannot "
+            f"tell them apart{more}."
         )
     elif equal:
         sentences.append(

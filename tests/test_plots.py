@@ -18,7 +18,7 @@ from .test_train import compose_cfg, data_overrides
 def fitted(model: str, data: str, heart_csv):
     cfg = compose_cfg(f"model={model}", *data_overrides(data, heart_csv))
     dataset = load_dataset(cfg.data)
-    pipeline = build_pipeline(cfg.model, dataset.X_train)
+    pipeline = build_pipeline(cfg.model, dataset.X_train, dataset.categorical)
     return pipeline, dataset, evaluate(pipeline, dataset, folds=3, seed=0)
 
 

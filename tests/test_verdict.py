@@ -120,11 +120,12 @@ def test_prefer_chooses_the_most_preferred_of_the_equivalent(hand_made) -> None:
 
 
 def test_a_heart_sweep_carries_its_verdict_everywhere(migrated_store, tmp_path) -> None:
-    """Two identical KNNs (brute force and a ball tree find the same neighbours), and a 1-NN
-    far behind: the CSV's p-values are the formula on the folds the children logged."""
+    """Logistic regressions in identical pairs (more iterations than lbfgs needs change
+    nothing), one pair so regularised (C=0.0001) that it is far behind: the CSV's p-values are
+    the formula on the folds the children logged."""
     uri = new_store(migrated_store, tmp_path)
-    overrides = ["model=knn", "model.n_neighbors=1,15", "+model.algorithm=brute,ball_tree"]
-    overrides += ["cv.repeats=4", "sweep.prefer=model.n_neighbors:max", "mlflow.log_model=false"]
+    overrides = ["model=logistic_regression", "model.C=0.0001,1", "model.max_iter=3000,5000"]
+    overrides += ["cv.repeats=4", "sweep.prefer=model.max_iter:max", "mlflow.log_model=false"]
     heart_sweep(uri, tmp_path / "sweep", *overrides)
     parent, children = sweep_runs(uri)
     client = MlflowClient(uri)
@@ -142,15 +143,16 @@ def test_a_heart_sweep_carries_its_verdict_everywhere(migrated_store, tmp_path) 
     for row in table.iloc[1:].itertuples():
         expected = corrected_ttest(best_folds, folds(row.run_id), n_train, n_test)[1]
         assert row.p_value_vs_best == pytest.approx(expected, abs=1e-12)
-    by_k = table.groupby(table["model.n_neighbors"])
-    fifteen, one = by_k.get_group(15), by_k.get_group(1)
-    assert fifteen["equivalent_to_best"].all()  # the twin: p = 1
-    assert (fifteen["p_value_vs_best"].dropna() == 1.0).all()
-    assert not one["equivalent_to_best"].any() and (one["p_value_holm"] < 0.05).all()
+    one, weak = (table[table["model.C"].astype(float) == c] for c in (1.0, 0.0001))
+    assert one["equivalent_to_best"].all()  # the best and its twin
+    assert list(one["p_value_vs_best"].dropna()) == [1.0]  # identical folds
+    assert not weak["equivalent_to_best"].any() and (weak["p_value_holm"] < 0.05).all()
     assert parent.data.metrics["n_equivalent_to_best"] == 2
     assert parent.data.tags["sweep_alpha"] == "0.05"
-    rule = "sweep.prefer=model.n_neighbors:max: the largest model.n_neighbors among the 2"
+    rule = "sweep.prefer=model.max_iter:max: the largest model.max_iter among the 2"
     assert rule in parent.data.tags["selection_rule"]
+    chosen = one[one["model.max_iter"] == 5000]["run_id"].iloc[0]
+    assert parent.data.tags["best_run_id"] == chosen
     markdown = (tmp_path / "sweep" / "sweep_summary.md").read_text()
     sentence = "2 of 4 configurations are statistically indistinguishable from the best"
     assert sentence in markdown and rule in markdown
@@ -184,3 +186,17 @@ def test_a_seeds_only_sweep_is_said_to_have_no_winner(tracking_uri) -> None:
     summary = load_summary(client, client.get_run(parent.info.run_id))
     (note,) = reading_notes(summary)
     assert note.startswith("This sweep varies only seeds (seed): its best is the luckiest seed")
+
+
+def test_a_long_list_of_equivalents_names_the_fewer_worse_ones(tracking_uri) -> None:
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("many")
+    parent = client.create_run(experiment_id, run_name="many", tags={"sweep": "true"})
+    for k in range(12):
+        make_child(client, experiment_id, parent.info.run_id, f"twin{k}", BEST, k)
+    make_child(client, experiment_id, parent.info.run_id, "far", [v - 0.3 for v in BEST], 99)
+    note = verdict_note(load_summary(client, client.get_run(parent.info.run_id)))
+    assert note is not None and note.startswith(
+        "12 of 13 configurations are statistically indistinguishable from the best"
+    )
+    assert "all but the 1 significantly worse, far (equivalent_to_best in the table)" in note

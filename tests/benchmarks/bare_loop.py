@@ -42,7 +42,7 @@ def main(heart_csv: str) -> None:
                 "metric": metric,
             }
         )
-        evaluate(build_pipeline(model, data.X_train), data, folds=5, seed=42)
+        evaluate(build_pipeline(model, data.X_train, data.categorical), data, folds=5, seed=42)
 
 
 if __name__ == "__main__":

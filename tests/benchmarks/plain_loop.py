@@ -29,9 +29,10 @@ from sklearn.model_selection import (
 )
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 NEIGHBORS = range(1, 25)
+CATEGORICAL = ["cp", "restecg", "slope", "thal", "ca"]  # as conf/data/heart.yaml one-hot encodes
 WEIGHTS = ("uniform", "distance")
 METRICS = ("euclidean", "manhattan", "chebyshev")
 
@@ -47,11 +48,16 @@ def main(heart_csv: str, accuracy_only: bool = False) -> None:
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=0.2, stratify=y, random_state=42
     )
+    numeric = [c for c in X.columns if c not in CATEGORICAL]
     cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=42)
     for k, weights, metric in itertools.product(NEIGHBORS, WEIGHTS, METRICS):
         preprocess = ColumnTransformer(
             [("numeric", Pipeline([("impute", SimpleImputer(strategy="median")),
-                                   ("scale", StandardScaler())]), list(X.columns))]
+                                   ("scale", StandardScaler())]), numeric),
+             ("categorical", Pipeline([("impute", SimpleImputer(strategy="most_frequent")),
+                                       ("encode", OneHotEncoder(handle_unknown="ignore",
+                                                                sparse_output=False))]),
+              CATEGORICAL)]
         )  # fmt: skip
         model = KNeighborsClassifier(n_neighbors=k, weights=weights, metric=metric)
         pipeline = Pipeline([("preprocess", preprocess), ("model", model)])
