@@ -126,12 +126,14 @@ def log_sklearn_model(
     input_example: Any,
     fmt: str,
     params: dict[str, str] | None = None,
+    predict_fn: str = "predict",
 ) -> str:
     """Log the fitted pipeline as the MLflow model `model` (explicit requirements, `params` as
-    the model's params); return the logged model's id."""
+    the model's params; its pyfunc, and so `mlflow models serve`, answers `predict_fn`);
+    return the logged model's id."""
     from mlflow.models import infer_signature
 
-    signature = infer_signature(input_example, pipeline.predict(input_example))
+    signature = infer_signature(input_example, getattr(pipeline, predict_fn)(input_example))
     skops_trusted = None
     if fmt == "skops":
         import skops.io
@@ -148,6 +150,7 @@ def log_sklearn_model(
             signature=signature,
             input_example=input_example,
             serialization_format=fmt,
+            pyfunc_predict_fn=predict_fn,
             skops_trusted_types=skops_trusted,
             pip_requirements=model_requirements(),
             params={k: v[:MAX_PARAM_VAL_LENGTH] for k, v in (params or {}).items()},

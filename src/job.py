@@ -140,8 +140,14 @@ def log_model(
     example = data.X_train.dropna().head(5)
     return with_retries(
         lambda: log_sklearn_model(
-            target, run_id, pipeline, example, str(cfg.mlflow.model_format), params
-        )
+            target,
+            run_id,
+            pipeline,
+            example,
+            str(cfg.mlflow.model_format),
+            params,
+            str(cfg.mlflow.get("pyfunc_predict_fn", "predict")),
+        )  # fmt: skip
     )
 
 

@@ -15,6 +15,7 @@ MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32 - 1]
 MAX_NAME_BYTES = 255  # the experiment name names its artifact folder: one path component
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 MODEL_FORMATS = ("cloudpickle", "skops", "pickle")
+PREDICT_FNS = ("predict", "predict_proba")  # what a logged model's pyfunc (and server) answers
 SELECTION_METRICS = tuple(f"cv_{name}_mean" for name in CV_SCORES)
 # the test-split metrics and their cross-validated twins
 CV_TWIN = {"test_accuracy": "cv_accuracy_mean", "f1_score": "cv_f1_mean"} | {
@@ -77,6 +78,9 @@ def check_settings(cfg: DictConfig) -> None:
     _boolean("mlflow.log_model", cfg.mlflow.log_model)
     if cfg.mlflow.model_format not in MODEL_FORMATS:
         _fail("mlflow.model_format", cfg.mlflow.model_format, " | ".join(MODEL_FORMATS))
+    served = cfg.mlflow.get("pyfunc_predict_fn", "predict")
+    if served not in PREDICT_FNS:
+        _fail("mlflow.pyfunc_predict_fn", served, " | ".join(PREDICT_FNS))
 
 
 def check_metric(metric: object, select_on_test: bool) -> None:

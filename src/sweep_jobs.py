@@ -212,7 +212,7 @@ def child_run_name(cfg: DictConfig, overrides: list[str], swept: tuple[str, ...]
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
         if key in ("model", "sweeps", "mlflow") or key.startswith(
-            ("hydra", "mlflow.", "data.path")
+            ("hydra", "mlflow.", "data.path", "registry.", "sweep.")  # where and how, not what
         ):
             continue
         if swept and key not in swept:

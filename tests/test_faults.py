@@ -82,6 +82,7 @@ FAULTS = [
     Fault("too_many_folds", "-m cv.folds=1000", 1, "cv.folds=1000 is more than the"),
     Fault("zero_repeats", "cv.repeats=0", 1, "cv.repeats=0 is not valid; use a whole number >= 1"),
     Fault("cv_seed", "-m cv.seed=-1", 1, "cv.seed=-1 is not valid"),
+    Fault("served_output", "mlflow.pyfunc_predict_fn=score", 1, "mlflow.pyfunc_predict_fn='score' is not valid; use predict | predict_proba"),
     Fault("resume_nonsense", "-m sweep.resume=nonsense", 1, "sweep.resume='nonsense'"),
     Fault("resume_nothing", "-m sweep.resume=latest", 1, "has no sweeps"),
     Fault("long_experiment", f"-m mlflow.experiment_name={LONG_NAME}", 1, "mlflow.experiment_name is 300 bytes long"),

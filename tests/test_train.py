@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
@@ -125,6 +126,28 @@ def test_logged_model_loads_and_predicts(model, heart_csv, tracking_uri, monkeyp
     assert {m.run_id for m in logged[0].metrics} == {run.info.run_id}
     requirements = (Path(next(iter(files)).parent) / "requirements.txt").read_text()
     assert "scikit-learn==" in requirements and "mlflow==" in requirements
+
+
+def test_a_model_logged_to_serve_probabilities(heart_csv, tracking_uri, monkeypatch) -> None:
+    """mlflow.pyfunc_predict_fn=predict_proba: the pyfunc (what `mlflow models serve` runs)
+    answers each class's probability instead of the class."""
+    cfg = compose_cfg(
+        "model=logistic_regression",
+        *data_overrides("heart", heart_csv),
+        f"mlflow.tracking_uri={tracking_uri}",
+        "mlflow.log_plots=false",
+        "mlflow.pyfunc_predict_fn=predict_proba",
+    )
+    train(cfg)
+    (run,) = all_runs(tracking_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    uri = f"runs:/{run.info.run_id}/model"
+    from src.data import load_dataset
+
+    X = load_dataset(cfg.data).X_test
+    served = np.asarray(mlflow.pyfunc.load_model(uri).predict(X))
+    assert served.shape == (len(X), 2)
+    np.testing.assert_allclose(served, mlflow.sklearn.load_model(uri).predict_proba(X))
 
 
 def test_string_labels_are_metric_keys() -> None:
