@@ -295,6 +295,7 @@ def test_a_sigkilled_sweep_is_reconciled_and_resumes_as_the_new_process(
     assert [c.data.tags.get("best_in_sweep") for c in children].count("true") == 1
 
 
+@pytest.mark.slow  # two sweeps at once on 2 cores; make test and CI run it
 def test_two_sweeps_creating_one_new_store_at_once_both_work(tmp_path) -> None:
     uri = f"sqlite:///{tmp_path}/new/mlflow.db"  # neither the folder nor the database exists
     sweep = ["-m", "model=knn", "model.n_neighbors=3,5", "data=heart", f"data.path={HEART_CSV}",
