@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ matplotlib.use("Agg")  # headless, and the cheapest backend to render PNGs with
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.metrics import accuracy_score, auc, roc_curve  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.utils import check_random_state  # noqa: E402
@@ -104,12 +106,16 @@ def child_figure(name: str, plots: ChildPlots) -> plt.Figure:
     # fixed margins instead of tight_layout (a third of a plot's cost); room on the left for
     # feature names
     left = 0.34 if name == "feature_importance" else 0.2
-    fig.subplots_adjust(left=left, right=0.96, bottom=0.13, top=0.84)
+    fig.subplots_adjust(left=left, right=0.96, bottom=0.13, top=0.8)
     return fig
 
 
-def _shorten(text: str, width: int = 70) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _shorten(text: str, width: int = 58) -> str:
+    """At most two lines of `width` characters (a long run name ends in …)."""
+    lines = textwrap.wrap(text, width) or [""]
+    if len(lines) > 2:
+        lines = [lines[0], lines[1][: width - 1] + "…"]
+    return "\n".join(lines)
 
 
 def save_png(fig: plt.Figure, path: Path) -> None:
@@ -244,5 +250,6 @@ def plot_feature_importance(ax: plt.Axes, plots: ChildPlots) -> None:
     if imp.signed:
         ax.axvline(0, color="black", linewidth=0.8)
     ax.tick_params(axis="y", labelsize="small")
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # small numbers' labels must not overlap
     ax.set_xlabel(imp.kind, fontsize="small")
     ax.set_title("Feature importance")
