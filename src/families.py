@@ -17,7 +17,13 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from src.evaluate import TEST_METRICS  # noqa: E402
 from src.ranking import build_table  # noqa: E402
 from src.store import search_all_runs  # noqa: E402
-from src.verdict import DEFAULT_ALPHA, Verdict, compare_with_best, verdict_columns  # noqa: E402
+from src.verdict import (  # noqa: E402
+    DEFAULT_ALPHA,
+    VERDICT_COLUMNS,
+    Verdict,
+    compare_with_best,
+    verdict_columns,
+)
 
 REPORT_DPI = 150
 COLUMNS = ("model", "n_configs", "run_name", "sweep", "run_id")
@@ -65,8 +71,7 @@ def write_family_files(
     """model_comparison.csv, .md and .png in `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     std = metric.removesuffix("_mean") + "_std"
-    shown = [*COLUMNS, metric, std, *TEST_METRICS, "p_value_vs_best", "p_value_holm"]
-    shown.append("equivalent_to_best")
+    shown = [*COLUMNS, metric, std, *TEST_METRICS, *VERDICT_COLUMNS]
     columns = [c for c in shown if c in table]
     csv_path, md_path, png_path = (out_dir / f"model_comparison.{e}" for e in ("csv", "md", "png"))
     table[columns].to_csv(csv_path, index=False)

@@ -248,9 +248,10 @@ def only_seeds(summary: SweepSummary) -> list[str]:
 def reading_notes(summary: SweepSummary) -> list[str]:
     """What a careful reader would say of the ranking: a seeds sweep has no winner; a best
     value at the edge of its grid may not be the best there is."""
-    if only_seeds(summary):
+    seeds = only_seeds(summary)
+    if seeds:
         return [
-            f"This sweep varies only seeds ({', '.join(only_seeds(summary))}): its best is the "
+            f"This sweep varies only seeds ({', '.join(seeds)}): its best is the "
             f"luckiest seed, not a better configuration. Read the spread: it is the noise "
             f"any comparison on this data must beat."
         ]

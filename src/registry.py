@@ -11,7 +11,6 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from src.compare import corrected_ttest
 from src.evaluate import TEST_METRICS
 from src.ranking import SweepSummary, only_seeds
 from src.store import with_retries
@@ -19,6 +18,8 @@ from src.verdict import (
     FOLD_SIZE_TAGS,
     fold_metric,
     fold_scores,
+    fold_sizes,
+    p_value_better,
     split_differences,
     split_record,
 )
@@ -81,16 +82,16 @@ def register_best(
     else:
         version, created = create_version(client, name, run, model_id, summary, dataset), True
     evidence = gate(client, name, version, run, summary, min_improvement)
-    promoted = evidence.promoted or force
+    forced = force and not evidence.promoted
+    promoted = evidence.promoted or forced
     reason = evidence.reason
-    if force and not evidence.promoted:  # recorded as forced, on the version and the sweep
+    if forced:  # recorded as forced, on the version and the sweep
         reason = f"forced by --force, although the gate said: {reason}"
         client.set_model_version_tag(name, version.version, "registry.forced", "true")
     if promoted:
         promote(client, name, version)
     elif client.get_model_version(name, version.version).aliases != [CHAMPION]:
         client.set_registered_model_alias(name, CHALLENGER, version.version)
-    forced = force and not evidence.promoted
     source = f"{run.info.run_name!r} ({run.info.run_id}), {summary.metric}={score:.4f}"
     decision = Decision(
         name, str(version.version), promoted, reason, created, evidence.p_value, forced, source
@@ -213,14 +214,13 @@ def gate(client, name, version, run, summary: SweepSummary, min_improvement: flo
         ))  # fmt: skip
     champion_run = client.get_run(champion.run_id)
     new, old = fold_scores(client, run, key), fold_scores(client, champion_run, key)
-    n_train, n_test = (int(run.data.tags.get(t, 0)) for t in FOLD_SIZE_TAGS)
-    if new is None or old is None or len(new) != len(old) or not (n_train and n_test):
+    sizes = fold_sizes(run)
+    if new is None or old is None or len(new) != len(old) or not all(sizes):
         return Evidence(False, (
             f"{beats}, but the per-fold {key} scores of both are needed to compare them: "
             f"it becomes the {CHALLENGER} (--force promotes it anyway)"
         ))  # fmt: skip
-    better, other = (new, old) if direction != "minimize" else (old, new)
-    p_value = corrected_ttest(better, other, n_train, n_test)[1]
+    p_value = p_value_better(new, old, sizes, direction)
     alpha = summary.verdict.alpha
     test = f"one-sided corrected resampled t-test on {len(new)} paired folds: p = {p_value:.4f}"
     if p_value < alpha:

@@ -24,6 +24,7 @@ from src.ranking import (
 )
 from src.store import search_all_runs, with_retries
 from src.sweep_plots import save_sweep_plots
+from src.verdict import VERDICT_COLUMNS
 
 TOP_N = 10
 
@@ -103,9 +104,7 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame) -> str:
             *summary.swept,
             metric,
             *(c for c in ("cv_accuracy_std", "test_accuracy", "roc_auc") if c != metric),
-            "p_value_vs_best",
-            "p_value_holm",
-            "equivalent_to_best",
+            *VERDICT_COLUMNS,
         ]
         lines += [f"## Top {len(ranked)}", "", _markdown_table(ranked, columns), ""]
     failed = summary.table[summary.table["status"] != "FINISHED"]

@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from src.data import DataError, check_test_size
-from src.evaluate import CV_SCORES, METRICS, PER_CLASS_METRIC
+from src.evaluate import CV_SCORES, METRICS, PER_CLASS_METRIC, TEST_METRICS
 
 MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32 - 1]
 MAX_NAME_BYTES = 255  # the experiment name names its artifact folder: one path component
@@ -17,10 +17,8 @@ RUN_ID = re.compile(r"[0-9a-f]{32}")
 MODEL_FORMATS = ("cloudpickle", "skops", "pickle")
 PREDICT_FNS = ("predict", "predict_proba")  # what a logged model's pyfunc (and server) answers
 SELECTION_METRICS = tuple(f"cv_{name}_mean" for name in CV_SCORES)
-# the test-split metrics and their cross-validated twins
-CV_TWIN = {"test_accuracy": "cv_accuracy_mean", "f1_score": "cv_f1_mean"} | {
-    name: f"cv_{name}_mean" for name in ("precision", "recall", "roc_auc")
-}
+# the test-split metrics and their cross-validated twins (the two tuples name the same scores)
+CV_TWIN = dict(zip(TEST_METRICS, SELECTION_METRICS, strict=True))
 PREFER = re.compile(r"(?P<key>[^:\s]+):(?P<way>max|min)")
 
 

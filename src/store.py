@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from mlflow.entities import Run, RunTag
+from mlflow.entities import Experiment, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.store.entities.paged_list import PagedList
 from mlflow.tracking import MlflowClient
@@ -330,17 +330,23 @@ def experiment_sweeps(client: MlflowClient, experiment_name: str | None, uri: st
         if not sweeps:
             raise NoSweepError(f"the tracking store {uri} has no sweeps yet{_existing(client)}")
         return sweeps
-    experiment = client.get_experiment_by_name(experiment_name)
-    if experiment is None:
-        raise NoSweepError(
-            f"no experiment {experiment_name!r} in the tracking store {uri}{_existing(client)}"
-        )
+    experiment = named_experiment(client, experiment_name, uri)
     sweeps = find_sweeps(client, experiment.experiment_id)
     if not sweeps:
         raise NoSweepError(
             f"experiment {experiment_name!r} has no sweeps yet ({uri}){_existing(client)}"
         )
     return sweeps
+
+
+def named_experiment(client: MlflowClient, experiment_name: str, uri: str) -> Experiment:
+    """The experiment of that name; an error naming the experiments that exist if none."""
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        raise NoSweepError(
+            f"no experiment {experiment_name!r} in the tracking store {uri}{_existing(client)}"
+        )
+    return experiment
 
 
 def _existing(client: MlflowClient) -> str:

@@ -29,9 +29,11 @@ from src.store import (
     children_of,
     chosen_store,
     experiment_sweeps,
+    named_experiment,
     resolve_sweep,
     search_all_runs,
 )
+from src.verdict import VERDICT_COLUMNS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,10 +118,7 @@ def compare_families(
         experiment_id = experiment_sweeps(client, None, uri)[0].info.experiment_id
         experiment_name = client.get_experiment(experiment_id).name
     else:
-        found = client.get_experiment_by_name(experiment_name)
-        if found is None:
-            raise NoSweepError(f"no experiment {experiment_name!r} in the tracking store {uri}")
-        experiment_id = found.experiment_id
+        experiment_id = named_experiment(client, experiment_name, uri).experiment_id
     metric = args.metric or "cv_accuracy_mean"
     direction = args.direction or "maximize"
     table, verdict = family_table(client, experiment_id, metric, direction)
@@ -128,10 +127,7 @@ def compare_families(
     print(f"Model families of experiment {experiment_name!r}, by {metric} ({direction})\n")
     columns = ["model", "n_configs", "run_name", metric, metric.removesuffix("_mean") + "_std"]
     columns += [*TEST_METRICS, "p_value_holm", "equivalent_to_best"]
-    shown = table[[c for c in columns if c in table]].copy()
-    for column in ("p_value_holm", "equivalent_to_best"):
-        if column in shown:
-            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else _cell(v))
+    shown = _blank_untested(table[[c for c in columns if c in table]].copy())
     options = ("display.width", 250, "display.max_colwidth", 40)
     with pd.option_context(*options, "display.float_format", "{:.4f}".format):
         print(shown.to_string(index=False))
@@ -155,21 +151,26 @@ def format_table(summary: SweepSummary, limit: int | None = None) -> str:
     """The ranked table as plain text, best first, with the swept params."""
     metrics = [summary.metric]
     metrics += [c for c in ("cv_accuracy_std", "test_accuracy", "roc_auc") if c != summary.metric]
-    metrics += ["p_value_vs_best", "p_value_holm", "equivalent_to_best"]
+    metrics += VERDICT_COLUMNS
     columns = ["rank", "run_name", "status", *summary.swept, *metrics]
     table = summary.table[[c for c in dict.fromkeys(columns) if c in summary.table.columns]]
     table = table.head(limit) if limit is not None else table.copy()
     table["rank"] = table["rank"].astype("Int64")
-    for column in ("p_value_vs_best", "p_value_holm", "equivalent_to_best"):
-        if column in table:  # blank where there is no comparison (the best, unpaired children)
-            table[column] = table[column].map(lambda v: "" if pd.isna(v) else _cell(v))
+    table = _blank_untested(table)
     options = ("display.max_rows", None, "display.width", 250, "display.max_colwidth", 60)
     with pd.option_context(*options, "display.float_format", "{:.4f}".format):
         return table.to_string(index=False)
 
 
-def _cell(value: object) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+def _blank_untested(table: pd.DataFrame) -> pd.DataFrame:
+    """The verdict columns as text, blank where there was no comparison (the best itself,
+    unpaired children)."""
+    for column in VERDICT_COLUMNS:
+        if column in table:
+            table[column] = table[column].map(
+                lambda v: "" if pd.isna(v) else f"{v:.4f}" if isinstance(v, float) else str(v)
+            )
+    return table
 
 
 def describe_best(summary: SweepSummary) -> str:
@@ -183,7 +184,7 @@ def describe_best(summary: SweepSummary) -> str:
         c
         for c in summary.table.columns
         if c not in ("rank", "run_id", "run_name", "status", "error", *summary.swept)
-        and c not in ("p_value_vs_best", "p_value_holm", "equivalent_to_best")
+        and c not in VERDICT_COLUMNS
     ]
     lines += [f"  {m} = {best[m]:.4f}" for m in numeric if pd.notna(best[m])]
     return "\n".join(lines)

@@ -19,6 +19,7 @@ SPLIT_PARAMS = ("cv.seed", "cv.folds", "cv.repeats")
 FINGERPRINT_TAG = "data.train_fingerprint"
 FOLD_SIZE_TAGS = ("cv.n_train", "cv.n_test")
 DEFAULT_ALPHA = 0.05
+VERDICT_COLUMNS = ("p_value_vs_best", "p_value_holm", "equivalent_to_best")
 
 
 @dataclass
@@ -71,6 +72,21 @@ def split_differences(
     )
 
 
+def fold_sizes(run: Run) -> tuple[int, int]:
+    """The training and test rows of the run's first CV fold (0, 0 when unrecorded)."""
+    n_train, n_test = (_int(run.data.tags.get(t)) for t in FOLD_SIZE_TAGS)
+    return n_train, n_test
+
+
+def p_value_better(
+    reference: list[float], other: list[float], sizes: tuple[int, int], direction: str
+) -> float:
+    """One-sided p that `reference` scores better than `other` on the same folds, in the
+    sweep's direction (the corrected resampled t-test)."""
+    better, worse = (reference, other) if direction != "minimize" else (other, reference)
+    return corrected_ttest(better, worse, *sizes)[1]
+
+
 def fold_scores(client: MlflowClient, run: Run, key: str) -> list[float] | None:
     """The run's `key` by step (0..n-1, as many as its folds x repeats), or None if incomplete."""
     if key not in run.data.metrics:
@@ -103,8 +119,8 @@ def compare_with_best(
         return verdict
     best = runs[ranked.iloc[0]["run_id"]]
     best_split, best_folds = split_record(best), fold_scores(client, best, key)
-    n_train, n_test = (_int(best.data.tags.get(t)) for t in FOLD_SIZE_TAGS)
-    if best_split is None or best_folds is None or not (n_train and n_test):
+    sizes = fold_sizes(best)
+    if best_split is None or best_folds is None or not all(sizes):
         verdict.missing = (
             f"the best child has no per-fold {key} scores with a record of its CV splits "
             f"(a sweep from an older version)"
@@ -122,8 +138,7 @@ def compare_with_best(
         if differs:  # said once for all the children that differ the same way
             verdict.unpaired[run_id] = f"scored on other CV folds (another {differs})"
             continue
-        better, other = (best_folds, folds) if direction != "minimize" else (folds, best_folds)
-        verdict.p_values[run_id] = corrected_ttest(better, other, n_train, n_test)[1]
+        verdict.p_values[run_id] = p_value_better(best_folds, folds, sizes, direction)
     ids = list(verdict.p_values)
     verdict.adjusted = dict(zip(ids, holm([verdict.p_values[i] for i in ids]), strict=True))
     return verdict
