@@ -255,7 +255,8 @@ def reading_notes(summary: SweepSummary) -> list[str]:
             f"luckiest seed, not a better configuration. Read the spread: it is the noise "
             f"any comparison on this data must beat."
         ]
-    best, ranked = summary.best, summary.ranked
+    # the top score's value, not sweep.prefer's pick (which sits at an edge by its own rule)
+    best, ranked = summary.top, summary.ranked
     if best is None:
         return []
     notes = []

@@ -113,6 +113,8 @@ def test_prefer_chooses_the_most_preferred_of_the_equivalent(hand_made) -> None:
     assert summary.best is not None
     assert summary.best["run_id"] == equivalent.loc[k.idxmax(), "run_id"]
     assert summary.top is not None and summary.top["run_name"] == "best"
+    # the grid-edge note judges the top score (k=5), not the preferred pick
+    assert reading_notes(summary) == []
     assert summary.rule.startswith("sweep.prefer=model.n_neighbors:max: the largest")
     client.set_tag(parent.info.run_id, "sweep_prefer", "model.n_neighbors:min")
     smallest = load_summary(client, client.get_run(parent.info.run_id))
