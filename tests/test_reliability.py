@@ -78,6 +78,7 @@ def run(uri: str, tmp: Path, *args: str) -> subprocess.CompletedProcess:
     return cli(uri, "src.train", *args, f"hydra.sweep.dir={tmp}/s{time.time_ns()}")
 
 
+@pytest.mark.slow  # a sweep more; make test and CI run it
 def test_max_failures_zero_stops_at_the_first_failure(tracking_uri, tmp_path) -> None:
     result = run(
         tracking_uri,
@@ -132,8 +133,8 @@ def test_parent_fails_when_every_job_failed(tracking_uri, tmp_path) -> None:
     ("launcher", "sig", "group"),
     [
         ([], signal.SIGINT, False),
-        ([], signal.SIGTERM, False),
-        # the joblib pair runs with the slow tests (make test and CI run them)
+        # the others run with the slow tests (make test and CI run them)
+        pytest.param([], signal.SIGTERM, False, marks=pytest.mark.slow),
         pytest.param(
             ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
             signal.SIGTERM,
@@ -173,11 +174,9 @@ def test_interrupt_leaves_nothing_running(tracking_uri, tmp_path, launcher, sig,
 
 @pytest.mark.parametrize(
     "launcher",
-    [
-        [],
-        pytest.param(  # the parent is reopened on a worker
-            ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], marks=pytest.mark.slow
-        ),
+    [  # both with the slow tests: two sweeps each (make test and CI run them)
+        pytest.param([], marks=pytest.mark.slow),
+        pytest.param(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], marks=pytest.mark.slow),
     ],
     ids=["basic", "joblib"],
 )
@@ -350,7 +349,14 @@ def test_forty_jobs_on_four_workers_with_a_locked_database(tracking_uri, tmp_pat
 
 
 @pytest.mark.parametrize(
-    "launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"]
+    "launcher",
+    [
+        [],
+        pytest.param(  # with the slow tests (make test and CI run them)
+            ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], marks=pytest.mark.slow
+        ),
+    ],
+    ids=["basic", "joblib"],
 )
 def test_unreachable_tracking_server_fails_fast_naming_it(tmp_path, launcher) -> None:
     with socket.socket() as s:
@@ -418,7 +424,7 @@ def test_non_finite_metric_is_recorded_but_never_best(tracking_uri) -> None:
     "launcher",
     [
         [],
-        pytest.param(  # summarised on a worker
+        pytest.param(  # with the slow tests (make test and CI run them)
             ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], marks=pytest.mark.slow
         ),
     ],
@@ -449,6 +455,7 @@ def test_a_failed_summary_fails_the_parent_and_says_why(tracking_uri, tmp_path, 
     assert "write_summary_files" in traceback.read_text()  # where it failed, even in a worker
 
 
+@pytest.mark.slow  # a sweep more; make test and CI run it
 def test_an_interrupt_inside_a_store_read_still_closes_the_parent(tracking_uri, tmp_path) -> None:
     # the interrupt lands while a read is half-fetched, as a Ctrl-C inside an MLflow call can:
     # its open cursor, kept alive by the traceback, holds a sqlite lock the exit guard must get
@@ -480,9 +487,10 @@ read(client._tracking_client.store)
     assert parent.info.status == "KILLED"
 
 
-def test_doctor_fix_ends_stale_runs_and_reuses_one_probe_run(tracking_uri) -> None:
+def test_doctor_fix_ends_stale_runs_and_leaves_no_probe_run(tracking_uri, tmp_path) -> None:
     client = MlflowClient(tracking_uri)
-    experiment_id = client.create_experiment("heart-classification")
+    artifacts = tmp_path / "artifacts"
+    experiment_id = client.create_experiment("heart-classification", artifacts.as_uri())
     gone = f"{socket.gethostname()}:{2**22 + 1}:1"  # above Linux's pid_max: never alive
     stale = client.create_run(experiment_id, run_name="crashed", tags={"process": gone})
     first = in_process(tracking_uri, "src.doctor", "data=heart")
@@ -490,11 +498,26 @@ def test_doctor_fix_ends_stale_runs_and_reuses_one_probe_run(tracking_uri) -> No
     fixed = in_process(tracking_uri, "src.doctor", "--fix", "data=heart")
     assert fixed.returncode == 0, fixed.stdout
     assert "ended FAILED (--fix)" in fixed.stdout and "%|" not in fixed.stderr  # no progress bar
+    assert "runs and artifacts: writable" in fixed.stdout and "probe run removed" in fixed.stdout
     assert client.get_run(stale.info.run_id).info.status == "FAILED"
-    again = in_process(tracking_uri, "src.doctor", "data=heart")
-    assert again.returncode == 0, again.stdout
-    probes = client.search_runs([experiment_id], run_view_type=ViewType.ALL)
-    assert sorted(r.info.run_name for r in probes) == ["crashed", "doctor probe"]
+    runs = client.search_runs([experiment_id], run_view_type=ViewType.ALL)
+    assert [r.info.run_name for r in runs] == ["crashed"]  # no probe, not even in the trash
+    assert {p.name for p in artifacts.glob("*")} <= {stale.info.run_id}  # nor its folder
+
+
+def test_doctor_creates_no_experiment_and_no_store(tmp_path, tracking_uri) -> None:
+    new = f"sqlite:///{tmp_path}/new/mlflow.db"
+    before = in_process(new, "src.doctor", "data=heart")
+    assert before.returncode == 0, before.stdout
+    assert "not created yet (the first sweep will)" in before.stdout
+    assert not (tmp_path / "new").exists()
+    result = in_process(tracking_uri, "src.doctor", "data=heart")
+    assert result.returncode == 0, result.stdout
+    assert "experiment 'heart-classification': not created yet" in result.stdout
+    assert f"artifact folder writable ({tmp_path}/artifacts/heart-classification)" in result.stdout
+    client = MlflowClient(tracking_uri)
+    assert [e.name for e in client.search_experiments(view_type=ViewType.ALL)] == ["Default"]
+    assert client.search_runs(["0"], run_view_type=ViewType.ALL) == []
 
 
 def test_resume_matches_a_command_longer_than_a_tag(tracking_uri) -> None:

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from .conftest import cli, free_port, mlflow_process
+from .conftest import cli, free_port, in_process, mlflow_process
 
 pytestmark = pytest.mark.slow  # run by `make test` / CI via `pytest -m slow`
 
@@ -165,6 +166,21 @@ def test_sweep_through_a_tracking_server(backend, request, tmp_path) -> None:
     )
     with running_server(store, tmp_path) as url:
         check_sweep_through_server(url, tmp_path)
+        check_doctor(url)
+
+
+def check_doctor(url: str) -> None:
+    """`src.doctor` twice through the server: every check passes; it cannot purge its probe
+    run there, so it says so, and the second check reuses the first one's."""
+    for _ in range(2):
+        result = in_process(url, "src.doctor", "data=wine")
+        assert result.returncode == 0, result.stdout
+        assert "runs and artifacts: writable" in result.stdout
+        assert "probe run kept in the trash (`mlflow gc --run-ids" in result.stdout
+    client = MlflowClient(url)
+    experiment = client.get_experiment_by_name("wine-classification")
+    deleted = client.search_runs([experiment.experiment_id], run_view_type=ViewType.DELETED_ONLY)
+    assert [r.info.run_name for r in deleted] == ["doctor probe"]
 
 
 def test_submitit_local_launcher_gives_one_parent_with_children(
