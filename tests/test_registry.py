@@ -49,6 +49,7 @@ def registry(migrated_store, tmp_path_factory) -> dict:
     return {"uri": uri, "tmp": tmp, "steps": steps, "client": client}
 
 
+@pytest.mark.slow  # three sweeps (the registry fixture); make test and CI run it
 def test_first_champion_then_better_takes_over_then_worse_is_challenger(registry) -> None:
     client, steps = registry["client"], registry["steps"]
     assert [s["champion"] for s in steps] == ["1", "2", "2"]
@@ -68,6 +69,7 @@ def test_first_champion_then_better_takes_over_then_worse_is_challenger(registry
         assert tags["registry.reason"]
 
 
+@pytest.mark.slow  # the registry fixture's three sweeps; make test and CI run it
 def test_registering_the_same_sweep_twice_adds_no_version(registry) -> None:
     client = registry["client"]
     before = len(client.search_model_versions(f"name = '{NAME}'"))
@@ -100,8 +102,9 @@ def heart_rows(n: int = 40) -> pd.DataFrame:
     return frame[(frame.index < n) | frame.isna().any(axis=1)]
 
 
-def test_predict_matches_the_childs_own_model(registry, tmp_path) -> None:
-    uri, client = registry["uri"], registry["client"]
+def test_predict_matches_the_childs_own_model(gated, tmp_path) -> None:
+    uri = gated["uri"]
+    client = MlflowClient(uri)
     rows = heart_rows()
     assert rows.isna().any().any()  # rows with missing values included
     rows.to_csv(tmp_path / "patients.csv", index=False)
@@ -140,17 +143,18 @@ def test_predict_matches_the_childs_own_model(registry, tmp_path) -> None:
         (lambda f: f, "models:/no-such-model@champion", "no-such-model"),
     ],
 )
-def test_predict_bad_input_is_a_clear_error(registry, tmp_path, columns, model, message) -> None:
+def test_predict_bad_input_is_a_clear_error(gated, tmp_path, columns, model, message) -> None:
     columns(heart_rows(5)).to_csv(tmp_path / "in.csv", index=False)
     result = in_process(
-        registry["uri"], "src.predict", "--model", model, "--input", str(tmp_path / "in.csv")
+        gated["uri"], "src.predict", "--model", model, "--input", str(tmp_path / "in.csv")
     )
     assert result.returncode == 1
     assert message in result.stderr
 
 
-def test_served_model_answers_like_predict(registry, tmp_path) -> None:
-    uri = registry["uri"]
+@pytest.mark.slow  # a model server; make test and CI run it
+def test_served_model_answers_like_predict(gated, tmp_path) -> None:
+    uri = gated["uri"]
     rows = heart_rows(25)
     body = json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split", index=False))})
     args = ["models", "serve", "-m", f"models:/{NAME}@champion", "--env-manager", "local"]
@@ -177,6 +181,7 @@ def test_served_model_answers_like_predict(registry, tmp_path) -> None:
     assert served == predicted
 
 
+@pytest.mark.slow  # a sweep more; make test and CI run it
 def test_sweep_without_finished_children_registers_nothing(migrated_store, tmp_path) -> None:
     uri = new_store(migrated_store, tmp_path)
     failed = cli(
@@ -197,6 +202,7 @@ def test_sweep_without_finished_children_registers_nothing(migrated_store, tmp_p
         MlflowClient(uri).get_registered_model(NAME)
 
 
+@pytest.mark.slow  # a sweep more; make test and CI run it
 def test_lean_sweep_without_a_model_registers_nothing(migrated_store, tmp_path) -> None:
     uri = new_store(migrated_store, tmp_path)
     heart_sweep(uri, tmp_path, "model=logistic_regression", "mlflow.log_model=false")
@@ -205,13 +211,36 @@ def test_lean_sweep_without_a_model_registers_nothing(migrated_store, tmp_path) 
     assert MlflowClient(uri).search_registered_models() == []
 
 
-def test_registry_gate_runs_at_the_end_of_a_sweep(migrated_store, tmp_path) -> None:
-    uri = new_store(migrated_store, tmp_path)
-    parent_id = heart_sweep(uri, tmp_path, "model=logistic_regression", "registry.enabled=true")
-    client = MlflowClient(uri)
+GATED = ["model=logistic_regression", "registry.enabled=true"]
+
+
+@pytest.fixture(scope="module")
+def gated(migrated_store, tmp_path_factory) -> dict:
+    """One sweep registered by itself (registry.enabled=true): the first champion."""
+    tmp = tmp_path_factory.mktemp("gated")
+    uri = new_store(migrated_store, tmp)
+    return {"uri": uri, "tmp": tmp, "sweep": heart_sweep(uri, tmp, *GATED)}
+
+
+def test_registry_gate_runs_at_the_end_of_a_sweep_and_registers_a_run_once(gated) -> None:
+    client = MlflowClient(gated["uri"])
     assert champion_version(client) == "1"
-    tags = client.get_run(parent_id).data.tags
+    tags = client.get_run(gated["sweep"]).data.tags
     assert tags["registry.decision"] == "champion" and tags["registry.version"] == "1"
+    again = in_process(gated["uri"], "src.register", "--sweep", gated["sweep"])
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith(f"Already registered (no new version): {NAME} version 1")
+    assert len(client.search_model_versions(f"name = '{NAME}'")) == 1
+
+
+@pytest.mark.slow  # a sweep more; make test and CI run it
+def test_a_resumed_sweep_registers_its_best_once(gated) -> None:
+    uri = gated["uri"]
+    resumed = heart_sweep(uri, gated["tmp"], *GATED, "sweep.resume=latest")
+    assert resumed == gated["sweep"]
+    client = MlflowClient(uri)
+    assert [v.version for v in client.search_model_versions(f"name = '{NAME}'")] == ["1"]
+    assert client.get_run(resumed).data.tags["registry.version"] == "1"
 
 
 # higher than the logistic regression champion on the same folds (0.8512 against 0.8471), and

@@ -61,6 +61,7 @@ def test_logistic_regression_grid_has_no_invalid_solver_penalty_pair() -> None:
             build_estimator(cfg.model).fit(X, y)
 
 
+@pytest.mark.slow  # a joblib sweep (test_sweep runs one by default); make test and CI run it
 def test_knn_grid_runs_for_real_shrunk_with_joblib(run_train, tracking_uri) -> None:
     result = run_train(
         "sweeps=knn_grid",
@@ -86,6 +87,7 @@ def test_knn_grid_runs_for_real_shrunk_with_joblib(run_train, tracking_uri) -> N
     assert "mlflow.log_model" not in children[0].info.run_name  # constant overrides stay out
 
 
+@pytest.mark.slow  # an Optuna sweep; make test and CI run it
 def test_optuna_sweep_best_trial_is_the_best_child(run_train, tracking_uri, tmp_path) -> None:
     result = run_train(
         "sweeps=knn_optuna",
@@ -129,6 +131,7 @@ def test_resumed_optuna_sweep_keeps_trials_that_repeated_a_configuration(
     assert [c.data.tags.get("best_in_sweep") for c in kept].count("true") == 1
 
 
+@pytest.mark.slow  # a sweep more; make test and CI run it
 def test_seeds_sweep_records_the_spread_on_the_parent(run_train, tracking_uri) -> None:
     result = run_train("sweeps=seeds", "seed=1,2,3", "model=knn", *LEAN)
     assert result.returncode == 0, result.stderr
@@ -141,6 +144,7 @@ def test_seeds_sweep_records_the_spread_on_the_parent(run_train, tracking_uri) -
     assert "## Spread across children" in summary.read_text()
 
 
+@pytest.mark.slow  # a sweep of every model; make test and CI run it
 def test_model_comparison_is_one_child_per_model(run_train, tracking_uri) -> None:
     result = run_train("sweeps=model_comparison", *LEAN)
     assert result.returncode == 0, result.stderr

@@ -54,8 +54,19 @@ def data_overrides(data: str, heart_csv: Path) -> list[str]:
     return [f"data={data}"]
 
 
-@pytest.mark.parametrize("data", DATASETS)
-@pytest.mark.parametrize("model", MODELS)
+def model_data_pairs() -> list:
+    """Every model on every dataset; by default each model on heart (binary, one-hot columns)
+    and wine (three classes), and each other dataset once; the rest with the slow tests."""
+    default = {(m, d) for m in MODELS for d in ("heart", "wine")}
+    default |= {(m, d) for m, d in zip(MODELS, ["breast_cancer", "iris", "csv"], strict=False)}
+    return [
+        pytest.param(m, d, id=f"{m}-{d}", marks=[] if (m, d) in default else [pytest.mark.slow])
+        for m in MODELS
+        for d in DATASETS
+    ]
+
+
+@pytest.mark.parametrize(("model", "data"), model_data_pairs())
 def test_every_model_and_dataset_trains(model, data, heart_csv, tracking_uri) -> None:
     cfg = compose_cfg(
         f"model={model}",
