@@ -57,7 +57,7 @@ FAULTS = [
     Fault("bad_value", "-m model=knn model.n_neighbors=3,abc", 1, "model.n_neighbors='abc'"),
     Fault("bad_value_single", "model=knn model.n_neighbors=abc", 1, "model.n_neighbors='abc'"),
     # the joblib workers' server starts before validation, and must end quietly with it
-    Fault("bad_value_joblib", f"-m model=knn model.weights=uniform,bogus {JOBLIB}", 1, "model.weights='bogus'", process=True),
+    Fault("bad_value_joblib", f"-m model=knn model.weights=uniform,bogus {JOBLIB}", 1, "model.weights='bogus'", process=True, slow=SLOW),
     Fault("no_csv", "-m data=csv data.path=/no/such.csv data.target=y", 1, "/no/such.csv"),
     Fault("no_target", "-m data=csv data.path={heart} data.target=nope", 1, "data.target='nope'"),
     Fault("no_target_single", "data=csv data.path={heart} data.target=nope", 1, "Run not started: data.target='nope'"),
@@ -65,7 +65,7 @@ FAULTS = [
     Fault("csv_without_path", "-m data=csv data.path=???", 1, "data.path, data.target: no value given"),
     # settings no run can use: one line, before the parent exists
     Fault("test_size", "-m model=knn data.test_size=1.5", 1, "data.test_size=1.5"),
-    Fault("test_size_one_job", "-m model=knn data.test_size=0.2,1.5", 1, "data.test_size=1.5", process=True),
+    Fault("test_size_one_job", "-m model=knn data.test_size=0.2,1.5", 1, "data.test_size=1.5", process=True, slow=SLOW),
     Fault("seed", "-m model=knn seed=-1", 1, "seed=-1 is not valid"),
     Fault("metric", "-m sweep.metric=not_a_metric", 1, "sweep.metric='not_a_metric' is not valid; use one of cv_accuracy_mean"),
     Fault("metric_on_test", "-m sweep.metric=f1_score", 1, "tunes to the test set. Did you mean cv_f1_mean?"),

@@ -371,6 +371,7 @@ def test_unreachable_tracking_server_fails_fast_naming_it(tmp_path, launcher) ->
     assert "[1/" not in result.stdout  # no job was launched
 
 
+@pytest.mark.slow  # a sweep more; make test and CI run it
 def test_long_param_value_is_kept_in_full(tracking_uri, tmp_path) -> None:
     notes = "x" * (MAX_PARAM_VAL_LENGTH + 500)
     result = run(tracking_uri, tmp_path, "model=knn", f"+notes={notes}", "mlflow.log_model=false")
@@ -422,11 +423,9 @@ def test_non_finite_metric_is_recorded_but_never_best(tracking_uri) -> None:
 
 @pytest.mark.parametrize(
     "launcher",
-    [
-        [],
-        pytest.param(  # with the slow tests (make test and CI run them)
-            ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], marks=pytest.mark.slow
-        ),
+    [  # both with the slow tests (make test and CI run them)
+        pytest.param([], marks=pytest.mark.slow),
+        pytest.param(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], marks=pytest.mark.slow),
     ],
     ids=["basic", "joblib"],
 )

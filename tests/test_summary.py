@@ -199,7 +199,7 @@ def test_any_run_with_nested_children_is_summarised(tracking_uri) -> None:
 def test_summary_cli_on_an_experiment_without_sweeps(migrated_store, tmp_path) -> None:
     uri = new_store(migrated_store, tmp_path)
     MlflowClient(uri).create_experiment("empty")
-    result = cli(uri, "src.summary", "--experiment", "empty")
+    result = in_process(uri, "src.summary", "--experiment", "empty")
     assert result.returncode == 1 and "has no sweeps" in result.stderr
 
 

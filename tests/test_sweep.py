@@ -138,6 +138,7 @@ def test_joblib_workers_keep_children_under_the_parent(
     assert re.fullmatch(r"sweep-\d{4}", experiment.name)
 
 
+@pytest.mark.slow  # a run more; make test and CI run it
 def test_single_run_failure_under_hydra_full_error_shows_the_traceback(run_train) -> None:
     """HYDRA_FULL_ERROR=1 gives the traceback, as Hydra users expect (without it, one line:
     the fault table's job_fails_single)."""
