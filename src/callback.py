@@ -22,11 +22,13 @@ from src import exit_guard
 from src.parent import fail_parent_run, finish_parent_run, open_sweep
 from src.store import without_credentials
 from src.sweep_jobs import (
+    OUR_OPTUNA,
     SweepContext,
     describe_error,
     expand_jobs,
     is_search,
     reset_progress,
+    search_size,
     set_current_sweep,
     settle_gc,
     unresolved,
@@ -48,6 +50,7 @@ def launcher_workers(*, _root_: DictConfig) -> int:
 OmegaConf.register_new_resolver("workers", launcher_workers, replace=True)
 STOCK_JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 OUR_JOBLIB = "hydra_plugins.sweeps_joblib_launcher.joblib_launcher.SweepsJoblibLauncher"
+PARENT_ATTR = "mlflow_parent_run_id"  # the trial user attribute naming the sweep's parent run
 
 
 def use_our_joblib_launcher(config: DictConfig) -> None:
@@ -63,6 +66,14 @@ def use_our_joblib_launcher(config: DictConfig) -> None:
             config.hydra.launcher._target_ = OUR_JOBLIB
 
 
+def mark_trials(config: DictConfig, parent_run_id: str) -> None:
+    """Our Optuna sweeper records the parent run on every trial it asks (the sweeper is made
+    after this callback's `on_multirun_start`): a resumed sweep knows its own trials by it."""
+    if config.hydra.sweeper._target_ == OUR_OPTUNA:
+        with read_write(config), open_dict(config):
+            config.hydra.sweeper.user_attrs[PARENT_ATTR] = parent_run_id
+
+
 class MlflowSweepCallback(Callback):
     """Owns the sweep's parent run: creates it before jobs start and closes it at the end."""
 
@@ -74,7 +85,7 @@ class MlflowSweepCallback(Callback):
         use_our_joblib_launcher(config)
         try:
             jobs = expand_jobs(config)
-            n_jobs = len(jobs) if jobs is not None else config.hydra.sweeper.get("n_trials")
+            n_jobs = len(jobs) if jobs is not None else search_size(config)
             experiment = validate_jobs(config, jobs)
             sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
             target, finished = open_sweep(config, jobs, sweep_dir, experiment)
@@ -93,6 +104,7 @@ class MlflowSweepCallback(Callback):
             search=is_search(config),
             finished=finished,
         )
+        mark_trials(config, str(target.parent_run_id))
         print(
             f"Sweep parent run {target.parent_run_id} in experiment "
             f"{experiment!r} ({n_jobs or 'unknown number of'} jobs) at "

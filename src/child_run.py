@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_ENTITIES_PER_BATCH, MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from hydra_plugins.sweeps_optuna_sweeper import STORAGE_ENV, STUDY_ENV, TRIAL_ENV
 from src.store import RunTarget, mlflow_key, record_failure, run_tags, with_retries
 
 MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "cloudpickle", "numpy", "pandas", "scipy")
@@ -49,6 +50,33 @@ def flatten_config(cfg: DictConfig) -> dict[str, str]:
     return flat
 
 
+class RunScore(float):
+    """A job's selection metric that knows the run it was recorded in: a float, as Hydra's
+    sweepers expect, whose `run_id` a search records on its trial."""
+
+    run_id: str
+
+    def __new__(cls, value: float, run_id: str) -> RunScore:
+        score = super().__new__(cls, value)
+        score.run_id = run_id
+        return score
+
+    def __reduce__(self) -> tuple[type[RunScore], tuple[float, str]]:
+        """Pickled (to and from joblib workers) with its run."""
+        return RunScore, (float(self), self.run_id)
+
+
+def trial_tags() -> dict[str, str]:
+    """The Optuna trial this job runs (study, trial number, storage), as its sweeper names it in
+    the job's environment; empty outside a search."""
+    names = {
+        TRIAL_ENV: "optuna.trial_number",
+        STUDY_ENV: "optuna.study",
+        STORAGE_ENV: "optuna.storage",
+    }
+    return {tag: os.environ[env] for env, tag in names.items() if env in os.environ}
+
+
 @contextmanager
 def job_run(target: RunTarget, run_name: str, tags: dict[str, str]) -> Iterator[str]:
     """Create a run (nested when `target` has a parent), yield its id, and always end it.
@@ -74,6 +102,7 @@ def job_run(target: RunTarget, run_name: str, tags: dict[str, str]) -> Iterator[
             f"run {run_name!r} ({run_id}) is {status}; its traceback is the artifact "
             f"error/traceback.txt"
         )
+        e.run_id = run_id  # type: ignore[attr-defined]  # for a search to record on its trial
         raise
     with_retries(lambda: client.set_terminated(run_id, "FINISHED"))
 

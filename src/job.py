@@ -10,7 +10,14 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from sklearn.pipeline import Pipeline
 
-from src.child_run import flatten_config, job_run, log_results, log_sklearn_model
+from src.child_run import (
+    RunScore,
+    flatten_config,
+    job_run,
+    log_results,
+    log_sklearn_model,
+    trial_tags,
+)
 from src.data import Dataset, load_dataset
 from src.evaluate import TEST_METRICS, evaluate
 from src.pipeline import build_pipeline
@@ -51,6 +58,7 @@ def train(cfg: DictConfig) -> float:
     }
     if (job_num := job_number()) is not None:
         job_tags["job_number"] = str(job_num)
+    job_tags |= trial_tags()
     run_name = child_run_name(cfg, overrides, swept)
     with job_run(target, run_name, job_tags) as run_id:
         data, pipeline = prepared or prepare(cfg)
@@ -85,7 +93,7 @@ def train(cfg: DictConfig) -> float:
             )  # fmt: skip
     if ctx is None:
         print(describe_single_run(cfg, target, run_id, result.metrics), flush=True)
-    return result.metrics[str(cfg.sweep.metric)]
+    return RunScore(result.metrics[str(cfg.sweep.metric)], run_id)
 
 
 def describe_single_run(

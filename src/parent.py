@@ -76,8 +76,11 @@ def open_sweep(
         parent_id = parent.info.run_id
         attempt = run_tags(base, parent.info.run_name, attempt_tags(config, sweep_dir))
         attempt.pop(MLFLOW_RUN_NAME)
-        finished = reopen_sweep(client, parent, attempt, keep_repeats=is_search(config))
+        study = is_search(config) and config.hydra.sweeper.get("storage") is not None
+        finished = reopen_sweep(client, parent, attempt, is_search(config), keep_failed=study)
         print(f"Resuming sweep {parent_id}: {len(finished)} finished jobs are kept", flush=True)
+        if study:  # the study holds what ran: its sweeper asks only the missing trials
+            finished = {}
     else:
         parent_id = create_parent_run(config, base, jobs, sweep_dir, command)
     return RunTarget(uri, experiment_id, parent_id, commit, dirty), finished
@@ -203,7 +206,7 @@ def record_search_result(
     client: MlflowClient, parent_id: str, sweep_dir: Path, summary: SweepSummary
 ) -> None:
     """A search sweeper's own verdict (Optuna's optimization_results.yaml) on the parent: the best
-    value, the best params, and the child run that holds that trial."""
+    value, the best params, the child run that holds that trial, and where the study lives."""
     results = sweep_dir / "optimization_results.yaml"
     if not results.is_file():
         return
@@ -216,8 +219,13 @@ def record_search_result(
         if key in match:
             match = match[match[key].astype(str) == value]
     tags = {"search_best_params": json.dumps(best_params)}
-    if len(match):
+    if verdict.get("best_run_id"):  # the run the best trial recorded (maybe another sweep's)
+        tags["search_best_run_id"] = str(verdict.best_run_id)
+    elif len(match):
         tags["search_best_run_id"] = str(match.iloc[0]["run_id"])
+    for key in ("study_name", "storage"):
+        if verdict.get(key) is not None:
+            tags[f"search_{key}"] = str(verdict[key])
     now = int(time.time() * 1000)
     metrics = []
     if verdict.get("best_value") is not None:

@@ -15,6 +15,7 @@ from functools import partial
 from mlflow.entities import Run, RunTag
 from mlflow.tracking import MlflowClient
 
+from src.child_run import RunScore
 from src.store import (
     COMMAND_TAG,
     PROCESS_TAG,
@@ -115,12 +116,18 @@ def command_difference(recorded: str | None, command: str) -> str:
 
 
 def reopen_sweep(
-    client: MlflowClient, parent: Run, attempt_tags: dict[str, str], keep_repeats: bool
+    client: MlflowClient,
+    parent: Run,
+    attempt_tags: dict[str, str],
+    keep_repeats: bool,
+    keep_failed: bool = False,
 ) -> dict[str, float]:
     """Prepare a parent for another attempt: the finished children's job keys and metrics are
     kept (their jobs are skipped); failed, killed or stale children are soft-deleted (they are
     rerun, and stay recoverable in MLflow's trash), and so are repeated finished children of a
-    grid, so no config ends with two; a search (`keep_repeats`) keeps every finished trial.
+    grid, so no config ends with two; a search (`keep_repeats`) keeps every finished trial, and
+    a persistent study's (`keep_failed`) its failed ones too, which the study counts as ended
+    (only killed and stale children are deleted: their trials are asked again).
     The parent then describes this attempt: RUNNING, `attempt_tags` (its process, sweep dir,
     launcher), and none of an earlier attempt's error or end tags."""
     finished: dict[str, float] = {}
@@ -129,7 +136,11 @@ def reopen_sweep(
         key = child.data.tags.get("job_key", "")
         done = child.info.status == "FINISHED" and bool(key)
         if done and (key not in finished or keep_repeats):
-            finished.setdefault(key, child.data.metrics.get(metric, float("nan")))
+            value = child.data.metrics.get(metric, float("nan"))
+            finished.setdefault(key, RunScore(value, child.info.run_id))
+            continue
+        failed = child.info.status == "FAILED" and child.data.tags.get("error_type") != "Stale"
+        if keep_failed and failed:
             continue
         with_retries(partial(client.delete_run, child.info.run_id))
     parent_id = parent.info.run_id

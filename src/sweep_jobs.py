@@ -266,9 +266,32 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}min"
 
 
+OUR_OPTUNA = "hydra_plugins.sweeps_optuna_sweeper.optuna_sweeper.SweepsOptunaSweeper"
+
+
 def is_search(config: DictConfig) -> bool:
     """A sweeper that picks values as it goes (Optuna), rather than Hydra's basic grid."""
     return not str(config.hydra.sweeper._target_).endswith("BasicSweeper")
+
+
+def search_size(config: DictConfig) -> int | None:
+    """How many trials a search sweeper will run: its n_trials, less the ended trials its
+    persistent study already holds (our Optuna sweeper); None when it does not say. A study
+    that holds them all is refused: there is nothing to run."""
+    sweeper = config.hydra.sweeper
+    if sweeper.get("n_trials") is None:
+        return None
+    if sweeper._target_ != OUR_OPTUNA:
+        return int(sweeper.n_trials)
+    from hydra_plugins.sweeps_optuna_sweeper._core import missing_trials
+
+    missing = missing_trials(sweeper.storage, sweeper.study_name, int(sweeper.n_trials))
+    if missing == 0:
+        raise ValueError(
+            f"Optuna study {sweeper.study_name!r} already holds hydra.sweeper.n_trials="
+            f"{sweeper.n_trials} ended trials: raise n_trials to search further"
+        )
+    return missing
 
 
 def expand_jobs(config: DictConfig) -> list[list[str]] | None:
@@ -292,9 +315,10 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]] | None) -> str:
     the experiment the jobs go to (one for all of them)."""
     cached = config.sweep.get("compose_cache", True)
     loader = composition.install() if cached else composition.hydra_loader()
-    if jobs is None:  # the sweeper picks values later: check what is fixed already
+    if jobs is None:  # the sweeper picks values later: what is fixed, and one of each range
         parsed = OverridesParser.create().parse_overrides(task_overrides(config))
         jobs = [[str(o.input_line) for o in parsed if not o.is_sweep_override()]]
+        jobs[0] += first_values(config)
     seen_data: set[tuple[str, int]] = set()
     names: set[str] = set()
     prefer = config.sweep.get("prefer")
@@ -323,6 +347,25 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]] | None) -> str:
             f"sweep is one parent run in one experiment; sweep each experiment on its own"
         )
     return names.pop()
+
+
+def first_values(config: DictConfig) -> list[str]:
+    """For our Optuna sweeper, one override per key it samples, at its first value (a choice's
+    first, a range's low end): composing them checks that every key exists before any run. The
+    other values are checked in their jobs, which fail as FAILED children."""
+    if config.hydra.sweeper._target_ != OUR_OPTUNA:
+        return []
+    from optuna.distributions import CategoricalDistribution
+
+    from hydra_plugins.sweeps_optuna_sweeper._core import search_space
+
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()] + task_overrides(config)
+    space, _ = search_space(arguments)
+    return [
+        f"{key}={dist.choices[0] if isinstance(dist, CategoricalDistribution) else dist.low}"
+        for key, dist in space.items()
+    ]
 
 
 def experiment_name(cfg: DictConfig) -> str:
