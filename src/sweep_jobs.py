@@ -283,6 +283,11 @@ def search_size(config: DictConfig) -> int | None:
         return None
     if sweeper._target_ != OUR_OPTUNA:
         return int(sweeper.n_trials)
+    if sweeper.direction not in ("minimize", "maximize"):
+        raise ValueError(
+            f"hydra.sweeper.direction={OmegaConf.to_container(sweeper).get('direction')!r}: "
+            f"minimize or maximize (one objective; multi-objective search is not supported)"
+        )
     from hydra_plugins.sweeps_optuna_sweeper._core import missing_trials
 
     missing = missing_trials(sweeper.storage, sweeper.study_name, int(sweeper.n_trials))

@@ -99,6 +99,8 @@ FAULTS = [
     Fault("job_fails_single", "model=knn model.n_neighbors=500", 1, "Run failed: Expected n_neighbors <= n_samples_fit", process=True),
     Fault("one_job_fails", "-m model=knn model.n_neighbors=5,500", 1, "1 of 2 jobs failed", {"FINISHED": 1}, {"FINISHED": 1, "FAILED": 1}),
     # a value a search samples is checked in its job: a FAILED child, not a lost job
+    Fault("optuna_two_objectives", "-m sweeps=knn_optuna hydra.sweeper.direction=[maximize,minimize]", 1, "hydra.sweeper.direction=['maximize', 'minimize']: minimize or maximize (one objective"),
+    Fault("optuna_unknown_key", "-m sweeps=knn_optuna model.nope=choice(1,2)", 1, "Could not override 'model.nope'"),
     Fault("sampled_bad_value", "-m sweeps=knn_optuna hydra.sweeper.n_trials=4 data.test_size=choice(0.2,1.5)", 1, "3 of 4 jobs failed", {"FINISHED": 1}, {"FINISHED": 1, "FAILED": 3}, slow=SLOW),
     # what works must keep working
     Fault("select_on_test", "-m model=knn model.n_neighbors=3,5 sweep.metric=f1_score sweep.select_on_test=true", 0, "f1_score=", {"FINISHED": 1}, {"FINISHED": 2}, slow=SLOW),

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
+import optuna
 import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
@@ -82,22 +83,23 @@ def running_postgres() -> Iterator[str]:
         capture_output=True,
     )
     try:
-        subprocess.run(
-            as_postgres(
-                [
-                    str(bin_dir / "createdb"),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "-U",
-                    "postgres",
-                    "mlflow",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
+        for database in ("mlflow", "optuna"):  # each its own schema (both name alembic_version)
+            subprocess.run(
+                as_postgres(
+                    [
+                        str(bin_dir / "createdb"),
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(port),
+                        "-U",
+                        "postgres",
+                        database,
+                    ]
+                ),
+                check=True,
+                capture_output=True,
+            )
         # the driver named: with SQLAlchemy 2.1 a bare postgresql:// means psycopg 3
         yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/mlflow"
     finally:
@@ -167,6 +169,36 @@ def test_sweep_through_a_tracking_server(backend, request, tmp_path) -> None:
     with running_server(store, tmp_path) as url:
         check_sweep_through_server(url, tmp_path)
         check_doctor(url)
+        if backend == "postgresql":  # the team's study in the same PostgreSQL server
+            check_optuna_study(url, store.replace("/mlflow", "/optuna"), tmp_path)
+
+
+def check_optuna_study(url: str, storage: str, tmp: Path) -> None:
+    """An Optuna search through the server on 2 workers, its study in PostgreSQL: every trial
+    names its child, every child its trial."""
+    search = [
+        "-m",
+        "sweeps=knn_optuna",
+        "data=wine",
+        "hydra.sweeper.n_trials=4",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=team",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "mlflow.log_model=false",
+        f"hydra.sweep.dir={tmp}/optuna",
+    ]
+    result = cli(url, "src.train", *search)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="team", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
+    client = MlflowClient(url)
+    for trial in study.trials:
+        child = client.get_run(trial.user_attrs["mlflow_run_id"])
+        assert child.data.tags["optuna.trial_number"] == str(trial.number)
+        assert child.data.tags["optuna.storage"] == storage  # no password in this URL to hide
+    parent = client.get_run(child.data.tags["mlflow.parentRunId"])
+    assert parent.data.tags["search_best_run_id"] == study.best_trial.user_attrs["mlflow_run_id"]
 
 
 def check_doctor(url: str) -> None:
