@@ -283,9 +283,14 @@ def search_size(config: DictConfig) -> int | None:
         return None
     if sweeper._target_ != OUR_OPTUNA:
         return int(sweeper.n_trials)
-    if sweeper.direction not in ("minimize", "maximize"):
+    direction = (
+        OmegaConf.to_object(sweeper.direction)
+        if OmegaConf.is_config(sweeper.direction)
+        else sweeper.direction
+    )
+    if direction not in ("minimize", "maximize"):
         raise ValueError(
-            f"hydra.sweeper.direction={OmegaConf.to_container(sweeper).get('direction')!r}: "
+            f"hydra.sweeper.direction={direction!r}: "
             f"minimize or maximize (one objective; multi-objective search is not supported)"
         )
     from hydra_plugins.sweeps_optuna_sweeper._core import missing_trials
