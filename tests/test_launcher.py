@@ -110,15 +110,19 @@ def test_another_app_keeps_the_stock_launcher_and_can_ask_for_ours(
         assert [r["seen"] for r in records] == [1] * 6
 
 
-def test_the_plugin_is_light_for_hydras_plugin_scan() -> None:
-    """Hydra imports the plugin's public modules in every app; joblib and cloudpickle load only
-    when our launcher launches."""
+def test_the_plugins_are_light_for_hydras_plugin_scan() -> None:
+    """Hydra imports every plugin module in every app; joblib and cloudpickle load only when our
+    launcher launches, Optuna only when our sweeper sweeps."""
     code = (
-        "import sys, hydra_plugins.sweeps_joblib_launcher.config, "
-        "hydra_plugins.sweeps_joblib_launcher.joblib_launcher; "
-        "print([m for m in ('joblib', 'cloudpickle') if m in sys.modules])"
+        "import sys; from hydra.core.plugins import Plugins; "
+        "from hydra.plugins.launcher import Launcher; from hydra.plugins.sweeper import Sweeper; "
+        "found = [c.__name__ for kind in (Launcher, Sweeper) "
+        "for c in Plugins.instance().discover(kind)]; "
+        "print(found); print([m for m in ('joblib', 'cloudpickle', 'optuna') if m in sys.modules])"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
-    assert result.stdout.strip() == "[]"
+    found, loaded = result.stdout.strip().splitlines()
+    assert "SweepsJoblibLauncher" in found and "SweepsOptunaSweeper" in found
+    assert loaded == "[]"
