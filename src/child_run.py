@@ -20,6 +20,7 @@ from mlflow.utils.validation import MAX_ENTITIES_PER_BATCH, MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hydra_plugins.sweeps_optuna_sweeper import STORAGE_ENV, STUDY_ENV, TRIAL_ENV
+from src.heartbeat import beating, first_beat
 from src.store import RunTarget, mlflow_key, record_failure, run_tags, with_retries
 
 MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "cloudpickle", "numpy", "pandas", "scipy")
@@ -86,6 +87,7 @@ def job_run(target: RunTarget, run_name: str, tags: dict[str, str]) -> Iterator[
     marks it KILLED.
     """
     client = MlflowClient(target.tracking_uri)
+    tags = tags | first_beat(target.heartbeat_s)
     run = with_retries(
         lambda: client.create_run(
             target.experiment_id, run_name=run_name, tags=run_tags(target, run_name, tags)
@@ -93,7 +95,8 @@ def job_run(target: RunTarget, run_name: str, tags: dict[str, str]) -> Iterator[
     )
     run_id = run.info.run_id
     try:
-        yield run_id
+        with beating(target.tracking_uri, run_id, target.heartbeat_s):
+            yield run_id
     except BaseException as e:
         status = "KILLED" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "FAILED"
         record_failure(client, run_id, e)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import socket
 import sys
 import tempfile
 from contextlib import redirect_stdout
@@ -24,8 +23,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from src import store
-from src.recovery import is_stale, mark_stale_runs
-from src.store import PROCESS_TAG, configured_store, default_artifact_location, search_all_runs
+from src.recovery import is_stale, liveness, mark_stale_runs
+from src.store import configured_store, default_artifact_location, search_all_runs
 
 PROBE_NAME = "doctor probe"
 DEFAULT_EXPERIMENT_ID = "0"  # MLflow's own, made with every new store
@@ -65,19 +64,12 @@ def check(uri: str, experiment_name: str, fix: bool) -> list[tuple[bool, str]]:
     running = search_all_runs(client, [experiment_id], "attributes.status = 'RUNNING'")
     stale = [r.info.run_id for r in running if is_stale(r)]
     fixed = {r.info.run_id for r in mark_stale_runs(client, experiment_id)} if fix else set()
-    host = socket.gethostname()
     for run in running:
-        identity = run.data.tags.get(PROCESS_TAG)
-        if identity is None:
-            state = "no process recorded: cannot tell"
-        elif run.info.run_id in fixed:
-            state = "STALE: its process is gone; ended FAILED (--fix)"
+        _, state = liveness(run)
+        if run.info.run_id in fixed:
+            state = f"STALE: {state}; ended FAILED (--fix)"
         elif run.info.run_id in stale:
-            state = "STALE: its process is gone"
-        elif identity.split(":", 1)[0] != host:
-            state = f"runs on another host ({identity}): cannot tell from here"
-        else:
-            state = "its process is alive"
+            state = f"STALE: {state}"
         ok = run.info.run_id not in stale or run.info.run_id in fixed
         results.append((ok, f"RUNNING {run.info.run_name!r} ({run.info.run_id}): {state}"))
     if fixed:

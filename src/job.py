@@ -167,4 +167,4 @@ def run_target(cfg: DictConfig) -> RunTarget:
     uri = resolve_tracking_uri(cfg.mlflow.tracking_uri)
     experiment_id = ensure_experiment(uri, cfg.mlflow.experiment_name)
     commit, dirty = git_info()
-    return RunTarget(uri, experiment_id, None, commit, dirty)
+    return RunTarget(uri, experiment_id, None, commit, dirty, float(cfg.sweep.heartbeat_s))

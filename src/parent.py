@@ -14,6 +14,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
+from src.heartbeat import Heartbeat, first_beat
 from src.ranking import SweepSummary
 from src.recovery import mark_stale_runs, reopen_sweep, resume_parent
 from src.registry import default_model_name, describe, register_best
@@ -83,7 +84,20 @@ def open_sweep(
             finished = {}
     else:
         parent_id = create_parent_run(config, base, jobs, sweep_dir, command)
-    return RunTarget(uri, experiment_id, parent_id, commit, dirty), finished
+    interval = float(config.sweep.heartbeat_s)
+    beat = [RunTag(k, v) for k, v in first_beat(interval).items()]
+    with_retries(lambda: client.log_batch(parent_id, tags=beat))
+    _parent_heartbeat.append(Heartbeat(uri, parent_id, interval).start())
+    return RunTarget(uri, experiment_id, parent_id, commit, dirty, interval), finished
+
+
+_parent_heartbeat: list[Heartbeat] = []  # the open parent's, in the launching process
+
+
+def stop_parent_heartbeat() -> None:
+    """Stop the parent's heartbeat before it is ended."""
+    while _parent_heartbeat:
+        _parent_heartbeat.pop().stop()
 
 
 def command_tag(command: dict) -> str:
@@ -172,6 +186,7 @@ def finish_parent_run(config: DictConfig, ctx: SweepContext) -> dict[str, int]:
     if stopped:
         reason = f"stopped by sweep.max_failures={ctx.max_failures}: {counts['n_failed']} failed"
         with_retries(lambda: client.set_tag(parent_id, "end_reason", reason))
+    stop_parent_heartbeat()
     with_retries(lambda: client.set_terminated(parent_id, status))
     finished, failed, total = counts["n_finished"], counts["n_failed"], counts["n_children"]
     counted = f"{finished} finished, {failed} failed of {total} children"
@@ -199,6 +214,7 @@ def fail_parent_run(ctx: SweepContext, error: BaseException) -> None:
     assert parent_id is not None
     client = MlflowClient(ctx.target.tracking_uri)
     record_failure(client, parent_id, error)
+    stop_parent_heartbeat()
     with_retries(lambda: client.set_terminated(parent_id, "FAILED"))
 
 

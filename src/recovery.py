@@ -3,7 +3,8 @@
 A run is stale when the process that ran it is gone. Every run records `process` =
 `host:pid:start`, where start is the process's start time from /proc (so a reused pid is not
 mistaken for the original process). On the same host that tells for certain whether the
-process still lives; runs from another host are left alone (they may be alive there).
+process still lives; a run from another host is stale once its heartbeat (src/heartbeat.py) is
+older than 3 intervals, and one without a heartbeat is left alone (it may be alive there).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from mlflow.entities import Run, RunTag
 from mlflow.tracking import MlflowClient
 
 from src.child_run import RunScore
+from src.heartbeat import STALE_INTERVALS, heartbeat_age
 from src.store import (
     COMMAND_TAG,
     PROCESS_TAG,
@@ -31,15 +33,30 @@ from src.store import (
 ATTEMPT_END_TAGS = ("error_type", "error_message", "end_reason")
 
 
-def is_stale(run: Run) -> bool:
-    """A RUNNING run whose process, on this host, no longer exists."""
+def liveness(run: Run, now: float | None = None) -> tuple[bool | None, str]:
+    """Whether a RUNNING run's process is gone (True), alive (False) or cannot be told (None),
+    and how that is known. On this host /proc tells; elsewhere, its heartbeat: stale once older
+    than STALE_INTERVALS intervals. A run without a heartbeat elsewhere is never guessed at."""
     identity = run.data.tags.get(PROCESS_TAG)
-    if run.info.status != "RUNNING" or not identity:
-        return False
-    host, pid, _ = identity.split(":", 2)
-    if host != socket.gethostname():
-        return False  # cannot tell from here
-    return process_identity(int(pid)) != identity
+    if identity and identity.split(":", 1)[0] == socket.gethostname():
+        pid = int(identity.split(":", 2)[1])
+        if process_identity(pid) != identity:
+            return True, f"its process {identity} ended without closing the run"
+        return False, "its process is alive"
+    where = f"runs on another host ({identity})" if identity else "no process recorded"
+    age = heartbeat_age(run.data.tags, now)
+    if age is None:
+        return None, f"{where}, no heartbeat (an older version made it): cannot tell"
+    seconds, interval = age
+    beat = f"last heartbeat {seconds:.0f}s ago (every {interval:g}s)"
+    if seconds > STALE_INTERVALS * interval:
+        return True, f"{where}: {beat}, more than {STALE_INTERVALS} intervals"
+    return False, f"{where}: {beat}"
+
+
+def is_stale(run: Run) -> bool:
+    """A RUNNING run whose process is gone, as `liveness` tells."""
+    return run.info.status == "RUNNING" and liveness(run)[0] is True
 
 
 def mark_stale_runs(client: MlflowClient, experiment_id: str) -> list[Run]:
@@ -47,7 +64,7 @@ def mark_stale_runs(client: MlflowClient, experiment_id: str) -> list[Run]:
     running = search_all_runs(client, [experiment_id], "attributes.status = 'RUNNING'")
     stale = [run for run in running if is_stale(run)]
     for run in stale:
-        reason = f"its process {run.data.tags[PROCESS_TAG]} ended without closing the run"
+        reason = liveness(run)[1]
         tags = [RunTag("error_type", "Stale"), RunTag("error_message", reason)]
         run_id = run.info.run_id
         with_retries(partial(client.log_batch, run_id, tags=tags))

@@ -54,6 +54,9 @@ def check_settings(cfg: DictConfig) -> None:
         isinstance(sweep.prefer, str) and PREFER.fullmatch(sweep.prefer)
     ):
         _fail("sweep.prefer", sweep.prefer, "null or <param key>:max|min, e.g. model.C:min")
+    beat = sweep.heartbeat_s
+    if not _is_number(beat) or not beat > 0:
+        _fail("sweep.heartbeat_s", beat, "seconds between a running run's heartbeats, e.g. 30")
     if sweep.max_failures is not None:
         _integer("sweep.max_failures", sweep.max_failures, 0, None, "null or ")
     resume = sweep.resume

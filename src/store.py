@@ -60,6 +60,7 @@ class RunTarget:
     parent_run_id: str | None = None
     git_commit: str | None = None
     git_dirty: bool | None = None
+    heartbeat_s: float = 30.0  # how often its runs record that their process lives
 
 
 def resolve_tracking_uri(configured: str) -> str:

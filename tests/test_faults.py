@@ -74,6 +74,7 @@ FAULTS = [
     Fault("select_on_test_text", "-m sweep.select_on_test=yes", 1, "sweep.select_on_test='yes' is not valid; use true or false"),
     Fault("direction", "-m sweep.direction=sideways", 1, "sweep.direction='sideways'"),
     Fault("alpha", "-m sweep.alpha=1.5", 1, "sweep.alpha=1.5 is not valid; use a significance level"),
+    Fault("heartbeat", "-m sweep.heartbeat_s=0", 1, "sweep.heartbeat_s=0 is not valid; use seconds between"),
     Fault("prefer_format", "-m sweep.prefer=n_neighbors", 1, "sweep.prefer='n_neighbors' is not valid; use null or <param key>:max|min"),
     Fault("prefer_unknown_key", "-m model=knn sweep.prefer=model.n_neighbour:max", 1, "names 'model.n_neighbour', which no job's config has"),
     Fault("max_failures_negative", "-m sweep.max_failures=-1", 1, "sweep.max_failures=-1"),

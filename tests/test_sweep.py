@@ -60,9 +60,14 @@ def assert_knn_sweep(tracking_uri: str, stdout: str) -> tuple:
 
 
 def test_knn_sweep_is_one_parent_with_six_children(run_train, tracking_uri, monkeypatch) -> None:
-    result = run_train(*KNN_SWEEP)
+    result = run_train(*KNN_SWEEP, "sweep.heartbeat_s=0.5")
     assert result.returncode == 0, result.stderr
     parent, children = assert_knn_sweep(tracking_uri, result.stdout)
+    for run in [parent, *children]:  # every run beats while its process lives
+        assert run.data.tags["heartbeat_s"] == "0.5"
+        assert int(run.data.tags["heartbeat"]) >= run.info.start_time // 1000 - 1
+    # the parent lived through six jobs: its heartbeat went on after it was created
+    assert int(parent.data.tags["heartbeat"]) >= parent.info.start_time // 1000 + 2
     assert parent.data.params["sweep.model.n_neighbors"] == "3,5,7"
     assert parent.data.metrics["n_children"] == 6 and parent.data.metrics["n_failed"] == 0
     # a short name the UI does not cut, the full description as the run's description
