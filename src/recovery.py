@@ -41,7 +41,7 @@ def liveness(run: Run, now: float | None = None) -> tuple[bool | None, str]:
     if identity and identity.split(":", 1)[0] == socket.gethostname():
         pid = int(identity.split(":", 2)[1])
         if process_identity(pid) != identity:
-            return True, f"its process {identity} ended without closing the run"
+            return True, f"its process is gone ({identity} ended without closing the run)"
         return False, "its process is alive"
     where = f"runs on another host ({identity})" if identity else "no process recorded"
     age = heartbeat_age(run.data.tags, now)

@@ -24,6 +24,14 @@ REPO = Path(__file__).resolve().parents[1]
 HEART_CSV = REPO / "tests" / "data" / "heart_cleveland.csv"  # UCI Cleveland, CC BY 4.0
 
 
+@pytest.fixture(autouse=True)
+def in_own_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in its own folder: nothing a test makes by a relative path (MLflow's
+    default ./mlruns for an experiment made without an artifact location) lands in the
+    repository. Subprocesses are started in the repository on purpose (`cli`)."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def heart_csv() -> Path:
     """The UCI Cleveland heart data the tests ship (tests/data/README.md: source, licence)."""

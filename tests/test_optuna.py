@@ -4,6 +4,7 @@ and continue, trials and child runs that name each other, and Optuna's dashboard
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import signal
 import subprocess
@@ -159,24 +160,22 @@ def check_links(study: optuna.Study, uri: str) -> None:
 
 
 def test_a_persistent_study_links_trials_and_runs(tracking_uri, tmp_path) -> None:
+    relative = os.path.relpath(tmp_path, REPO)
     knn = [
         "-m",
         "sweeps=knn_optuna",
         "data=heart",
         f"data.path={HEART_CSV}",
         *LEAN,
-        "hydra.sweeper.storage=sqlite:///optuna.db",  # relative: where the sweep starts
+        f"hydra.sweeper.storage=sqlite:///{relative}/optuna.db",  # from where the sweep starts
         "hydra.sweeper.study_name=knn",
         "hydra.sweeper.n_trials=3",
         f"hydra.sweep.dir={tmp_path}/sweep",
     ]
-    result = cli(tracking_uri, "src.train", *knn)
+    result = cli(tracking_uri, "src.train", *knn)  # started in the repository
     assert result.returncode == 0, result.stderr
-    storage = f"sqlite:///{REPO}/optuna.db"
-    try:
-        study = optuna.load_study(study_name="knn", storage=storage)
-    finally:
-        (REPO / "optuna.db").unlink()
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.load_study(study_name="knn", storage=storage)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
     check_links(study, tracking_uri)
     ((parent_id, children),) = children_by_parent(tracking_uri).items()
@@ -195,6 +194,14 @@ def test_an_interrupted_study_resumes_then_continues(tracking_uri, tmp_path) -> 
         tracking_uri, tmp_path, *heart_search(tmp_path, "hydra.sweeper.n_trials=4")
     )
     wait_for(out, "[2/4]", process)
+    deadline = time.monotonic() + 60
+    while not [
+        r
+        for r in all_runs(tracking_uri)
+        if r.info.status == "RUNNING" and r.data.tags.get("optuna.trial_number")
+    ]:
+        assert time.monotonic() < deadline and process.poll() is None, out.read_text()
+        time.sleep(0.1)  # the third trial's child is running: interrupt it mid-trial
     process.send_signal(signal.SIGINT)
     process.wait(timeout=120)
     assert process.returncode != 0

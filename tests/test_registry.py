@@ -239,7 +239,7 @@ def test_a_resumed_sweep_registers_its_best_once(gated) -> None:
     resumed = heart_sweep(uri, gated["tmp"], *GATED, "sweep.resume=latest")
     assert resumed == gated["sweep"]
     client = MlflowClient(uri)
-    assert [v.version for v in client.search_model_versions(f"name = '{NAME}'")] == ["1"]
+    assert [str(v.version) for v in client.search_model_versions(f"name = '{NAME}'")] == ["1"]
     assert client.get_run(resumed).data.tags["registry.version"] == "1"
 
 

@@ -93,7 +93,7 @@ def absolute_storage(storage: str | None) -> str | None:
     if storage is None or not storage.startswith("sqlite:///") or storage == "sqlite:///":
         return storage
     path = Path(storage.removeprefix("sqlite:///"))
-    return storage if path.is_absolute() else f"sqlite:///{Path.cwd() / path}"
+    return storage if path.is_absolute() else f"sqlite:///{os.path.abspath(path)}"
 
 
 def shown(storage: str | None) -> str:
