@@ -25,11 +25,14 @@ HEART_CSV = REPO / "tests" / "data" / "heart_cleveland.csv"  # UCI Cleveland, CC
 
 
 @pytest.fixture(autouse=True)
-def in_own_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def in_own_folder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test runs in its own folder: nothing a test makes by a relative path (MLflow's
     default ./mlruns for an experiment made without an artifact location) lands in the
-    repository. Subprocesses are started in the repository on purpose (`cli`)."""
-    monkeypatch.chdir(tmp_path)
+    repository. Subprocesses are started in the repository on purpose (`cli`). Hydra's own
+    launcher suites keep theirs: their joblib workers outlive a test, and its folder."""
+    if request.module.__name__.endswith("test_launcher_suites"):
+        return
+    monkeypatch.chdir(request.getfixturevalue("tmp_path"))
 
 
 @pytest.fixture
