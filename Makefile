@@ -33,7 +33,9 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
+# The latest sweep's view in the UI (its link), then the UI itself.
 ui: $(STAMP)
+	@$(BIN)/python -m src.summary --ui --tracking-uri sqlite:///outputs/mlflow.db 2>&1 | grep '^MLflow UI: ' || echo "No sweep in outputs/mlflow.db yet: make sweep"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db --host 127.0.0.1 --port 5000
 
 $(STAMP): pyproject.toml

@@ -148,6 +148,8 @@ def create_parent_run(
     } | attempt_tags(config, sweep_dir)
     if config.sweep.prefer:
         tags["sweep_prefer"] = str(config.sweep.prefer)
+    if config.mlflow.get("ui_url"):  # where its UI link points (default: ui_url of the store)
+        tags["ui_url"] = str(config.mlflow.ui_url)
     run = with_retries(
         lambda: client.create_run(
             base.experiment_id, run_name=name, tags=run_tags(base, name, tags)
@@ -173,7 +175,7 @@ def finish_parent_run(config: DictConfig, ctx: SweepContext) -> dict[str, int]:
     parent_id = ctx.target.parent_run_id
     assert parent_id is not None
     client = MlflowClient(ctx.target.tracking_uri)
-    summary = summarize_sweep(ctx.target.tracking_uri, parent_id, Path(ctx.sweep_dir))
+    summary, link = summarize_sweep(ctx.target.tracking_uri, parent_id, Path(ctx.sweep_dir))
     record_search_result(client, parent_id, Path(ctx.sweep_dir), summary)
     if config.registry.enabled and summary.best is not None:
         name = config.registry.name or default_model_name(str(config.mlflow.experiment_name))
@@ -204,6 +206,7 @@ def finish_parent_run(config: DictConfig, ctx: SweepContext) -> dict[str, int]:
             )
     files = Path(ctx.sweep_dir) / "sweep_summary.md"
     lines.append(f"Summary: {files} (and on the parent run, under summary/)")
+    lines.append(f"MLflow UI: {link}")
     print("\n".join(lines), flush=True)
     return counts
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -22,14 +23,15 @@ from src.ranking import (
     spread,
     verdict_note,
 )
-from src.store import search_all_runs, with_retries
+from src.store import children_of, search_all_runs, ui_url, with_retries
 from src.sweep_plots import save_sweep_plots
+from src.ui_view import SweepView, store_view
 from src.verdict import VERDICT_COLUMNS
 
 TOP_N = 10
 
 
-def write_summary_files(summary: SweepSummary, out_dir: Path) -> list[Path]:
+def write_summary_files(summary: SweepSummary, out_dir: Path, link: UiLink) -> list[Path]:
     """sweep_summary.csv, sweep_summary.md, parameter importance and the sweep plots."""
     out_dir.mkdir(parents=True, exist_ok=True)
     importance = parameter_importance(summary)
@@ -38,14 +40,14 @@ def write_summary_files(summary: SweepSummary, out_dir: Path) -> list[Path]:
     importance_path = out_dir / "parameter_importance.csv"
     importance.to_csv(importance_path, index=False)
     md_path = out_dir / "sweep_summary.md"
-    md_path.write_text(render_markdown(summary, importance))
+    md_path.write_text(render_markdown(summary, importance, link))
     ranked = summary.ranked
     params = [k for k in summary.swept if k in ranked and ranked[k].nunique() > 1]
     plots = save_sweep_plots(ranked, params, summary.metric, importance, out_dir)
     return [csv_path, md_path, importance_path, *plots]
 
 
-def render_markdown(summary: SweepSummary, importance: pd.DataFrame) -> str:
+def render_markdown(summary: SweepSummary, importance: pd.DataFrame, link: UiLink) -> str:
     """The human-readable summary: best child, top 10, ties, failures, importance."""
     parent, metric = summary.parent, summary.metric
     counts = summary.counts
@@ -57,6 +59,9 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame) -> str:
         f"{counts['n_finished']} finished, {counts['n_failed']} failed. "
         f"Ranked by `{metric}` ({summary.direction}), a cross-validation score on the "
         f"training split, not the test score.",
+        "",
+        f"MLflow UI: <{link.url}>"
+        + (f" (the experiment's charts: {link.note})" if link.note else ""),
         "",
     ]
     best = summary.best
@@ -157,14 +162,18 @@ def _markdown_table(frame: pd.DataFrame, columns: list[str]) -> str:
     return "\n".join([header, rule, *body])
 
 
-def record_on_parent(client: MlflowClient, summary: SweepSummary, files: list[Path]) -> None:
-    """Tag the parent and the best child, log best_* metrics and counts, upload the files."""
+def record_on_parent(
+    client: MlflowClient, summary: SweepSummary, files: list[Path], link: UiLink
+) -> None:
+    """Tag the parent (with its UI link) and the best child, log best_* metrics and counts,
+    upload the files."""
     parent_id = summary.parent.info.run_id
     now = int(time.time() * 1000)
     metrics: dict[str, float] = dict(summary.counts)
     tags = [
         RunTag("n_children", str(metrics["n_children"])),
         RunTag("selection_rule", summary.rule),
+        RunTag("ui_link_path", link.path),
     ]
     if summary.verdict.missing is None and summary.top is not None:
         metrics["n_equivalent_to_best"] = summary.verdict.n_equivalent
@@ -193,10 +202,54 @@ def record_on_parent(client: MlflowClient, summary: SweepSummary, files: list[Pa
         with_retries(lambda: client.log_artifacts(parent_id, tmp, "summary"))
 
 
-def summarize_sweep(tracking_uri: str, parent_run_id: str, out_dir: Path) -> SweepSummary:
-    """Summarise a sweep into `out_dir` and onto its parent run; return the summary."""
+@dataclass(frozen=True)
+class UiLink:
+    """Where the MLflow UI shows a sweep."""
+
+    url: str
+    path: str  # the part after the host
+    note: str | None  # why it is the experiment's plain chart view, not the sweep's own
+
+    def __str__(self) -> str:
+        return self.url + (f" (the experiment's charts: {self.note})" if self.note else "")
+
+
+def sweep_view(client: MlflowClient, tracking_uri: str, summary: SweepSummary) -> UiLink:
+    """Store the sweep's view for the MLflow UI (src/ui_view.py); its link."""
+    parent = summary.parent
+    logged = sorted({key for child in children_of(client, parent) for key in child.data.metrics})
+    ranked = summary.ranked
+    numeric = tuple(
+        k
+        for k in summary.swept
+        if k in ranked and len(ranked) and pd.to_numeric(ranked[k], errors="coerce").notna().all()
+    )
+    folds = summary.metric.removesuffix("_mean")
+    view = SweepView(
+        experiment_id=parent.info.experiment_id,
+        parent_run_id=parent.info.run_id,
+        name=parent.info.run_name,
+        metric=summary.metric,
+        direction=summary.direction,
+        swept=tuple(summary.swept),
+        numeric=numeric,
+        tests=tuple(m for m in TEST_METRICS if m in logged and m != summary.metric),
+        folds=folds if folds != summary.metric and folds in logged else None,
+        logged=tuple(logged),
+    )
+    path, note = store_view(client, view)
+    base = parent.data.tags.get("ui_url") or ui_url(tracking_uri)
+    return UiLink(f"{base.rstrip('/')}/{path}", path, note)
+
+
+def summarize_sweep(
+    tracking_uri: str, parent_run_id: str, out_dir: Path
+) -> tuple[SweepSummary, UiLink]:
+    """Summarise a sweep into `out_dir` and onto its parent run, with its view in the MLflow
+    UI; the summary and the view's link."""
     client = MlflowClient(tracking_uri)
     summary = load_summary(client, client.get_run(parent_run_id))
-    files = write_summary_files(summary, out_dir)
-    record_on_parent(client, summary, files)
-    return summary
+    link = sweep_view(client, tracking_uri, summary)
+    files = write_summary_files(summary, out_dir, link)
+    record_on_parent(client, summary, files, link)
+    return summary, link

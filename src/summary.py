@@ -22,6 +22,7 @@ from src.ranking import (
     verdict_note,
 )
 from src.recovery import mark_stale_runs
+from src.report import sweep_view
 from src.store import (
     NoSweepError,
     TrackingError,
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, help="with --compare: where to write (default outputs/compare/<exp>)"
     )
+    parser.add_argument(
+        "--ui", action="store_true", help="store the sweep's view in the MLflow UI, print its link"
+    )
     args = parser.parse_args(argv)
     try:
         uri, experiment_name = chosen_store(args)
@@ -87,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{counts['n_failed']} failed; ranked by {summary.metric} ({summary.direction})"
     )
     print(f"  {summary.parent.data.tags.get('mlflow.note.content', '')}\n")
+    if args.ui:
+        print(f"MLflow UI: {sweep_view(client, uri, summary)}\n")
     print(format_table(summary))
     print()
     print(describe_best(summary))

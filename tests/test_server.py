@@ -20,7 +20,10 @@ import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
+from src.ui_view import VIEW_TAG_PREFIX
+
 from .conftest import cli, free_port, in_process, mlflow_process
+from .test_ui import browse
 
 pytestmark = pytest.mark.slow  # run by `make test` / CI via `pytest -m slow`
 
@@ -146,6 +149,18 @@ def check_sweep_through_server(url: str, tmp: Path) -> None:
     assert "summary/sweep_summary.md" in {
         a.path for a in client.list_artifacts(parent.info.run_id, "summary")
     }
+    # the sweep's own view in the UI, linked on the server itself
+    key = parent.info.run_id
+    link = f"{url}/#/experiments/{experiment.experiment_id}/runs?viewStateShareKey={key}"
+    assert f"MLflow UI: {link}&compareRunsMode=CHART" in result.stdout
+    assert f"{VIEW_TAG_PREFIX}{key}" in client.get_experiment(experiment.experiment_id).tags
+
+    def visit(page) -> None:
+        page.goto(f"{link}&compareRunsMode=CHART")
+        page.get_by_text("You're viewing a shared view").first.wait_for(timeout=90_000)
+        page.get_by_text("4 matching runs").first.wait_for(timeout=60_000)  # its children
+
+    assert browse(url, visit) == []
     os.environ["MLFLOW_TRACKING_URI"] = url
     try:
         model = mlflow.pyfunc.load_model(f"runs:/{parent.data.tags['best_run_id']}/model")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
+import zlib
 
 import pandas as pd
 import pytest
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+
+from src.ui_view import VIEW_TAG_PREFIX
 
 from .conftest import cli, in_process, new_store, sweep_runs
 
@@ -194,6 +199,21 @@ def test_any_run_with_nested_children_is_summarised(tracking_uri) -> None:
     assert "No paired comparison with the best: mean_test_score is not cross-validated" in (
         result.stdout
     )
+    shown = in_process(
+        tracking_uri, "src.summary", "--sweep", parent.info.run_id, "--metric",
+        "mean_test_score", "--ui",
+    )  # fmt: skip
+    key = parent.info.run_id
+    link = f"MLflow UI: http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?"
+    assert f"{link}viewStateShareKey={key}&compareRunsMode=CHART" in shown.stdout
+    stored = json.loads(client.get_experiment(experiment_id).tags[VIEW_TAG_PREFIX + key])
+    assert stored["name"] == "Sweep GridSearchCV" and stored["state"].startswith("deflate;")
+    state = json.loads(zlib.decompress(base64.b64decode(stored["state"].removeprefix("deflate;"))))
+    assert state["searchFilter"] == f"tags.mlflow.parentRunId = '{key}'"
+    assert state["orderByKey"] == "metrics.`mean_test_score`" and not state["orderByAsc"]
+    charts = [c for c in state["compareRunCharts"] if not c["deleted"]]
+    assert [c["type"] for c in charts] == ["BAR", "PARALLEL", "SCATTER"]  # alpha is numeric
+    assert charts[1]["selectedParams"] == ["alpha"] and charts[2]["xaxis"]["key"] == "alpha"
 
 
 def test_summary_cli_on_an_experiment_without_sweeps(migrated_store, tmp_path) -> None:

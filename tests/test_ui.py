@@ -4,14 +4,19 @@ each child's per-fold scores as a line by step."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 import pytest
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from playwright.sync_api import sync_playwright
 
-from .conftest import REPO, mlflow_process, sweep_runs
+from src.store import DEFAULT_UI_URL
+from src.ui_view import VIEW_TAG_PREFIX
+
+from .conftest import REPO, all_runs, mlflow_process
 
 pytestmark = pytest.mark.slow  # run by `make test` / CI via `pytest -m slow`
 
@@ -31,26 +36,42 @@ SCREENSHOTS = REPO / "tests" / "screenshots"
 
 @pytest.fixture
 def mlflow_ui(run_train, tracking_uri, tmp_path):
-    """A finished sweep, and `mlflow ui` serving its store on a loopback port."""
-    result = run_train(
-        "-m",
-        "model=knn",
-        "model.n_neighbors=3,7,11",
-        "model.weights=uniform,distance",
-        "data=wine",
-        "mlflow.log_model=false",
+    """Two finished sweeps in one experiment (the first is the one charted), and `mlflow ui`
+    serving their store on a loopback port; the URL and each sweep's printed UI link."""
+    links = []
+    swept = (
+        ["model.n_neighbors=3,7,11", "model.weights=uniform,distance"],
+        ["model.n_neighbors=5,9"],
     )
-    assert result.returncode == 0, result.stderr
+    for extra in swept:
+        result = run_train(
+            "-m",
+            "model=knn",
+            *extra,
+            "data=wine",
+            "mlflow.log_model=false",
+        )
+        assert result.returncode == 0, result.stderr
+        (link,) = [line for line in result.stdout.splitlines() if line.startswith("MLflow UI: ")]
+        links.append(link.removeprefix("MLflow UI: "))
     args = ["ui", "--backend-store-uri", tracking_uri, "--workers", "1"]
     with mlflow_process(args, tmp_path / "ui.log", timeout=90) as url:
-        yield url
+        yield url, links
 
 
-def test_chart_view_shows_the_sweep_metrics_on_open(mlflow_ui, tracking_uri, tmp_path) -> None:
+def sweeps(tracking_uri: str) -> list[tuple[Run, list[Run]]]:
+    """Each sweep's parent and children, in the order they ran."""
+    runs = all_runs(tracking_uri)
+    parents = sorted((r for r in runs if "sweep" in r.data.tags), key=lambda r: r.info.start_time)
+    return [
+        (p, [r for r in runs if r.data.tags.get("mlflow.parentRunId") == p.info.run_id])
+        for p in parents
+    ]
+
+
+def browse(mlflow_ui: str, visit) -> list[str]:
+    """Open Chromium on a loopback-only network and `visit(page)`; the requests it refused."""
     assert Path(CHROMIUM).exists(), "Debian's chromium is required: apt-get install chromium"
-    parent, children = sweep_runs(tracking_uri)
-    experiment = MlflowClient(tracking_uri).get_experiment(parent.info.experiment_id)
-    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     outside: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -65,42 +86,105 @@ def test_chart_view_shows_the_sweep_metrics_on_open(mlflow_ui, tracking_uri, tmp
                     route.abort()
 
             page.route("**/*", loopback_only)
-            page.goto(
-                f"{mlflow_ui}/#/experiments/{experiment.experiment_id}/runs?compareRunsMode=CHART"
-            )
-            # the parent's own metrics are charted as soon as the page opens
-            page.get_by_text("Model metrics").first.wait_for(timeout=90_000)
-            page.get_by_text("best_cv_accuracy_mean").first.wait_for(timeout=30_000)
-            search = page.get_by_placeholder("Search metric charts")
-            for metric in ("best_test_accuracy", "best_roc_auc", "n_children", "n_failed"):
-                search.fill(metric)  # the grid is virtualised: filter to bring each chart in
-                page.get_by_text(metric, exact=True).first.wait_for(timeout=15_000)
-            search.fill("")
-            assert page.get_by_text(parent.info.run_name).count() >= 1
-            close = page.get_by_role("button", name="Close")
-            if close.count():
-                close.first.click()
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(tmp_path / "chart_view.png"))
-            # expand the parent (the button in its name cell): each child's cv_accuracy by fold
-            name = page.get_by_text(parent.info.run_name, exact=True).first
-            name.locator("xpath=ancestor::div[.//button][1]").locator("button").first.click()
-            page.get_by_text(children[0].info.run_name, exact=True).first.wait_for(timeout=30_000)
-            search.fill("cv_accuracy")
-            title = page.get_by_text("cv_accuracy", exact=True).first
-            title.wait_for(timeout=30_000)
-            card = page.get_by_test_id("experiment-view-compare-runs-card").filter(has=title)
-            card.get_by_text("Step", exact=True).wait_for(timeout=30_000)  # a line chart by step
-            legend = card.first.inner_text()
-            for child in children:
-                assert f"{child.info.run_name} (cv_accuracy)" in legend
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(tmp_path / "fold_lines.png"))
+            visit(page)
         finally:
             browser.close()
-    assert outside == []
+    return outside
+
+
+def test_each_sweeps_link_opens_its_own_chart_view(mlflow_ui, tracking_uri, tmp_path) -> None:
+    url, links = mlflow_ui
+    (first, first_children), (second, second_children) = sweeps(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment(first.info.experiment_id)
+    for parent, link in ((first, links[0]), (second, links[1])):
+        path = client.get_run(parent.info.run_id).data.tags["ui_link_path"]
+        assert link == f"{DEFAULT_UI_URL}/{path}"  # what `make ui` serves
+        assert f"viewStateShareKey={parent.info.run_id}" in path
+        assert f"{VIEW_TAG_PREFIX}{parent.info.run_id}" in experiment.tags  # two views
+    assert links[1] in (tmp_path / "sweep" / "sweep_summary.md").read_text()  # the last one's
+    # the first sweep: 6 children, n_neighbors and weights swept: a bar of the selection metric,
+    # a parallel-coordinates chart, a scatter for n_neighbors (weights is not numeric), the 5
+    # test metrics, and the per-fold cv_accuracy by step
+    expected_charts = 1 + 1 + 1 + 5 + 1
+
+    def visit(page) -> None:
+        page.goto(links[0].replace(DEFAULT_UI_URL, url))
+        page.get_by_text("You're viewing a shared view").first.wait_for(timeout=90_000)
+        section = f"Sweep {first.info.run_name}"
+        page.get_by_text(section).first.wait_for(timeout=60_000)
+        page.wait_for_timeout(2000)  # the section's chart count settles as the charts load
+        body = page.inner_text("body")
+        assert re.search(rf"{re.escape(section)}\s*\({expected_charts}\)", body), body[:3000]
+        for title in ("Parallel Coordinates", "model.n_neighbors", "cv_accuracy_mean"):
+            page.get_by_text(title).first.wait_for(state="attached", timeout=30_000)
+        table = page.get_by_text(f"{len(first_children)} matching runs").first
+        table.wait_for(timeout=30_000)
+        assert page.get_by_text(first.info.run_name, exact=True).count() == 0  # children only
+        for child in first_children:
+            page.get_by_text(child.info.run_name).first.wait_for(timeout=10_000)
+        shown = page.inner_text("body")
+        for child in second_children:  # not another sweep's (n_neighbors 5 and 9)
+            assert child.info.run_name.split(" weights")[0] not in shown, child.info.run_name
+        page.get_by_text("Model metrics").first.wait_for(timeout=10_000)  # and nothing else
+        assert "Model metrics\n(0)" in page.inner_text("body")
+        close = page.get_by_role("button", name="Close")
+        if close.count():
+            close.first.click()
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(tmp_path / "sweep_view.png"))
+
+    assert browse(url, visit) == []
+    keep_screenshots(tmp_path, "sweep_view.png")
+
+
+def keep_screenshots(tmp_path: Path, *shots: str) -> None:
+    """Check the screenshots are real pictures; copy them to tests/screenshots on request."""
     SCREENSHOTS.mkdir(exist_ok=True)
-    for shot in ("chart_view.png", "fold_lines.png"):
+    for shot in shots:
         assert (tmp_path / shot).stat().st_size > 20_000
         if os.environ.get("UPDATE_SCREENSHOTS"):
             shutil.copy(tmp_path / shot, SCREENSHOTS / shot)
+
+
+def test_chart_view_shows_the_sweep_metrics_on_open(mlflow_ui, tracking_uri, tmp_path) -> None:
+    mlflow_ui, _ = mlflow_ui
+    parent, children = sweeps(tracking_uri)[0]
+    experiment = MlflowClient(tracking_uri).get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+    def visit(page) -> None:
+        page.goto(
+            f"{mlflow_ui}/#/experiments/{experiment.experiment_id}/runs?compareRunsMode=CHART"
+        )
+        # the parent's own metrics are charted as soon as the page opens
+        page.get_by_text("Model metrics").first.wait_for(timeout=90_000)
+        page.get_by_text("best_cv_accuracy_mean").first.wait_for(timeout=30_000)
+        search = page.get_by_placeholder("Search metric charts")
+        for metric in ("best_test_accuracy", "best_roc_auc", "n_children", "n_failed"):
+            search.fill(metric)  # the grid is virtualised: filter to bring each chart in
+            page.get_by_text(metric, exact=True).first.wait_for(timeout=15_000)
+        search.fill("")
+        assert page.get_by_text(parent.info.run_name).count() >= 1
+        close = page.get_by_role("button", name="Close")
+        if close.count():
+            close.first.click()
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(tmp_path / "chart_view.png"))
+        # expand the parent (the button in its name cell): each child's cv_accuracy by fold
+        name = page.get_by_text(parent.info.run_name, exact=True).first
+        name.locator("xpath=ancestor::div[.//button][1]").locator("button").first.click()
+        page.get_by_text(children[0].info.run_name, exact=True).first.wait_for(timeout=30_000)
+        search.fill("cv_accuracy")
+        title = page.get_by_text("cv_accuracy", exact=True).first
+        title.wait_for(timeout=30_000)
+        card = page.get_by_test_id("experiment-view-compare-runs-card").filter(has=title)
+        card.get_by_text("Step", exact=True).wait_for(timeout=30_000)  # a line chart by step
+        legend = card.first.inner_text()
+        for child in children:
+            assert f"{child.info.run_name} (cv_accuracy)" in legend
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(tmp_path / "fold_lines.png"))
+
+    assert browse(mlflow_ui, visit) == []
+    keep_screenshots(tmp_path, "chart_view.png", "fold_lines.png")

@@ -1,0 +1,178 @@
+"""The MLflow UI's view of one sweep: charts made for it, stored the way the UI's own "Save view"
+stores a view (an experiment tag), and the link that opens it.
+
+Everything this relies on of the UI's format is pinned here, read from the UI shipped with
+MLflow 3.17 (its experiment page's shared-view loader); `tests/test_ui.py` opens a stored view
+in Chromium and fails when a new MLflow stops reading it:
+- the tag `mlflow.sharedViewState.<key>` on the experiment holds a JSON envelope
+  `{name, createdAt, updatedAt, state}`, at most 20,000 characters, where `state` is
+  `deflate;` + base64 of the zlib-compressed JSON of the page's state;
+- `#/experiments/<id>/runs?viewStateShareKey=<key>&compareRunsMode=CHART` opens it in the chart
+  view (no search facet may be in the link, or the UI skips the view);
+- the state's search facets (`searchFilter`, `orderByKey`, ...) and chart cards
+  (`compareRunCharts`: BAR, PARALLEL, SCATTER, LINE) and sections (`compareRunSections`, the
+  UI's "Model metrics" and "System metrics" last); `runsHiddenMode: SHOW_ALL` charts every run;
+- children are listed flat (not under their parent, which a view cannot expand) when the runs
+  are filtered by `tags.mlflow.parentRunId` and ordered by anything but the start time;
+- the UI adds a chart for every logged metric no card names: named by deleted cards.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import zlib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from src.store import with_retries
+
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+SHARE_PARAM = "viewStateShareKey"
+COMPRESSED = "deflate;"
+MAX_TAG_VALUE = 20_000
+UI_MARKERS = (VIEW_TAG_PREFIX, SHARE_PARAM, COMPRESSED)  # what the UI's main bundle must contain
+SECTION = "sweep"  # the view's own section of charts
+
+
+@dataclass(frozen=True)
+class SweepView:
+    """What a sweep's view charts."""
+
+    experiment_id: str
+    parent_run_id: str
+    name: str  # the parent run's name: the view's name in the UI's list of views
+    metric: str  # the selection metric
+    direction: str  # maximize | minimize
+    swept: tuple[str, ...]  # the swept param keys
+    numeric: tuple[str, ...]  # those with numeric values: one scatter each
+    tests: tuple[str, ...]  # the test metrics the children logged: one bar chart each
+    folds: str | None  # the per-fold metric by step, if the children logged one
+    logged: tuple[str, ...]  # every metric key the children logged
+
+
+def card(kind: str, uuid: str, **fields: Any) -> dict[str, Any]:
+    """A chart card of the UI's chart view, in the view's section."""
+    common = {"uuid": uuid, "type": kind, "runsCountToCompare": 10, "metricSectionId": SECTION}
+    return common | {"deleted": False, "isGenerated": False} | fields
+
+
+def line(metric: str) -> dict[str, Any]:
+    """A line chart of `metric` by step (the children's per-fold scores)."""
+    return card(
+        "LINE", f"line-{metric}", metricKey=metric, selectedMetricKeys=[metric],
+        lineSmoothness=0, xAxisScaleType="linear", scaleType="linear", xAxisKey="step",
+        selectedXAxisMetricKey="", yAxisKey="metric", yAxisExpressions=[], ignoreOutliers=False,
+        useGlobalXaxisKey=False, useGlobalLineSmoothing=True,
+    )  # fmt: skip
+
+
+def charts(view: SweepView) -> list[dict[str, Any]]:
+    """The sweep's charts, then a deleted card for every other logged metric (else the UI adds
+    a chart for each)."""
+    cards = [
+        card("BAR", f"bar-{view.metric}", metricKey=view.metric),
+        card(
+            "PARALLEL",
+            "parallel",
+            selectedParams=list(view.swept),
+            selectedMetrics=[view.metric],
+            showAllRuns=True,
+        ),  # fmt: skip
+    ]
+    for key in view.numeric:
+        axes = {
+            "xaxis": {"key": key, "type": "PARAM"},
+            "yaxis": {"key": view.metric, "type": "METRIC"},
+        }
+        cards.append(card("SCATTER", f"scatter-{key}", runsCountToCompare=100, **axes))
+    cards += [card("BAR", f"bar-{m}", metricKey=m) for m in view.tests]
+    if view.folds is not None:
+        cards.append(line(view.folds))
+    named = {c.get("metricKey") for c in cards}
+    hidden = [m for m in view.logged if m not in named]
+    cards += [
+        card("BAR", f"hidden-{m}", metricKey=m, deleted=True, isGenerated=True) for m in hidden
+    ]
+    return cards
+
+
+def view_state(view: SweepView) -> dict[str, Any]:
+    """The page state the view restores: this sweep's children, best first, every one charted."""
+    sections = [
+        {"uuid": SECTION, "name": f"Sweep {view.name}", "display": True, "isReordered": False},
+        {"uuid": "model", "name": "Model metrics", "display": False, "isReordered": False},
+        {"uuid": "system", "name": "System metrics", "display": False, "isReordered": False},
+    ]
+    return {
+        "searchFilter": f"tags.mlflow.parentRunId = '{view.parent_run_id}'",
+        "orderByKey": f"metrics.`{view.metric}`",
+        "orderByAsc": view.direction == "minimize",
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "modelVersionFilter": "All Runs",
+        "datasetsFilter": [],
+        "selectedColumns": [f"params.`{k}`" for k in view.swept] + [f"metrics.`{view.metric}`"],
+        "runsHiddenMode": "SHOW_ALL",
+        "compareRunSections": [s | {"deleted": False, "isGenerated": False} for s in sections],
+        "compareRunCharts": charts(view),
+        "isAccordionReordered": False,
+        "hideEmptyCharts": True,
+        "globalLineChartConfig": {
+            "xAxisKey": "step",
+            "lineSmoothness": 0,
+            "selectedXAxisMetricKey": "",
+        },
+    }
+
+
+def envelope(name: str, state: dict[str, Any]) -> str:
+    """The tag value: the UI's saved-view envelope around the compressed state."""
+    compressed = base64.b64encode(zlib.compress(json.dumps(state).encode())).decode()
+    now = int(time.time() * 1000)
+    return json.dumps(
+        {"name": name, "createdAt": now, "updatedAt": now, "state": COMPRESSED + compressed}
+    )
+
+
+@cache
+def unsupported() -> str | None:
+    """Why this MLflow's UI would not read the view, or None when its main bundle has every
+    marker of the format above."""
+    bundles = sorted((Path(mlflow.__file__).parent / "server/js/build/static/js").glob("main.*.js"))
+    if not bundles:
+        return f"MLflow {mlflow.__version__} ships no UI bundle to check"
+    text = bundles[0].read_text(errors="replace")
+    missing = [m for m in UI_MARKERS if m not in text]
+    if missing:
+        return f"MLflow {mlflow.__version__}'s UI does not read shared views as 3.17's does"
+    return None
+
+
+def link_path(experiment_id: str, key: str | None) -> str:
+    """The part of the UI link after the host: the sweep's view, or the experiment's charts."""
+    base = f"#/experiments/{experiment_id}/runs?"
+    return base + (f"{SHARE_PARAM}={key}&" if key else "") + "compareRunsMode=CHART"
+
+
+def store_view(client: MlflowClient, view: SweepView) -> tuple[str, str | None]:
+    """Store the sweep's view on its experiment (replacing this sweep's earlier one); the link
+    path, and why it is the plain experiment link instead when the view cannot be stored."""
+    reason = unsupported()
+    if reason is None:
+        value = envelope(f"Sweep {view.name}", view_state(view))
+        if len(value) > MAX_TAG_VALUE:
+            reason = f"its view is {len(value)} characters, more than the UI's {MAX_TAG_VALUE}"
+    if reason is not None:
+        return link_path(view.experiment_id, None), reason
+    key = view.parent_run_id  # one view per sweep
+    with_retries(
+        lambda: client.set_experiment_tag(view.experiment_id, VIEW_TAG_PREFIX + key, value)
+    )
+    return link_path(view.experiment_id, key), None
