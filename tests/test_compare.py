@@ -13,6 +13,8 @@ from sklearn.svm import SVC
 
 from src.compare import corrected_ttest, holm
 
+pytestmark = pytest.mark.xdist_group("compare")  # its module fixtures, set up once
+
 
 @pytest.fixture(scope="module")
 def example() -> dict:

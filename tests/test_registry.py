@@ -18,6 +18,8 @@ from mlflow.tracking import MlflowClient
 from .conftest import HEART_CSV, cli, fold_history, in_process, mlflow_process, new_store
 from .conftest import heart_sweep as run_heart_sweep
 
+pytestmark = pytest.mark.xdist_group("registry")  # its module fixtures, set up once
+
 NAME = "heart-classifier"
 WORSE = ["model=decision_tree", "model.max_depth=1"]
 BETTER = ["model=logistic_regression"]

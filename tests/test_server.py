@@ -25,7 +25,10 @@ from src.ui_view import VIEW_TAG_PREFIX
 from .conftest import cli, free_port, in_process, mlflow_process
 from .test_ui import browse
 
-pytestmark = pytest.mark.slow  # run by `make test` / CI via `pytest -m slow`
+pytestmark = [  # run by `make test` / CI via `pytest -m slow`; one worker for the postgres
+    pytest.mark.slow,
+    pytest.mark.xdist_group("server"),
+]
 
 SWEEP = [
     "-m",

@@ -16,6 +16,8 @@ from src.ui_view import VIEW_TAG_PREFIX
 
 from .conftest import cli, in_process, new_store, sweep_runs
 
+pytestmark = pytest.mark.xdist_group("summary")  # its module fixtures, set up once
+
 SWEEP = [
     "-m",
     "model=knn",
