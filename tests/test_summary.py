@@ -236,8 +236,9 @@ def test_summary_of_a_sweep_stopped_before_any_child_started(migrated_store, tmp
         experiment_id, tags={"sweep": "true", "sweep_metric": "cv_accuracy_mean"}
     )
     client.log_batch(parent.info.run_id, params=[Param("sweep.model.n_neighbors", "3,5")])
-    summary = summarize_sweep(uri, parent.info.run_id, tmp_path / "out")
+    summary, link = summarize_sweep(uri, parent.info.run_id, tmp_path / "out")
     assert summary.best is None and summary.table.empty
+    assert f"viewStateShareKey={parent.info.run_id}" in link.url and link.note is None
     assert "there is no best run" in (tmp_path / "out" / "sweep_summary.md").read_text()
     assert client.get_run(parent.info.run_id).data.metrics["n_children"] == 0
 
