@@ -3,7 +3,8 @@
 Reports whether the tracking store answers, the experiment exists, runs and artifacts can be
 written (with a probe run, removed for good afterwards where the store allows it), and which
 RUNNING runs have lost their process. `--fix` ends those stale runs FAILED. It creates no
-experiment: before the first sweep, the probe writes in the store's Default experiment.
+experiment: before the first sweep it checks that a sqlite store's database and artifact
+folder are writable, and elsewhere probes in the store's Default experiment.
 """
 
 from __future__ import annotations

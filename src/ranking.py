@@ -32,6 +32,7 @@ class SweepSummary:
     prefer: str | None = None  # sweep.prefer, e.g. model.n_neighbors:max
     chosen_id: str | None = None  # the child sweep.prefer chose (None: the top score)
     rule: str = "the best score"  # what chose `best`, for the reader
+    logged: tuple[str, ...] = ()  # every metric key the children logged, per-fold ones included
 
     @property
     def ranked(self) -> pd.DataFrame:
@@ -131,9 +132,11 @@ def load_summary(
     runs = {c.info.run_id: c for c in children}
     ranked = table[table["rank"].notna()]
     verdict = compare_with_best(client, runs, ranked, metric, direction, alpha)
+    logged = tuple(sorted({key for child in children for key in child.data.metrics}))
     summary = SweepSummary(
-        parent, verdict_columns(table, verdict), swept, metric, direction, verdict, prefer
-    )
+        parent, verdict_columns(table, verdict), swept, metric, direction, verdict, prefer,
+        logged=logged,
+    )  # fmt: skip
     summary.chosen_id, summary.rule = choose(summary)
     return summary
 

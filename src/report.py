@@ -23,7 +23,7 @@ from src.ranking import (
     spread,
     verdict_note,
 )
-from src.store import children_of, search_all_runs, ui_url, with_retries
+from src.store import search_all_runs, ui_url, with_retries
 from src.sweep_plots import save_sweep_plots
 from src.ui_view import SweepView, store_view
 from src.verdict import VERDICT_COLUMNS
@@ -217,7 +217,7 @@ class UiLink:
 def sweep_view(client: MlflowClient, tracking_uri: str, summary: SweepSummary) -> UiLink:
     """Store the sweep's view for the MLflow UI (src/ui_view.py); its link."""
     parent = summary.parent
-    logged = sorted({key for child in children_of(client, parent) for key in child.data.metrics})
+    logged = summary.logged
     ranked = summary.ranked
     numeric = tuple(
         k
@@ -235,7 +235,7 @@ def sweep_view(client: MlflowClient, tracking_uri: str, summary: SweepSummary) -
         numeric=numeric,
         tests=tuple(m for m in TEST_METRICS if m in logged and m != summary.metric),
         folds=folds if folds != summary.metric and folds in logged else None,
-        logged=tuple(logged),
+        logged=logged,
     )
     path, note = store_view(client, view)
     base = parent.data.tags.get("ui_url") or ui_url(tracking_uri)

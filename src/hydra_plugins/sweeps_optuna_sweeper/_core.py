@@ -122,6 +122,11 @@ def is_ended(trial: FrozenTrial) -> bool:
     )
 
 
+def still_missing(trials: list[FrozenTrial], n_trials: int) -> int:
+    """How many trials `trials` lack to hold `n_trials` ended ones."""
+    return max(0, n_trials - sum(1 for t in trials if is_ended(t)))
+
+
 def carries(trial: FrozenTrial, user_attrs: dict[str, Any]) -> bool:
     """Whether `trial` belongs to the sweep that `user_attrs` name."""
     return bool(user_attrs) and all(trial.user_attrs.get(k) == v for k, v in user_attrs.items())
@@ -137,7 +142,7 @@ def missing_trials(storage: str | None, study_name: str | None, n_trials: int) -
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:  # no such study yet
         return n_trials
-    return max(0, n_trials - sum(1 for t in study.get_trials(deepcopy=False) if is_ended(t)))
+    return still_missing(study.get_trials(deepcopy=False), n_trials)
 
 
 def prepare(study: optuna.Study, user_attrs: dict[str, Any], n_trials: int) -> int:
@@ -149,7 +154,7 @@ def prepare(study: optuna.Study, user_attrs: dict[str, Any], n_trials: int) -> i
             study.tell(trial.number, state=TrialState.FAIL)
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get(RETRY_OF) for t in trials}
-    missing = max(0, n_trials - sum(1 for t in trials if is_ended(t)))
+    missing = still_missing(trials, n_trials)
     again = [
         t
         for t in trials
