@@ -30,6 +30,7 @@ from src.sweep_jobs import (
     reset_progress,
     search_size,
     set_current_sweep,
+    set_launching_sweep,
     settle_gc,
     unresolved,
     validate_jobs,
@@ -48,22 +49,32 @@ def launcher_workers(*, _root_: DictConfig) -> int:
 
 
 OmegaConf.register_new_resolver("workers", launcher_workers, replace=True)
-STOCK_JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
-OUR_JOBLIB = "hydra_plugins.sweeps_joblib_launcher.joblib_launcher.SweepsJoblibLauncher"
 PARENT_ATTR = "mlflow_parent_run_id"  # the trial user attribute naming the sweep's parent run
+# Hydra's launchers this app replaces by its own (hydra_plugins/sweeps_*): the same options
+OUR_LAUNCHERS = {
+    "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher":
+        "hydra_plugins.sweeps_joblib_launcher.joblib_launcher.SweepsJoblibLauncher",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher":
+        "hydra_plugins.sweeps_cluster_launchers.submitit_launcher.SweepsLocalLauncher",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher":
+        "hydra_plugins.sweeps_cluster_launchers.submitit_launcher.SweepsSlurmLauncher",
+    "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher":
+        "hydra_plugins.sweeps_cluster_launchers.ray_launcher.SweepsRayLauncher",
+}  # fmt: skip
 
 
-def use_our_joblib_launcher(config: DictConfig) -> None:
-    """`hydra/launcher=joblib` in this app runs our launcher, with the same options: Hydra
-    instantiates the launcher after this callback's `on_multirun_start`. Only this app's sweeps
-    (the ones with this callback) are affected, and a `hydra.launcher._target_=...` typed on the
-    command line is kept."""
+def use_our_launchers(config: DictConfig) -> None:
+    """`hydra/launcher=joblib|submitit_local|submitit_slurm|ray` in this app runs our launcher,
+    with the same options: Hydra instantiates the launcher after this callback's
+    `on_multirun_start`. Only this app's sweeps (the ones with this callback) are affected, and a
+    `hydra.launcher._target_=...` typed on the command line is kept."""
     typed = any(
         o.startswith("hydra.launcher._target_=") for o in unresolved(config.hydra.overrides.hydra)
     )
-    if config.hydra.launcher._target_ == STOCK_JOBLIB and not typed:
+    ours = OUR_LAUNCHERS.get(str(config.hydra.launcher._target_))
+    if ours is not None and not typed:
         with read_write(config), open_dict(config):
-            config.hydra.launcher._target_ = OUR_JOBLIB
+            config.hydra.launcher._target_ = ours
 
 
 def mark_trials(config: DictConfig, parent_run_id: str) -> None:
@@ -82,7 +93,7 @@ class MlflowSweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Check every job, then open the store and the experiment and create the parent run."""
-        use_our_joblib_launcher(config)
+        use_our_launchers(config)
         try:
             jobs = expand_jobs(config)
             n_jobs = len(jobs) if jobs is not None else search_size(config)
@@ -105,6 +116,7 @@ class MlflowSweepCallback(Callback):
             finished=finished,
         )
         mark_trials(config, str(target.parent_run_id))
+        set_launching_sweep(self.context)
         print(
             f"Sweep parent run {target.parent_run_id} in experiment "
             f"{experiment!r} ({n_jobs or 'unknown number of'} jobs) at "
@@ -134,6 +146,7 @@ class MlflowSweepCallback(Callback):
         ctx = self.context
         if ctx is None:
             return
+        set_launching_sweep(None)
         # what the sweep left is not garbage: frozen, the collector walks only what the summary
         # allocates, and Python's last collection at exit skips it too
         gc.freeze()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache, partial
 from importlib.metadata import version
@@ -67,15 +68,27 @@ class RunScore(float):
         return RunScore, (float(self), self.run_id)
 
 
-def trial_tags() -> dict[str, str]:
+def trial_tags(env: Mapping[str, str] = os.environ) -> dict[str, str]:
     """The Optuna trial this job runs (study, trial number, storage), as its sweeper names it in
-    the job's environment; empty outside a search."""
+    the job's environment `env`; empty outside a search."""
     names = {
         TRIAL_ENV: "optuna.trial_number",
         STUDY_ENV: "optuna.study",
         STORAGE_ENV: "optuna.storage",
     }
-    return {tag: os.environ[env] for env, tag in names.items() if env in os.environ}
+    return {tag: str(env[name]) for name, tag in names.items() if name in env}
+
+
+def node_tags() -> dict[str, str]:
+    """Which cluster node runs this job: the Ray node (id, address) in a Ray worker, the SLURM
+    job and node under SLURM; empty elsewhere (the `host` tag names the machine)."""
+    tags = {}
+    ray = sys.modules.get("ray")  # a Ray worker has imported it; nothing else here does
+    if ray is not None and ray.is_initialized():
+        tags["ray.node_id"] = str(ray.get_runtime_context().get_node_id())
+        tags["ray.node_ip"] = str(ray.util.get_node_ip_address())
+    slurm = {"SLURM_JOB_ID": "slurm.job_id", "SLURMD_NODENAME": "slurm.node"}
+    return tags | {tag: os.environ[name] for name, tag in slurm.items() if name in os.environ}
 
 
 @contextmanager

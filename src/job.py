@@ -16,6 +16,7 @@ from src.child_run import (
     job_run,
     log_results,
     log_sklearn_model,
+    node_tags,
     trial_tags,
 )
 from src.data import Dataset, load_dataset
@@ -58,7 +59,7 @@ def train(cfg: DictConfig) -> float:
     }
     if (job_num := job_number()) is not None:
         job_tags["job_number"] = str(job_num)
-    job_tags |= trial_tags()
+    job_tags |= trial_tags() | node_tags()
     run_name = child_run_name(cfg, overrides, swept)
     with job_run(target, run_name, job_tags) as run_id:
         data, pipeline = prepared or prepare(cfg)

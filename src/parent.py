@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.heartbeat import Heartbeat, first_beat
 from src.ranking import SweepSummary
-from src.recovery import mark_stale_runs, reopen_sweep, resume_parent
+from src.recovery import end_orphans, mark_stale_runs, reopen_sweep, resume_parent
 from src.registry import default_model_name, describe, register_best
 from src.report import summarize_sweep
 from src.store import (
@@ -175,6 +175,7 @@ def finish_parent_run(config: DictConfig, ctx: SweepContext) -> dict[str, int]:
     parent_id = ctx.target.parent_run_id
     assert parent_id is not None
     client = MlflowClient(ctx.target.tracking_uri)
+    end_orphans(client, ctx.target.experiment_id, parent_id, ctx.started_at)
     summary, link = summarize_sweep(ctx.target.tracking_uri, parent_id, Path(ctx.sweep_dir))
     record_search_result(client, parent_id, Path(ctx.sweep_dir), summary)
     if config.registry.enabled and summary.best is not None:

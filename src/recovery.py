@@ -72,6 +72,21 @@ def mark_stale_runs(client: MlflowClient, experiment_id: str) -> list[Run]:
     return stale
 
 
+def end_orphans(client: MlflowClient, experiment_id: str, parent_id: str, since_s: float) -> None:
+    """Once every job of a sweep's attempt (started at `since_s`) has returned, end FAILED any
+    child of that attempt still RUNNING: its process died and the job ran again (a Ray task
+    with `max_retries`), or it was lost without a word; nothing will end it."""
+    query = (
+        f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'RUNNING' and "
+        f"attributes.start_time >= {int(since_s * 1000)}"
+    )
+    for run in search_all_runs(client, [experiment_id], query):
+        reason = "its job returned without ending its run (its process died)"
+        tags = [RunTag("error_type", "Orphaned"), RunTag("error_message", reason)]
+        with_retries(partial(client.log_batch, run.info.run_id, tags=tags))
+        with_retries(partial(client.set_terminated, run.info.run_id, "FAILED"))
+
+
 def resume_parent(client: MlflowClient, experiment_id: str, resume: str, command: str) -> Run:
     """The parent run a `sweep.resume=RUN_ID|latest` names: `latest` is the newest sweep of the
     experiment that ran the same `command` (a `sweep_command` tag); a run id must be a sweep

@@ -33,6 +33,7 @@ PROGRESS_FILE = ".sweep_progress.tsv"
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
 _gc_settled: list[bool] = []  # per process: settle_gc has run
 _current: SweepContext | None = None  # the running job's sweep, in the process that runs it
+_launching: list[SweepContext] = []  # the sweep this process launches, while it launches it
 _stop: list[int] = []  # the signal that asked this process to stop, once one did
 
 
@@ -63,6 +64,16 @@ def set_current_sweep(ctx: SweepContext | None) -> None:
     """Make `ctx` the sweep of the job this process runs next (None: no sweep)."""
     global _current
     _current = ctx
+
+
+def launching_sweep() -> SweepContext | None:
+    """The sweep whose jobs this process launches (its launcher runs here), or None."""
+    return _launching[0] if _launching else None
+
+
+def set_launching_sweep(ctx: SweepContext | None) -> None:
+    """Make `ctx` the sweep this process launches (None: its launch is over)."""
+    _launching[:] = [] if ctx is None else [ctx]
 
 
 def request_stop(signum: int) -> None:
@@ -184,7 +195,10 @@ def job_key(overrides: list[str]) -> str:
 
 
 def model_choice(cfg: DictConfig) -> str:
-    """The chosen `model` option (e.g. `knn`), or the estimator's class name outside Hydra."""
+    """The chosen `model` option (e.g. `knn`), or the estimator's class name outside Hydra; a
+    job's config composed by its launcher (with its `hydra` node) names its own."""
+    if (choice := OmegaConf.select(cfg, "hydra.runtime.choices.model")) is not None:
+        return str(choice)
     if HydraConfig.initialized():
         choice = HydraConfig.get().runtime.choices.get("model")
         if choice:

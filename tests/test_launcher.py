@@ -4,6 +4,7 @@ restored once per worker instead of once per job; and invisible to other Hydra a
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import subprocess
 import sys
 import textwrap
@@ -15,9 +16,12 @@ from hydra import compose, initialize_config_dir
 from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
 from omegaconf import OmegaConf
 
-from src.callback import OUR_JOBLIB, STOCK_JOBLIB, use_our_joblib_launcher
+from src.callback import OUR_LAUNCHERS, use_our_launchers
 
 from .conftest import REPO
+
+STOCK_JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+OUR_JOBLIB = OUR_LAUNCHERS[STOCK_JOBLIB]
 
 # A Hydra app of its own (not this project's): each job records which process ran it, which
 # launcher, and how many jobs Hydra's plugin registry (rebuilt by every restore of Hydra's
@@ -51,7 +55,7 @@ def compose_hydra(*overrides: str):
 
 def test_joblib_in_this_app_is_ours_with_the_stock_options_and_defaults() -> None:
     cfg = compose_hydra("hydra/launcher=joblib", "hydra.launcher.n_jobs=3")
-    use_our_joblib_launcher(cfg)  # what the callback does before Hydra makes the launcher
+    use_our_launchers(cfg)  # what the callback does before Hydra makes the launcher
     launcher = OmegaConf.to_container(cfg.hydra.launcher)
     assert launcher.pop("_target_") == OUR_JOBLIB
     stock = {f.name: f.default for f in dataclasses.fields(JobLibLauncherConf)}
@@ -61,12 +65,26 @@ def test_joblib_in_this_app_is_ours_with_the_stock_options_and_defaults() -> Non
     assert by_name == stock | {"_target_": OUR_JOBLIB}
 
 
+@pytest.mark.parametrize("launcher", ["submitit_local", "submitit_slurm", "ray"])
+def test_the_cluster_launchers_in_this_app_are_ours_with_the_stock_options(launcher) -> None:
+    """Hydra's submitit and Ray launchers, subclassed to wait for every job: same options."""
+    cfg = compose_hydra(f"hydra/launcher={launcher}")
+    stock = OmegaConf.to_container(cfg.hydra.launcher)
+    use_our_launchers(cfg)
+    ours = OmegaConf.to_container(cfg.hydra.launcher)
+    assert ours == stock | {"_target_": OUR_LAUNCHERS[stock["_target_"]]}
+    module, _, name = ours["_target_"].rpartition(".")
+    stock_module, _, stock_name = stock["_target_"].rpartition(".")
+    ours_class = getattr(importlib.import_module(module), name)
+    assert issubclass(ours_class, getattr(importlib.import_module(stock_module), stock_name))
+
+
 def test_a_typed_launcher_target_is_kept() -> None:
     cfg = compose_hydra("hydra/launcher=joblib", f"hydra.launcher._target_={STOCK_JOBLIB}")
-    use_our_joblib_launcher(cfg)
+    use_our_launchers(cfg)
     assert cfg.hydra.launcher._target_ == STOCK_JOBLIB
     basic = compose_hydra()
-    use_our_joblib_launcher(basic)
+    use_our_launchers(basic)
     assert basic.hydra.launcher._target_.endswith("BasicLauncher")
 
 

@@ -1,5 +1,5 @@
 """Team setup: sweeps against a real `mlflow server` (PostgreSQL or sqlite backend, served
-artifacts) with 4 joblib workers; and a sweep under Hydra's submitit launcher."""
+artifacts) with 4 joblib workers."""
 
 from __future__ import annotations
 
@@ -231,60 +231,3 @@ def check_doctor(url: str) -> None:
     experiment = client.get_experiment_by_name("wine-classification")
     deleted = client.search_runs([experiment.experiment_id], run_view_type=ViewType.DELETED_ONLY)
     assert [r.info.run_name for r in deleted] == ["doctor probe"]
-
-
-def test_submitit_local_launcher_gives_one_parent_with_children(
-    run_train, tracking_uri, tmp_path
-) -> None:
-    """Jobs run as separate processes started by submitit (as on SLURM): still one parent."""
-    result = run_train(
-        "-m",
-        "model=knn",
-        "model.n_neighbors=3,5,7",
-        "data=iris",
-        "hydra/launcher=submitit_local",
-        "hydra.launcher.timeout_min=10",
-        "hydra.launcher.tasks_per_node=1",
-        "mlflow.log_model=false",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    runs = MlflowClient(tracking_uri).search_runs(
-        [e.experiment_id for e in MlflowClient(tracking_uri).search_experiments()]
-    )
-    (parent,) = [r for r in runs if r.data.tags.get("sweep") == "true"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(children) == 3 == len(runs) - 1
-    assert {c.info.status for c in children} == {"FINISHED"} and parent.info.status == "FINISHED"
-    assert parent.data.tags["launcher"].endswith("LocalLauncher")
-    assert parent.data.tags["pid"] not in {c.data.tags["pid"] for c in children}
-    assert sorted(c.data.params["model.n_neighbors"] for c in children) == ["3", "5", "7"]
-    assert (tmp_path / "sweep" / "sweep_summary.md").is_file()
-
-
-def test_an_optuna_search_runs_its_batches_through_submitit(run_train, tracking_uri, tmp_path):
-    """Our Optuna sweeper hands each batch of trials to whatever launcher the app has: here
-    submitit's, 2 trials a batch in processes of their own; each child names its trial."""
-    storage = f"sqlite:///{tmp_path}/optuna.db"
-    result = run_train(
-        "-m",
-        "sweeps=knn_optuna",
-        "data=iris",
-        "hydra.sweeper.n_trials=4",
-        "hydra.sweeper.n_jobs=2",
-        f"hydra.sweeper.storage={storage}",
-        "hydra.sweeper.study_name=submitit",
-        "hydra/launcher=submitit_local",
-        "hydra.launcher.timeout_min=10",
-        "hydra.launcher.tasks_per_node=1",
-        "mlflow.log_model=false",
-        "mlflow.log_plots=false",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    study = optuna.load_study(study_name="submitit", storage=storage)
-    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
-    client = MlflowClient(tracking_uri)
-    children = [client.get_run(t.user_attrs["mlflow_run_id"]) for t in study.trials]
-    assert [c.data.tags["optuna.trial_number"] for c in children] == ["0", "1", "2", "3"]
-    parent = client.get_run(children[0].data.tags["mlflow.parentRunId"])
-    assert parent.data.tags["launcher"].endswith("LocalLauncher")
-    assert parent.data.tags["pid"] not in {c.data.tags["pid"] for c in children}

@@ -1,0 +1,156 @@
+"""The launches: jobs submitted as Hydra's submitit and Ray launchers submit them, then every job
+waited for. A job whose process died before it returned (killed, its node lost) comes back as
+the launcher's error for that job, which `src.lost_job` records as a FAILED child of the sweep;
+the stock launchers raise it instead, ending the sweep with its other jobs unaccounted for.
+
+The Ray launch also leaves `object_store_memory` unset (hydra-ray-launcher 1.2.2 sets it, and
+Ray refuses it when connecting to a running cluster: hydra issue 2893), and asks Ray not to
+rerun a task whose worker died (`max_retries: 0`, unless set): `sweep.resume` reruns it, as a
+job that failed.
+"""
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from src.lost_job import lost_job
+
+log = logging.getLogger(__name__)
+
+
+def wait_for(
+    result: Callable[[], Any], launcher: Any, overrides: Sequence[str], idx: int
+) -> JobReturn:
+    """Job `idx`'s return, or, if its process died, what `lost_job` makes of the error."""
+    try:
+        return result()
+    except Exception as e:  # noqa: BLE001 - any error of the wait is this one job's
+        return lost_job(job_config(launcher, overrides, idx), e)
+
+
+def job_config(launcher: Any, overrides: Sequence[str], idx: int) -> DictConfig:
+    """Job `idx`'s composed config, as the launchers compose it."""
+    assert launcher.config is not None and launcher.hydra_context is not None
+    sweep_config = launcher.hydra_context.config_loader.load_sweep_config(
+        launcher.config, list(overrides)
+    )
+    with open_dict(sweep_config):
+        sweep_config.hydra.job.id = f"job_id_for_{idx}"  # the worker sets its own
+        sweep_config.hydra.job.num = idx
+    return sweep_config
+
+
+def log_jobs(job_overrides: Sequence[Sequence[str]], first: int) -> None:
+    """Each job's number and overrides, as Hydra's launchers log them."""
+    for idx, overrides in enumerate(job_overrides, start=first):
+        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+
+
+def launch_submitit(
+    launcher: Any, cluster: str, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+) -> Sequence[JobReturn]:
+    """hydra-submitit-launcher 1.2's launch, waiting for every job."""
+    import submitit
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+    assert launcher.config is not None
+    params = dict(launcher.params)
+    init_keys = {"max_num_timeout"}
+    init_params = {"folder": params["submitit_folder"]}
+    init_params |= {f"{cluster}_{k}": v for k, v in params.items() if k in init_keys}
+    executor = submitit.AutoExecutor(cluster=cluster, **init_params)
+    base = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor.update_parameters(
+        **{
+            k if k in base else f"{cluster}_{k}": v
+            for k, v in params.items()
+            if k not in init_keys | {"submitit_folder"}
+        }
+    )
+    log.info(f"Submitit '{cluster}' sweep output dir : {launcher.config.hydra.sweep.dir}")
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    if "mode" in launcher.config.hydra.sweep:
+        os.chmod(sweep_dir, mode=int(str(launcher.config.hydra.sweep.mode), 8))
+    log_jobs(job_overrides, initial_job_idx)
+    job_params = [
+        (list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state())
+        for idx, overrides in enumerate(job_overrides, start=initial_job_idx)
+    ]
+    jobs = executor.map_array(launcher, *zip(*job_params, strict=True))
+    return [
+        wait_for(partial(first_result, job), launcher, overrides, idx)
+        for idx, (job, overrides) in enumerate(
+            zip(jobs, job_overrides, strict=True), initial_job_idx
+        )
+    ]
+
+
+def first_result(job: Any) -> JobReturn:
+    """A submitit job's return (a job array task returns a list of one)."""
+    return job.results()[0]
+
+
+def launch_ray(
+    launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+) -> Sequence[JobReturn]:
+    """hydra-ray-launcher 1.2's launch on the cluster `ray.init` reaches, waiting for every job."""
+    import ray
+
+    setup_globals()
+    assert launcher.config is not None and launcher.hydra_context is not None
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    log.info(f"Ray Launcher is launching {len(job_overrides)} jobs, sweep output dir: {sweep_dir}")
+    init = OmegaConf.to_container(launcher.ray_cfg.init, resolve=True)
+    remote = OmegaConf.to_container(launcher.ray_cfg.remote, resolve=True)
+    assert isinstance(init, dict) and isinstance(remote, dict)
+    if not ray.is_initialized():
+        ray.init(**{str(k): v for k, v in init.items()})
+    remote.setdefault("max_retries", 0)
+    task = ray.remote(**{str(k): v for k, v in remote.items()})(run_on_ray)
+    log_jobs(job_overrides, initial_job_idx)
+    configs = [
+        job_config(launcher, overrides, idx)
+        for idx, overrides in enumerate(job_overrides, start=initial_job_idx)
+    ]
+    state = Singleton.get_state()
+    runs = [
+        task.remote(launcher.hydra_context, config, launcher.task_function, state)
+        for config in configs
+    ]
+    return [
+        wait_for(partial(ray.get, run), launcher, overrides, idx)
+        for idx, (run, overrides) in enumerate(
+            zip(runs, job_overrides, strict=True), initial_job_idx
+        )
+    ]
+
+
+def run_on_ray(
+    hydra_context: HydraContext,
+    sweep_config: DictConfig,
+    task_function: TaskFunction,
+    singleton_state: dict[Any, Any],
+) -> JobReturn:
+    """One job on a Ray worker: Hydra's state restored, then the job run as Hydra runs it."""
+    setup_globals()
+    Singleton.set_state(singleton_state)
+    HydraConfig.instance().set_config(sweep_config)
+    return run_job(
+        hydra_context=hydra_context,
+        task_function=task_function,
+        config=sweep_config,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )

@@ -1,0 +1,35 @@
+"""The submitit launcher classes Hydra's plugin scan finds (with the `cluster` extra): light to
+import, their work in `_core`."""
+
+from collections.abc import Sequence
+from importlib.util import find_spec
+
+from hydra.core.utils import JobReturn
+
+if find_spec("hydra_plugins.hydra_submitit_launcher") is not None:
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import (
+        LocalLauncher,
+        SlurmLauncher,
+    )
+
+    class SweepsLocalLauncher(LocalLauncher):
+        """hydra-submitit-launcher's local launcher; waits for every job of a launch."""
+
+        def launch(
+            self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+        ) -> Sequence[JobReturn]:
+            """Submit the jobs as local processes; their returns, in order."""
+            from . import _core
+
+            return _core.launch_submitit(self, "local", job_overrides, initial_job_idx)
+
+    class SweepsSlurmLauncher(SlurmLauncher):
+        """hydra-submitit-launcher's SLURM launcher; waits for every job of a launch."""
+
+        def launch(
+            self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+        ) -> Sequence[JobReturn]:
+            """Submit the jobs to SLURM; their returns, in order."""
+            from . import _core
+
+            return _core.launch_submitit(self, "slurm", job_overrides, initial_job_idx)

@@ -1,0 +1,106 @@
+"""A job whose process died before it returned (killed, its node lost), as the launcher that
+waited for it reports it: its child run ends FAILED with the launcher's error, and the sweep
+goes on. This runs in the launching process, which outlives the job's."""
+
+from __future__ import annotations
+
+from hydra.core.utils import JobReturn, JobStatus
+from mlflow.entities import Param, Run
+from mlflow.tracking import MlflowClient
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+from omegaconf import DictConfig
+
+from src.child_run import RunScore, trial_tags
+from src.store import PROCESS_TAG, mlflow_key, record_failure, run_tags, with_retries
+from src.sweep_jobs import (
+    SweepContext,
+    child_run_name,
+    job_key,
+    launching_sweep,
+    model_choice,
+    report_progress,
+)
+
+END_REASON = "its process died before the job returned: the error is the launcher's"
+
+
+def lost_job(job_config: DictConfig, error: Exception) -> JobReturn:
+    """What the sweeper gets for a job the launcher lost (`job_config`: the job's config as its
+    launcher composed it): its child ends FAILED with `error` (the run this attempt made for it,
+    or a new FAILED child if it died before making one) and counts as a failed job, so a grid's
+    job returns NaN and a search's returns the error. A job that had finished keeps its run and
+    returns its metric. Outside a sweep of this app, `error` is raised."""
+    ctx = launching_sweep()
+    if ctx is None:
+        raise error
+    overrides = [str(o) for o in job_config.hydra.overrides.task]
+    name = child_run_name(job_config, overrides, ctx.swept)
+    client = MlflowClient(ctx.target.tracking_uri)
+    run = attempt_run(client, ctx, int(job_config.hydra.job.num))
+    metric = str(job_config.sweep.metric)
+    if run is not None and run.info.status == "FINISHED" and metric in run.data.metrics:
+        value = RunScore(run.data.metrics[metric], run.info.run_id)
+        return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=value)
+    if run is None or run.info.status == "RUNNING":
+        run_id = record_lost_run(client, ctx, job_config, overrides, name, run, error)
+        first_line = (str(error).strip() or type(error).__name__).splitlines()[0]
+        report_progress(ctx, name, "FAILED", f"(its process died) {type(error).__name__}: "
+                        f"{first_line[:200]}")  # fmt: skip
+    else:  # the job ended its run itself (FAILED, KILLED): its error is recorded there
+        run_id = run.info.run_id
+    error.run_id = run_id  # type: ignore[attr-defined]  # for a search to record on its trial
+    if ctx.search:
+        return JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=error)
+    return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=float("nan"))
+
+
+def attempt_run(client: MlflowClient, ctx: SweepContext, job_num: int) -> Run | None:
+    """The child this attempt of the sweep made for job `job_num`, if it made one."""
+    query = (
+        f"tags.mlflow.parentRunId = '{ctx.target.parent_run_id}' and "
+        f"tags.job_number = '{job_num}' and attributes.start_time >= {int(ctx.started_at * 1000)}"
+    )
+    runs = with_retries(
+        lambda: client.search_runs([ctx.target.experiment_id], query, max_results=10)
+    )
+    return runs[0] if runs else None
+
+
+def record_lost_run(
+    client: MlflowClient,
+    ctx: SweepContext,
+    job_config: DictConfig,
+    overrides: list[str],
+    name: str,
+    run: Run | None,
+    error: Exception,
+) -> str:
+    """End the lost job's run FAILED with `error` and the keys its overrides set as params;
+    create it first if the job died before it did. The run's id."""
+    if run is None:  # created here for a job that never ran here: no host or process of this one
+        tags = {
+            "hydra_overrides": " ".join(overrides),
+            "job_key": job_key(overrides),
+            "model": model_choice(job_config),
+            "job_number": str(job_config.hydra.job.num),
+        }
+        tags |= trial_tags({str(k): str(v) for k, v in job_config.hydra.job.env_set.items()})
+        tags = run_tags(ctx.target, name, tags)
+        for mine in ("host", "pid", PROCESS_TAG):
+            tags.pop(mine, None)
+        target = ctx.target
+        run = with_retries(
+            lambda: client.create_run(target.experiment_id, run_name=name, tags=tags)
+        )
+    run_id = run.info.run_id
+    typed = [o.lstrip("+~").partition("=") for o in overrides if "=" in o]
+    params = [
+        Param(mlflow_key(key), value[:MAX_PARAM_VAL_LENGTH])
+        for key, _, value in typed
+        if not key.startswith(("hydra.", "sweep.")) and key not in run.data.params
+    ]
+    with_retries(lambda: client.log_batch(run_id, params=params))
+    with_retries(lambda: client.set_tag(run_id, "end_reason", END_REASON))
+    record_failure(client, run_id, error)
+    with_retries(lambda: client.set_terminated(run_id, "FAILED"))
+    return run_id

@@ -1,0 +1,117 @@
+"""A job whose process died before it returned, as a cluster launcher reports it: its child
+ends FAILED with the launcher's error (made if the job died before making it), in process
+against a real store; and children left RUNNING after every job returned are ended."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.utils import JobStatus
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, open_dict
+
+from src.lost_job import END_REASON, lost_job
+from src.recovery import end_orphans
+from src.store import PROCESS_TAG, RunTarget
+from src.sweep_jobs import PROGRESS_FILE, SweepContext, set_launching_sweep
+
+from .conftest import REPO
+
+OVERRIDES = ["model=knn", "model.n_neighbors=7", "data=iris"]
+
+
+def job_config(num: int, *extra: str) -> DictConfig:
+    """Job `num`'s config with its `hydra` node, as a launcher composes it."""
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[*OVERRIDES, *extra], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.job.num = num
+    return cfg
+
+
+@pytest.fixture
+def sweep(tracking_uri, tmp_path):
+    """A parent run and its sweep context, made this process's launching sweep."""
+    client = MlflowClient(tracking_uri)
+    experiment = client.create_experiment("iris-classification")
+    parent = client.create_run(experiment, tags={"sweep": "true"}).info.run_id
+
+    def start(search: bool = False) -> SweepContext:
+        target = RunTarget(tracking_uri, experiment, parent, None, None)
+        ctx = SweepContext(target, str(tmp_path), 3, time.time() - 1, None, ("model.n_neighbors",),
+                           search)  # fmt: skip
+        set_launching_sweep(ctx)
+        return ctx
+
+    yield client, start
+    set_launching_sweep(None)
+
+
+def test_a_job_lost_before_its_run_existed_gets_a_failed_child(sweep, tmp_path) -> None:
+    client, start = sweep
+    ctx = start()
+    returned = lost_job(job_config(2), RuntimeError("node-3 lost"))
+    assert returned.status == JobStatus.COMPLETED and math.isnan(returned.return_value)  # a grid
+    (child,) = client.search_runs([ctx.target.experiment_id], "tags.job_number = '2'")
+    assert child.info.status == "FAILED" and child.info.run_name == "knn n_neighbors=7"
+    tags = child.data.tags
+    assert tags["mlflow.parentRunId"] == ctx.target.parent_run_id
+    assert tags["error_type"] == "RuntimeError" and tags["error_message"] == "node-3 lost"
+    assert tags["end_reason"] == END_REASON and tags["model"] == "knn"
+    assert "host" not in tags and PROCESS_TAG not in tags  # it never ran in this process
+    assert child.data.params == {"model": "knn", "model.n_neighbors": "7", "data": "iris"}
+    assert (tmp_path / PROGRESS_FILE).read_text() == "FAILED\tknn n_neighbors=7\n"
+
+
+def test_a_lost_search_job_ends_its_running_child_and_fails_its_trial(sweep) -> None:
+    client, start = sweep
+    ctx = start(search=True)
+    running = client.create_run(
+        ctx.target.experiment_id,
+        tags={"mlflow.parentRunId": ctx.target.parent_run_id, "job_number": "0"},
+    ).info.run_id
+    returned = lost_job(job_config(0), ConnectionError("worker died"))
+    assert returned.status == JobStatus.FAILED
+    with pytest.raises(ConnectionError) as error:
+        _ = returned.return_value  # what the sweeper tells its study
+    assert error.value.run_id == running  # type: ignore[attr-defined]
+    run = client.get_run(running)
+    assert run.info.status == "FAILED" and run.data.tags["error_type"] == "ConnectionError"
+
+
+def test_a_finished_job_whose_process_died_after_keeps_its_run(sweep) -> None:
+    client, start = sweep
+    ctx = start()
+    done = client.create_run(
+        ctx.target.experiment_id,
+        tags={"mlflow.parentRunId": ctx.target.parent_run_id, "job_number": "1"},
+    ).info.run_id
+    client.log_metric(done, "cv_accuracy_mean", 0.91)
+    client.set_terminated(done, "FINISHED")
+    returned = lost_job(job_config(1), RuntimeError("lost on the way back"))
+    assert returned.return_value == 0.91 and returned.return_value.run_id == done
+    assert client.get_run(done).info.status == "FINISHED"
+    assert len(client.search_runs([ctx.target.experiment_id])) == 2  # no new child
+
+
+def test_outside_a_sweep_the_launchers_error_is_raised() -> None:
+    set_launching_sweep(None)
+    with pytest.raises(RuntimeError, match="no sweep"):
+        lost_job(job_config(0), RuntimeError("no sweep"))
+
+
+def test_children_of_this_attempt_still_running_at_the_end_are_ended(sweep) -> None:
+    client, start = sweep
+    ctx = start()
+    parent = {"mlflow.parentRunId": ctx.target.parent_run_id}
+    experiment = ctx.target.experiment_id
+    earlier = client.create_run(experiment, start_time=int(ctx.started_at * 1000) - 5000,
+                                tags=parent).info.run_id  # fmt: skip
+    orphan = client.create_run(experiment, tags=parent).info.run_id
+    end_orphans(client, experiment, str(ctx.target.parent_run_id), ctx.started_at)
+    assert client.get_run(orphan).info.status == "FAILED"
+    assert client.get_run(orphan).data.tags["error_type"] == "Orphaned"
+    assert client.get_run(earlier).info.status == "RUNNING"  # another attempt's: not ours to end
