@@ -1,4 +1,5 @@
-"""Hydra's own test suites for launchers, run on ours as hydra-joblib-launcher runs its own."""
+"""Hydra's own test suites for launchers, run on ours (joblib, submitit) as Hydra's plugins
+run them on theirs."""
 
 from __future__ import annotations
 
@@ -35,4 +36,27 @@ class TestSweepsJoblibLauncher(LauncherTestSuite):
            "hydra/launcher=sweeps_joblib"])],
 )  # fmt: skip
 class TestSweepsJoblibLauncherIntegration(IntegrationTestSuite):
+    pass
+
+
+OUR_LOCAL = "hydra_plugins.sweeps_cluster_launchers.submitit_launcher.SweepsLocalLauncher"
+
+
+@pytest.mark.slow  # every job a process of its own; make test and CI run it
+@pytest.mark.parametrize(
+    ("launcher_name", "overrides"),
+    [("submitit_local", ["hydra.launcher.timeout_min=2", f"hydra.launcher._target_={OUR_LOCAL}"])],
+)
+class TestSweepsSubmititLauncher(LauncherTestSuite):
+    pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("task_launcher_cfg", "extra_flags"),
+    [({}, ["-m", "hydra/hydra_logging=disabled", "hydra/job_logging=disabled",
+           "hydra/launcher=submitit_local", "hydra.launcher.gpus_per_node=0",
+           "hydra.launcher.timeout_min=1", f"hydra.launcher._target_={OUR_LOCAL}"])],
+)  # fmt: skip
+class TestSweepsSubmititLauncherIntegration(IntegrationTestSuite):
     pass

@@ -16,9 +16,12 @@ from playwright.sync_api import sync_playwright
 from src.store import DEFAULT_UI_URL
 from src.ui_view import VIEW_TAG_PREFIX
 
-from .conftest import REPO, all_runs, mlflow_process
+from .conftest import REPO, all_runs, cli, mlflow_process, new_store
 
-pytestmark = pytest.mark.slow  # run by `make test` / CI via `pytest -m slow`
+pytestmark = [  # run by `make test` / CI via `pytest -m slow`; its module fixture set up once
+    pytest.mark.slow,
+    pytest.mark.xdist_group("ui"),
+]
 
 CHROMIUM = "/usr/bin/chromium"
 # as the machine's own probe starts it: no sandbox as root, and no background network traffic
@@ -34,28 +37,39 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = REPO / "tests" / "screenshots"
 
 
-@pytest.fixture
-def mlflow_ui(run_train, tracking_uri, tmp_path):
+@pytest.fixture(scope="module")
+def ui_store(migrated_store, tmp_path_factory) -> tuple[str, Path]:
+    """The store of the UI tests, and the folder of its sweeps."""
+    tmp = tmp_path_factory.mktemp("ui")
+    return new_store(migrated_store, tmp), tmp
+
+
+@pytest.fixture(scope="module")
+def mlflow_ui(ui_store):
     """Two finished sweeps in one experiment (the first is the one charted), and `mlflow ui`
     serving their store on a loopback port; the URL and each sweep's printed UI link."""
+    tracking_uri, tmp = ui_store
     links = []
     swept = (
         ["model.n_neighbors=3,7,11", "model.weights=uniform,distance"],
         ["model.n_neighbors=5,9"],
     )
     for extra in swept:
-        result = run_train(
+        result = cli(
+            tracking_uri,
+            "src.train",
             "-m",
             "model=knn",
             *extra,
             "data=wine",
             "mlflow.log_model=false",
+            f"hydra.sweep.dir={tmp}/sweep",
         )
         assert result.returncode == 0, result.stderr
         (link,) = [line for line in result.stdout.splitlines() if line.startswith("MLflow UI: ")]
         links.append(link.removeprefix("MLflow UI: "))
     args = ["ui", "--backend-store-uri", tracking_uri, "--workers", "1"]
-    with mlflow_process(args, tmp_path / "ui.log", timeout=90) as url:
+    with mlflow_process(args, tmp / "ui.log", timeout=90) as url:
         yield url, links
 
 
@@ -92,8 +106,9 @@ def browse(mlflow_ui: str, visit) -> list[str]:
     return outside
 
 
-def test_each_sweeps_link_opens_its_own_chart_view(mlflow_ui, tracking_uri, tmp_path) -> None:
+def test_each_sweeps_link_opens_its_own_chart_view(mlflow_ui, ui_store, tmp_path) -> None:
     url, links = mlflow_ui
+    tracking_uri, sweeps_dir = ui_store
     (first, first_children), (second, second_children) = sweeps(tracking_uri)
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment(first.info.experiment_id)
@@ -102,7 +117,7 @@ def test_each_sweeps_link_opens_its_own_chart_view(mlflow_ui, tracking_uri, tmp_
         assert link == f"{DEFAULT_UI_URL}/{path}"  # what `make ui` serves
         assert f"viewStateShareKey={parent.info.run_id}" in path
         assert f"{VIEW_TAG_PREFIX}{parent.info.run_id}" in experiment.tags  # two views
-    assert links[1] in (tmp_path / "sweep" / "sweep_summary.md").read_text()  # the last one's
+    assert links[1] in (sweeps_dir / "sweep" / "sweep_summary.md").read_text()  # the last one's
     # the first sweep: 6 children, n_neighbors and weights swept: a bar of the selection metric,
     # a parallel-coordinates chart, a scatter for n_neighbors (weights is not numeric), the 5
     # test metrics, and the per-fold cv_accuracy by step
@@ -147,8 +162,9 @@ def keep_screenshots(tmp_path: Path, *shots: str) -> None:
             shutil.copy(tmp_path / shot, SCREENSHOTS / shot)
 
 
-def test_chart_view_shows_the_sweep_metrics_on_open(mlflow_ui, tracking_uri, tmp_path) -> None:
+def test_chart_view_shows_the_sweep_metrics_on_open(mlflow_ui, ui_store, tmp_path) -> None:
     mlflow_ui, _ = mlflow_ui
+    tracking_uri, _ = ui_store
     parent, children = sweeps(tracking_uri)[0]
     experiment = MlflowClient(tracking_uri).get_experiment(parent.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"

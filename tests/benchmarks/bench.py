@@ -41,11 +41,11 @@ STOCK_LAUNCHER = [
 FLAT_GRID = ["model=knn", "seed=range(0,1000)"]
 
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """(wall seconds, peak RSS in MB) of one whole process."""
+def timed(command: list[str], env: dict[str, str], repo: Path = REPO) -> tuple[float, int]:
+    """(wall seconds, peak RSS in MB) of one whole process, started in `repo`."""
     started = time.perf_counter()
     process = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        command, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
@@ -76,11 +76,17 @@ def empty_store(template: Path, work: Path) -> str:
 
 
 def sweep(
-    extra: list[str], template: Path, work: Path, grid: list[str] = GRID, uri: str | None = None
+    extra: list[str],
+    template: Path,
+    work: Path,
+    grid: list[str] = GRID,
+    uri: str | None = None,
+    repo: Path = REPO,
 ) -> tuple[float, int, str]:
-    """(wall s, peak RSS MB, tracking URI) of one sweep; a fresh sqlite store unless `uri`."""
+    """(wall s, peak RSS MB, tracking URI) of one sweep of the checkout `repo`; a fresh sqlite
+    store unless `uri`."""
     uri = uri or empty_store(template, work)
-    env = os.environ | {"MLFLOW_TRACKING_URI": uri}
+    env = os.environ | {"MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(repo)}
     command = [
         sys.executable,
         "-m",
@@ -92,7 +98,7 @@ def sweep(
         f"hydra.sweep.dir={work}/sweep{time.time_ns()}",
         *extra,
     ]
-    wall, rss = timed(command, env)
+    wall, rss = timed(command, env, repo)
     return wall, rss, uri
 
 
@@ -151,6 +157,48 @@ def server_table(template: Path, work: Path) -> None:
                 )
 
 
+def against(other: Path, template: Path, work: Path, repeats: int) -> None:
+    """Lean and full per-job cost of this checkout and of `other` (another commit's checkout,
+    e.g. a git worktree), run alternately: the before/after pair of one change."""
+    print(f"\n{N_JOBS}-job KNN grid, this checkout against {other}, {repeats} pairs\n")
+    print("| mode | this ms/job | other ms/job | this / other (median of pairs) | pairs |")
+    print("|---|---|---|---|---|")
+    for mode, extra in (("lean", LEAN), ("full", [])):
+        pairs = []
+        for _ in range(repeats):
+            pairs.append(
+                (sweep(extra, template, work)[0], sweep(extra, template, work, repo=other)[0])
+            )
+        mine = statistics.median(a for a, _ in pairs)
+        theirs = statistics.median(b for _, b in pairs)
+        ratios = [a / b for a, b in pairs]
+        print(
+            f"| {mode} | {1000 * mine / N_JOBS:.0f} | {1000 * theirs / N_JOBS:.0f} | "
+            f"{statistics.median(ratios):.3f} | {', '.join(f'{r:.3f}' for r in ratios)} |",
+            flush=True,
+        )
+
+
+def heartbeat_cost(work: Path) -> None:
+    """What a job's heartbeat costs it (thread started, client made, thread stopped), in
+    process against a sqlite store: the median of 5 rounds of 500."""
+    sys.path.insert(0, str(REPO))
+    from src.heartbeat import beating
+
+    uri = f"sqlite:///{work}/heartbeat.db"
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("heartbeat")).info.run_id
+    rounds = []
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(500):
+            with beating(uri, run, 30):
+                pass
+        rounds.append((time.perf_counter() - started) / 500 * 1000)
+    print(f"A job's heartbeat: {statistics.median(rounds):.2f} ms "
+          f"(rounds: {', '.join(f'{r:.2f}' for r in rounds)})")  # fmt: skip
+
+
 def main() -> None:
     """Run everything, print the table."""
     parser = argparse.ArgumentParser()
@@ -159,6 +207,10 @@ def main() -> None:
     parser.add_argument("--flatness-only", action="store_true")
     parser.add_argument("--server", action="store_true", help="only the tracking-server table")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument(
+        "--against", type=Path, help="only lean and full, paired with this other checkout"
+    )
+    parser.add_argument("--heartbeat", action="store_true", help="only a job's heartbeat cost")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sweep-bench-"))
     template = work / "template.db"
@@ -174,6 +226,14 @@ def main() -> None:
         env=env,
         check=True,
     )
+    if args.heartbeat:
+        heartbeat_cost(work)
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    if args.against:
+        against(args.against.resolve(), template, work, args.repeats)
+        shutil.rmtree(work, ignore_errors=True)
+        return
     if args.server:
         server_table(template, work)
         shutil.rmtree(work, ignore_errors=True)
