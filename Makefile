@@ -10,11 +10,11 @@ STAMP := $(VENV)/.installed
 sweep: $(STAMP)
 	$(BIN)/python -m src.train sweeps=knn_grid
 
-# Lint, then every test (the same command CI runs through .ci/run): the default run (under
-# 5 minutes), then the end-to-end tests marked slow.
+# Lint, then every test (the same command CI runs through .ci/run) in one pytest session: the
+# default run (plain `pytest`, under 5 minutes) and the end-to-end tests marked slow (`-m ""`
+# lifts the default `-m 'not slow'`), so a module's fixtures are made once for both.
 test: $(STAMP) lint system-deps
-	$(BIN)/python -m pytest
-	$(BIN)/python -m pytest -m slow
+	$(BIN)/python -m pytest -m ""
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
