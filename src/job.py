@@ -25,6 +25,7 @@ from src.pipeline import build_pipeline
 from src.plots import save_child_plots
 from src.settings import check_folds, check_settings
 from src.store import (
+    ATTEMPT_TAG,
     RunTarget,
     ensure_experiment,
     git_info,
@@ -59,6 +60,8 @@ def train(cfg: DictConfig) -> float:
     }
     if (job_num := job_number()) is not None:
         job_tags["job_number"] = str(job_num)
+    if ctx is not None:
+        job_tags[ATTEMPT_TAG] = ctx.attempt
     job_tags |= trial_tags() | node_tags()
     run_name = child_run_name(cfg, overrides, swept)
     with job_run(target, run_name, job_tags) as run_id:

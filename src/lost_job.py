@@ -11,7 +11,7 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig
 
 from src.child_run import RunScore, trial_tags
-from src.store import PROCESS_TAG, mlflow_key, record_failure, run_tags, with_retries
+from src.store import ATTEMPT_TAG, PROCESS_TAG, mlflow_key, record_failure, run_tags, with_retries
 from src.sweep_jobs import (
     SweepContext,
     child_run_name,
@@ -58,7 +58,7 @@ def attempt_run(client: MlflowClient, ctx: SweepContext, job_num: int) -> Run | 
     """The child this attempt of the sweep made for job `job_num`, if it made one."""
     query = (
         f"tags.mlflow.parentRunId = '{ctx.target.parent_run_id}' and "
-        f"tags.job_number = '{job_num}' and attributes.start_time >= {int(ctx.started_at * 1000)}"
+        f"tags.job_number = '{job_num}' and tags.{ATTEMPT_TAG} = '{ctx.attempt}'"
     )
     runs = with_retries(
         lambda: client.search_runs([ctx.target.experiment_id], query, max_results=10)
@@ -83,6 +83,7 @@ def record_lost_run(
             "job_key": job_key(overrides),
             "model": model_choice(job_config),
             "job_number": str(job_config.hydra.job.num),
+            ATTEMPT_TAG: ctx.attempt,
         }
         tags |= trial_tags({str(k): str(v) for k, v in job_config.hydra.job.env_set.items()})
         tags = run_tags(ctx.target, name, tags)

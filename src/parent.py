@@ -175,7 +175,7 @@ def finish_parent_run(config: DictConfig, ctx: SweepContext) -> dict[str, int]:
     parent_id = ctx.target.parent_run_id
     assert parent_id is not None
     client = MlflowClient(ctx.target.tracking_uri)
-    end_orphans(client, ctx.target.experiment_id, parent_id, ctx.started_at)
+    end_orphans(client, ctx.target.experiment_id, parent_id, ctx.attempt)
     summary, link = summarize_sweep(ctx.target.tracking_uri, parent_id, Path(ctx.sweep_dir))
     record_search_result(client, parent_id, Path(ctx.sweep_dir), summary)
     if config.registry.enabled and summary.best is not None:

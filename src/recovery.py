@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from src.child_run import RunScore
 from src.heartbeat import STALE_INTERVALS, heartbeat_age
 from src.store import (
+    ATTEMPT_TAG,
     COMMAND_TAG,
     PROCESS_TAG,
     NoSweepError,
@@ -72,13 +73,13 @@ def mark_stale_runs(client: MlflowClient, experiment_id: str) -> list[Run]:
     return stale
 
 
-def end_orphans(client: MlflowClient, experiment_id: str, parent_id: str, since_s: float) -> None:
-    """Once every job of a sweep's attempt (started at `since_s`) has returned, end FAILED any
-    child of that attempt still RUNNING: its process died and the job ran again (a Ray task
+def end_orphans(client: MlflowClient, experiment_id: str, parent_id: str, attempt: str) -> None:
+    """Once every job of a sweep's attempt has returned, end FAILED any child of that attempt
+    (its `sweep_attempt` tag) still RUNNING: its process died and the job ran again (a Ray task
     with `max_retries`), or it was lost without a word; nothing will end it."""
     query = (
         f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'RUNNING' and "
-        f"attributes.start_time >= {int(since_s * 1000)}"
+        f"tags.{ATTEMPT_TAG} = '{attempt}'"
     )
     for run in search_all_runs(client, [experiment_id], query):
         reason = "its job returned without ending its run (its process died)"

@@ -32,6 +32,7 @@ from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 T = TypeVar("T")
 PAGE_SIZE = 5000
 PROCESS_TAG = "process"
+ATTEMPT_TAG = "sweep_attempt"  # on a child: the attempt of its sweep that made it
 COMMAND_TAG = "sweep_command"  # what a sweep ran: sweeper, swept values, fixed overrides
 _INVALID_KEY_CHARS = re.compile(r"[^\w\-. /]")
 _RETRY_ATTEMPTS = 6

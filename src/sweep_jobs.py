@@ -12,6 +12,7 @@ import fcntl
 import gc
 import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,8 @@ class SweepContext:
     swept: tuple[str, ...] = ()  # the keys that vary between jobs: what a run name shows
     search: bool = False  # a sweeper that picks values as it goes (Optuna)
     finished: dict[str, float] = field(default_factory=dict)  # resumed: job key -> its metric
+    # this attempt of the sweep (a resume is another): its children carry it (store.ATTEMPT_TAG)
+    attempt: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 class JobSkipped(RuntimeError):

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, open_dict
 
 from src.lost_job import END_REASON, lost_job
 from src.recovery import end_orphans
-from src.store import PROCESS_TAG, RunTarget
+from src.store import ATTEMPT_TAG, PROCESS_TAG, RunTarget
 from src.sweep_jobs import PROGRESS_FILE, SweepContext, set_launching_sweep
 
 from .conftest import REPO
@@ -34,7 +34,7 @@ def job_config(num: int, *extra: str) -> DictConfig:
 
 @pytest.fixture
 def sweep(tracking_uri, tmp_path):
-    """A parent run and its sweep context, made this process's launching sweep."""
+    """A parent run and its sweep context (`start()`), made this process's launching sweep."""
     client = MlflowClient(tracking_uri)
     experiment = client.create_experiment("iris-classification")
     parent = client.create_run(experiment, tags={"sweep": "true"}).info.run_id
@@ -61,6 +61,7 @@ def test_a_job_lost_before_its_run_existed_gets_a_failed_child(sweep, tmp_path) 
     assert tags["mlflow.parentRunId"] == ctx.target.parent_run_id
     assert tags["error_type"] == "RuntimeError" and tags["error_message"] == "node-3 lost"
     assert tags["end_reason"] == END_REASON and tags["model"] == "knn"
+    assert tags[ATTEMPT_TAG] == ctx.attempt
     assert "host" not in tags and PROCESS_TAG not in tags  # it never ran in this process
     assert child.data.params == {"model": "knn", "model.n_neighbors": "7", "data": "iris"}
     assert (tmp_path / PROGRESS_FILE).read_text() == "FAILED\tknn n_neighbors=7\n"
@@ -71,7 +72,11 @@ def test_a_lost_search_job_ends_its_running_child_and_fails_its_trial(sweep) -> 
     ctx = start(search=True)
     running = client.create_run(
         ctx.target.experiment_id,
-        tags={"mlflow.parentRunId": ctx.target.parent_run_id, "job_number": "0"},
+        tags={
+            "mlflow.parentRunId": ctx.target.parent_run_id,
+            "job_number": "0",
+            ATTEMPT_TAG: ctx.attempt,
+        },  # fmt: skip
     ).info.run_id
     returned = lost_job(job_config(0), ConnectionError("worker died"))
     assert returned.status == JobStatus.FAILED
@@ -87,7 +92,11 @@ def test_a_finished_job_whose_process_died_after_keeps_its_run(sweep) -> None:
     ctx = start()
     done = client.create_run(
         ctx.target.experiment_id,
-        tags={"mlflow.parentRunId": ctx.target.parent_run_id, "job_number": "1"},
+        tags={
+            "mlflow.parentRunId": ctx.target.parent_run_id,
+            "job_number": "1",
+            ATTEMPT_TAG: ctx.attempt,
+        },  # fmt: skip
     ).info.run_id
     client.log_metric(done, "cv_accuracy_mean", 0.91)
     client.set_terminated(done, "FINISHED")
@@ -108,10 +117,9 @@ def test_children_of_this_attempt_still_running_at_the_end_are_ended(sweep) -> N
     ctx = start()
     parent = {"mlflow.parentRunId": ctx.target.parent_run_id}
     experiment = ctx.target.experiment_id
-    earlier = client.create_run(experiment, start_time=int(ctx.started_at * 1000) - 5000,
-                                tags=parent).info.run_id  # fmt: skip
-    orphan = client.create_run(experiment, tags=parent).info.run_id
-    end_orphans(client, experiment, str(ctx.target.parent_run_id), ctx.started_at)
+    earlier = client.create_run(experiment, tags=parent | {ATTEMPT_TAG: "an earlier one"})
+    orphan = client.create_run(experiment, tags=parent | {ATTEMPT_TAG: ctx.attempt}).info.run_id
+    end_orphans(client, experiment, str(ctx.target.parent_run_id), ctx.attempt)
     assert client.get_run(orphan).info.status == "FAILED"
     assert client.get_run(orphan).data.tags["error_type"] == "Orphaned"
-    assert client.get_run(earlier).info.status == "RUNNING"  # another attempt's: not ours to end
+    assert client.get_run(earlier.info.run_id).info.status == "RUNNING"  # not this attempt's

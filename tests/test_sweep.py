@@ -33,6 +33,7 @@ def assert_knn_sweep(tracking_uri: str, stdout: str) -> tuple:
     assert {c.data.params["model"] for c in children} == {"knn"}
     assert {c.data.params["data"] for c in children} == {"breast_cancer"}
     assert sorted(int(c.data.tags["job_number"]) for c in children) == list(range(6))
+    assert len({c.data.tags["sweep_attempt"] for c in children}) == 1  # one attempt made them
     for child in children:
         missing = [m for m in METRICS + BINARY_METRICS if m not in child.data.metrics]
         assert not missing, f"{child.info.run_name} lacks {missing}"
