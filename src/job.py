@@ -25,7 +25,6 @@ from src.pipeline import build_pipeline
 from src.plots import save_child_plots
 from src.settings import check_folds, check_settings
 from src.store import (
-    ATTEMPT_TAG,
     RunTarget,
     ensure_experiment,
     git_info,
@@ -38,9 +37,9 @@ from src.sweep_jobs import (
     child_run_name,
     current_sweep,
     group_choices,
-    job_key,
     job_number,
     job_overrides,
+    job_tags,
     model_choice,
 )
 
@@ -53,18 +52,10 @@ def train(cfg: DictConfig) -> float:
     prepared = prepare(cfg) if ctx is None else None
     target, overrides = run_target(cfg), job_overrides()
     swept = ctx.swept if ctx is not None else ()
-    job_tags = {
-        "hydra_overrides": " ".join(overrides),
-        "job_key": job_key(overrides),
-        "model": model_choice(cfg),
-    }
-    if (job_num := job_number()) is not None:
-        job_tags["job_number"] = str(job_num)
-    if ctx is not None:
-        job_tags[ATTEMPT_TAG] = ctx.attempt
-    job_tags |= trial_tags() | node_tags()
+    attempt = ctx.attempt if ctx is not None else None
+    tags = job_tags(cfg, overrides, job_number(), attempt) | trial_tags() | node_tags()
     run_name = child_run_name(cfg, overrides, swept)
-    with job_run(target, run_name, job_tags) as run_id:
+    with job_run(target, run_name, tags) as run_id:
         data, pipeline = prepared or prepare(cfg)
         result = evaluate(pipeline, data, cfg.cv.folds, cfg.cv.seed, cfg.cv.repeats)
         params = flatten_config(cfg) | group_choices()

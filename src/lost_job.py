@@ -15,9 +15,8 @@ from src.store import ATTEMPT_TAG, PROCESS_TAG, mlflow_key, record_failure, run_
 from src.sweep_jobs import (
     SweepContext,
     child_run_name,
-    job_key,
+    job_tags,
     launching_sweep,
-    model_choice,
     report_progress,
 )
 
@@ -78,13 +77,7 @@ def record_lost_run(
     """End the lost job's run FAILED with `error` and the keys its overrides set as params;
     create it first if the job died before it did. The run's id."""
     if run is None:  # created here for a job that never ran here: no host or process of this one
-        tags = {
-            "hydra_overrides": " ".join(overrides),
-            "job_key": job_key(overrides),
-            "model": model_choice(job_config),
-            "job_number": str(job_config.hydra.job.num),
-            ATTEMPT_TAG: ctx.attempt,
-        }
+        tags = job_tags(job_config, overrides, int(job_config.hydra.job.num), ctx.attempt)
         tags |= trial_tags({str(k): str(v) for k, v in job_config.hydra.job.env_set.items()})
         tags = run_tags(ctx.target, name, tags)
         for mine in ("host", "pid", PROCESS_TAG):

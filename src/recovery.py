@@ -65,12 +65,15 @@ def mark_stale_runs(client: MlflowClient, experiment_id: str) -> list[Run]:
     running = search_all_runs(client, [experiment_id], "attributes.status = 'RUNNING'")
     stale = [run for run in running if is_stale(run)]
     for run in stale:
-        reason = liveness(run)[1]
-        tags = [RunTag("error_type", "Stale"), RunTag("error_message", reason)]
-        run_id = run.info.run_id
-        with_retries(partial(client.log_batch, run_id, tags=tags))
-        with_retries(partial(client.set_terminated, run_id, "FAILED"))
+        end_failed(client, run.info.run_id, "Stale", liveness(run)[1])
     return stale
+
+
+def end_failed(client: MlflowClient, run_id: str, error_type: str, reason: str) -> None:
+    """End a run nobody else will end FAILED, with why as its error tags."""
+    tags = [RunTag("error_type", error_type), RunTag("error_message", reason)]
+    with_retries(partial(client.log_batch, run_id, tags=tags))
+    with_retries(partial(client.set_terminated, run_id, "FAILED"))
 
 
 def end_orphans(client: MlflowClient, experiment_id: str, parent_id: str, attempt: str) -> None:
@@ -81,11 +84,9 @@ def end_orphans(client: MlflowClient, experiment_id: str, parent_id: str, attemp
         f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'RUNNING' and "
         f"tags.{ATTEMPT_TAG} = '{attempt}'"
     )
+    reason = "its job returned without ending its run (its process died)"
     for run in search_all_runs(client, [experiment_id], query):
-        reason = "its job returned without ending its run (its process died)"
-        tags = [RunTag("error_type", "Orphaned"), RunTag("error_message", reason)]
-        with_retries(partial(client.log_batch, run.info.run_id, tags=tags))
-        with_retries(partial(client.set_terminated, run.info.run_id, "FAILED"))
+        end_failed(client, run.info.run_id, "Orphaned", reason)
 
 
 def resume_parent(client: MlflowClient, experiment_id: str, resume: str, command: str) -> Run:

@@ -28,7 +28,7 @@ from src import composition
 from src.data import load_dataset
 from src.pipeline import build_estimator
 from src.settings import SettingsError, check_folds, check_settings
-from src.store import RunTarget
+from src.store import ATTEMPT_TAG, RunTarget
 
 PROGRESS_FILE = ".sweep_progress.tsv"
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
@@ -195,6 +195,23 @@ def job_key(overrides: list[str]) -> str:
     policy (resume, max_failures, ...), which may change between attempts."""
     kept = [o for o in overrides if not o.startswith(("sweep.", "hydra."))]
     return " ".join(sorted(kept))
+
+
+def job_tags(
+    cfg: DictConfig, overrides: list[str], job_num: int | None, attempt: str | None
+) -> dict[str, str]:
+    """The tags that say which job a child run is: its overrides, their key, the model, its
+    number in the sweep and the sweep's attempt (when it is a sweep's job)."""
+    tags = {
+        "hydra_overrides": " ".join(overrides),
+        "job_key": job_key(overrides),
+        "model": model_choice(cfg),
+    }
+    if job_num is not None:
+        tags["job_number"] = str(job_num)
+    if attempt is not None:
+        tags[ATTEMPT_TAG] = attempt
+    return tags
 
 
 def model_choice(cfg: DictConfig) -> str:
