@@ -67,17 +67,17 @@ def test_a_job_lost_before_its_run_existed_gets_a_failed_child(sweep, tmp_path) 
     assert (tmp_path / PROGRESS_FILE).read_text() == "FAILED\tknn n_neighbors=7\n"
 
 
+def job_child(client: MlflowClient, ctx: SweepContext, num: int) -> str:
+    """A RUNNING child that job `num` of this attempt made (as its worker would); its id."""
+    tags = {"mlflow.parentRunId": ctx.target.parent_run_id, "job_number": str(num),
+            ATTEMPT_TAG: ctx.attempt}  # fmt: skip
+    return client.create_run(ctx.target.experiment_id, tags=tags).info.run_id
+
+
 def test_a_lost_search_job_ends_its_running_child_and_fails_its_trial(sweep) -> None:
     client, start = sweep
     ctx = start(search=True)
-    running = client.create_run(
-        ctx.target.experiment_id,
-        tags={
-            "mlflow.parentRunId": ctx.target.parent_run_id,
-            "job_number": "0",
-            ATTEMPT_TAG: ctx.attempt,
-        },  # fmt: skip
-    ).info.run_id
+    running = job_child(client, ctx, 0)
     returned = lost_job(job_config(0), ConnectionError("worker died"))
     assert returned.status == JobStatus.FAILED
     with pytest.raises(ConnectionError) as error:
@@ -90,14 +90,7 @@ def test_a_lost_search_job_ends_its_running_child_and_fails_its_trial(sweep) -> 
 def test_a_finished_job_whose_process_died_after_keeps_its_run(sweep) -> None:
     client, start = sweep
     ctx = start()
-    done = client.create_run(
-        ctx.target.experiment_id,
-        tags={
-            "mlflow.parentRunId": ctx.target.parent_run_id,
-            "job_number": "1",
-            ATTEMPT_TAG: ctx.attempt,
-        },  # fmt: skip
-    ).info.run_id
+    done = job_child(client, ctx, 1)
     client.log_metric(done, "cv_accuracy_mean", 0.91)
     client.set_terminated(done, "FINISHED")
     returned = lost_job(job_config(1), RuntimeError("lost on the way back"))
