@@ -112,6 +112,43 @@ def test_a_killed_submitit_job_is_a_failed_child_and_the_sweep_goes_on(
     assert lost.data.tags["error_type"] == "UncompletedJobError"
 
 
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_an_interrupted_submitit_sweep_cancels_its_jobs(tracking_uri, tmp_path) -> None:
+    """SIGTERM to the launching process of a submitit sweep while both its jobs run (as Ctrl-C
+    or a scheduler sends it to that process alone): the jobs are cancelled, their processes gone
+    when it exits, both children and the parent KILLED, and they stay KILLED."""
+    log = tmp_path / "sweep.log"
+    env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri}
+    with log.open("w") as out:
+        sweep = subprocess.Popen(
+            [sys.executable, "-m", "src.train", *KILL_SWEEP[:2], "model.n_estimators=3000,3001",
+             *KILL_SWEEP[3:], "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+             "hydra.launcher.tasks_per_node=1", f"hydra.sweep.dir={tmp_path}/sweep"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while len(running := [r for r in all_runs(tracking_uri) if r.info.status == "RUNNING"]) < 3:
+        assert sweep.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+    sweep.send_signal(signal.SIGTERM)
+    assert sweep.wait(timeout=60) != 0, log.read_text()[-3000:]
+    output = log.read_text()
+    job_pids = [int(r.data.tags["pid"]) for r in running if r.data.tags.get("sweep") != "true"]
+    assert len(job_pids) == 2 and not [pid for pid in job_pids if alive(pid)], output[-3000:]
+    time.sleep(2)  # a job that went on would finish its run now
+    parent, children = sweep_runs(tracking_uri)
+    assert [parent.info.status] + [c.info.status for c in children] == ["KILLED"] * 3, output
+    assert "cancelling the jobs still running" in output
+    assert (tmp_path / "sweep" / "sweep_summary.md").read_text().count("KILLED") >= 2
+
+
 def test_an_optuna_search_runs_its_batches_through_submitit(run_train, tracking_uri, tmp_path):
     """Our Optuna sweeper hands each batch of trials to whatever launcher the app has: here
     submitit's, 2 trials a batch in processes of their own; each child names its trial."""

@@ -7,10 +7,16 @@ The Ray launch also leaves `object_store_memory` unset (hydra-ray-launcher 1.2.2
 Ray refuses it when connecting to a running cluster: hydra issue 2893), and asks Ray not to
 rerun a task whose worker died (`max_retries: 0`, unless set): `sweep.resume` reruns it, as a
 job that failed.
+
+Interrupted while waiting (Ctrl-C, or SIGTERM, which the exit guard makes one), the launching
+process cancels the jobs still running and gives them a moment to end their runs KILLED before
+the exit guard closes the sweep: no job goes on computing, and no child turns FINISHED, after its
+sweep was closed without it.
 """
 
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -26,6 +32,8 @@ from src.lost_job import lost_job
 
 log = logging.getLogger(__name__)
 
+CANCEL_GRACE_S = 15.0  # how long cancelled jobs get to end their runs before the sweep closes
+
 
 def wait_for(
     result: Callable[[], Any], launcher: Any, overrides: Sequence[str], idx: int
@@ -35,6 +43,18 @@ def wait_for(
         return result()
     except Exception as e:  # noqa: BLE001 - any error of the wait is this one job's
         return lost_job(job_config(launcher, overrides, idx), e)
+
+
+def wait_all(
+    waits: Sequence[Callable[[], JobReturn]], cancel: Callable[[], None]
+) -> list[JobReturn]:
+    """Every job's return, in order; interrupted, `cancel` the jobs first, then re-raise."""
+    try:
+        return [wait() for wait in waits]
+    except KeyboardInterrupt:
+        log.warning("Interrupted: cancelling the jobs still running")
+        cancel()
+        raise
 
 
 def job_config(launcher: Any, overrides: Sequence[str], idx: int) -> DictConfig:
@@ -87,12 +107,24 @@ def launch_submitit(
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx)
     ]
     jobs = executor.map_array(launcher, *zip(*job_params, strict=True))
-    return [
-        wait_for(partial(first_result, job), launcher, overrides, idx)
+    waits = [
+        partial(wait_for, partial(first_result, job), launcher, overrides, idx)
         for idx, (job, overrides) in enumerate(
             zip(jobs, job_overrides, strict=True), initial_job_idx
         )
     ]
+    return wait_all(waits, partial(cancel_submitit, jobs))
+
+
+def cancel_submitit(jobs: Sequence[Any]) -> None:
+    """Cancel the submitit jobs not done (SIGINT locally, scancel on SLURM); wait for them a
+    while."""
+    for job in jobs:
+        if not job.done():
+            job.cancel(check=False)
+    deadline = time.monotonic() + CANCEL_GRACE_S
+    while any(not job.done() for job in jobs) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def first_result(job: Any) -> JobReturn:
@@ -129,12 +161,22 @@ def launch_ray(
         task.remote(launcher.hydra_context, config, launcher.task_function, state)
         for config in configs
     ]
-    return [
-        wait_for(partial(ray.get, run), launcher, overrides, idx)
+    waits = [
+        partial(wait_for, partial(ray.get, run), launcher, overrides, idx)
         for idx, (run, overrides) in enumerate(
             zip(runs, job_overrides, strict=True), initial_job_idx
         )
     ]
+    return wait_all(waits, partial(cancel_ray, runs))
+
+
+def cancel_ray(runs: Sequence[Any]) -> None:
+    """Cancel the Ray tasks not done (a KeyboardInterrupt in each); wait for them a while."""
+    import ray
+
+    for run in runs:
+        ray.cancel(run)
+    ray.wait(list(runs), num_returns=len(runs), timeout=CANCEL_GRACE_S)
 
 
 def run_on_ray(
