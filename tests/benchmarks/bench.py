@@ -199,6 +199,28 @@ def heartbeat_cost(work: Path) -> None:
           f"(rounds: {', '.join(f'{r:.2f}' for r in rounds)})")  # fmt: skip
 
 
+def launcher_pair(
+    template: Path, work: Path, first_ours: bool
+) -> tuple[tuple[float, int], tuple[float, int]]:
+    """(ours, stock): the lean grid on 2 joblib workers with our launcher and with the stock
+    one, back to back, in the order given (alternate it between repeats)."""
+    commands = [LEAN + TWO_WORKERS, LEAN + TWO_WORKERS + STOCK_LAUNCHER]
+    order = commands if first_ours else commands[::-1]
+    timings = {tuple(c): sweep(c, template, work)[:2] for c in order}
+    return timings[tuple(commands[0])], timings[tuple(commands[1])]
+
+
+def print_launchers(ours: list[tuple[float, int]], stock: list[tuple[float, int]]) -> None:
+    """Our joblib launcher against the stock one, as the median of the per-repeat ratios."""
+    ratios = [o / s for (o, _), (s, _) in zip(ours, stock, strict=True)]
+    print(
+        f"Our joblib launcher / the stock one (lean, 2 workers): {statistics.median(ratios):.3f},"
+        f" the median of the per-repeat ratios {', '.join(f'{r:.3f}' for r in ratios)} (ours "
+        f"{statistics.median(o for o, _ in ours):.1f} s, stock "
+        f"{statistics.median(s for s, _ in stock):.1f} s)"
+    )
+
+
 def main() -> None:
     """Run everything, print the table."""
     parser = argparse.ArgumentParser()
@@ -211,6 +233,9 @@ def main() -> None:
         "--against", type=Path, help="only lean and full, paired with this other checkout"
     )
     parser.add_argument("--heartbeat", action="store_true", help="only a job's heartbeat cost")
+    parser.add_argument(
+        "--launchers", action="store_true", help="only our joblib launcher against the stock one"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sweep-bench-"))
     template = work / "template.db"
@@ -228,6 +253,11 @@ def main() -> None:
     )
     if args.heartbeat:
         heartbeat_cost(work)
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    if args.launchers:
+        pairs = [launcher_pair(template, work, first_ours=i % 2 == 0) for i in range(args.repeats)]
+        print_launchers([o for o, _ in pairs], [s for _, s in pairs])
         shutil.rmtree(work, ignore_errors=True)
         return
     if args.against:
@@ -260,13 +290,13 @@ def main() -> None:
         results["plain_accuracy_only"].append(timed([*plain_cmd, "--accuracy-only"], os.environ))
         results["bare"].append(timed(bare_cmd, bare_env))
         bare_pair.append(timed_pair(bare_cmd, bare_env))
-        # lean and its 2-worker run back to back: their ratio is taken per repeat, so that the
-        # machine's drift (up to 20% between minutes on a shared host) hits both alike
+        # lean and its 2-worker runs back to back: their ratios are taken per repeat, so that
+        # the machine's drift (up to 20% between minutes on a shared host) hits them alike
         results["lean"].append(sweep(LEAN, template, work)[:2])
-        results["lean_2_workers"].append(sweep(LEAN + TWO_WORKERS, template, work)[:2])
         results["full"].append(sweep([], template, work)[:2])
-        stock = LEAN + TWO_WORKERS + STOCK_LAUNCHER
-        results["lean_2_workers_stock"].append(sweep(stock, template, work)[:2])
+        ours_s, stock_s = launcher_pair(template, work, first_ours=len(results["lean"]) % 2 == 1)
+        results["lean_2_workers"].append(ours_s)
+        results["lean_2_workers_stock"].append(stock_s)
     median = {k: statistics.median(w for w, _ in v) for k, v in results.items()}
     rss = {k: max(r for _, r in v) for k, v in results.items()}
     print(
@@ -292,6 +322,7 @@ def main() -> None:
         f"(ratio of the medians: {two / median['lean']:.2f}; "
         f"the stock joblib launcher: {stock / median['lean']:.2f})"
     )
+    print_launchers(results["lean_2_workers"], results["lean_2_workers_stock"])
     print(
         f"Two bare loops at once: {pair:.1f} s against {median['bare']:.1f} s for one, so two "
         f"processes do {2 * median['bare'] / pair:.2f}x the work of one here"
