@@ -1,7 +1,8 @@
 """Sweeps on cluster launchers: submitit's local processes (as on SLURM) and a real local Ray
 cluster, one parent with nested children; a job whose process is SIGKILLed is a FAILED child and
-the sweep goes on. The Ray cluster, its tracking server and its sweep run in a network namespace
-of their own with loopback only (Ray binds the machine's own address otherwise)."""
+the sweep goes on; an interrupted sweep cancels its running jobs. The Ray cluster, its tracking
+server and its sweep run in a network namespace of their own with loopback only (Ray binds the
+machine's own address otherwise)."""
 
 from __future__ import annotations
 
@@ -120,33 +121,48 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_an_interrupted_submitit_sweep_cancels_its_jobs(tracking_uri, tmp_path) -> None:
-    """SIGTERM to the launching process of a submitit sweep while both its jobs run (as Ctrl-C
-    or a scheduler sends it to that process alone): the jobs are cancelled, their processes gone
-    when it exits, both children and the parent KILLED, and they stay KILLED."""
-    log = tmp_path / "sweep.log"
-    env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri}
-    with log.open("w") as out:
-        sweep = subprocess.Popen(
-            [sys.executable, "-m", "src.train", *KILL_SWEEP[:2], "model.n_estimators=3000,3001",
-             *KILL_SWEEP[3:], "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
-             "hydra.launcher.tasks_per_node=1", f"hydra.sweep.dir={tmp_path}/sweep"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+# two jobs, both slow enough to be interrupted while they run
+INTERRUPT_SWEEP = [*KILL_SWEEP[:2], "model.n_estimators=3000,3001", *KILL_SWEEP[3:]]
+
+
+def interrupt_when_running(uri: str, sweep: subprocess.Popen, log: Path) -> list[Run]:
+    """SIGTERM the launching process once the parent and both jobs' children are RUNNING (as
+    Ctrl-C or a scheduler sends it to that process alone); the runs as they were then."""
     deadline = time.monotonic() + 180
-    while len(running := [r for r in all_runs(tracking_uri) if r.info.status == "RUNNING"]) < 3:
+    while len(running := [r for r in all_runs(uri) if r.info.status == "RUNNING"]) < 3:
         assert sweep.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(0.2)
     sweep.send_signal(signal.SIGTERM)
     assert sweep.wait(timeout=60) != 0, log.read_text()[-3000:]
+    return running
+
+
+def check_interrupted_sweep(uri: str, sweep_dir: Path, output: str) -> None:
+    """The jobs were cancelled: the parent and both children KILLED, and they stay KILLED."""
+    time.sleep(2)  # a job that went on would finish its run now
+    parent, children = sweep_runs(uri)
+    assert [parent.info.status] + [c.info.status for c in children] == ["KILLED"] * 3, output
+    assert "cancelling the jobs still running" in output
+    assert (sweep_dir / "sweep_summary.md").read_text().count("KILLED") >= 2
+
+
+def test_an_interrupted_submitit_sweep_cancels_its_jobs(tracking_uri, tmp_path) -> None:
+    """SIGTERM to the launching process of a submitit sweep while both its jobs run: the jobs
+    are cancelled, their processes gone when it exits, both children and the parent KILLED."""
+    log = tmp_path / "sweep.log"
+    env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri}
+    with log.open("w") as out:
+        sweep = subprocess.Popen(
+            [sys.executable, "-m", "src.train", *INTERRUPT_SWEEP, "hydra/launcher=submitit_local",
+             "hydra.launcher.timeout_min=10", "hydra.launcher.tasks_per_node=1",
+             f"hydra.sweep.dir={tmp_path}/sweep"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    running = interrupt_when_running(tracking_uri, sweep, log)
     output = log.read_text()
     job_pids = [int(r.data.tags["pid"]) for r in running if r.data.tags.get("sweep") != "true"]
     assert len(job_pids) == 2 and not [pid for pid in job_pids if alive(pid)], output[-3000:]
-    time.sleep(2)  # a job that went on would finish its run now
-    parent, children = sweep_runs(tracking_uri)
-    assert [parent.info.status] + [c.info.status for c in children] == ["KILLED"] * 3, output
-    assert "cancelling the jobs still running" in output
-    assert (tmp_path / "sweep" / "sweep_summary.md").read_text().count("KILLED") >= 2
+    check_interrupted_sweep(tracking_uri, tmp_path / "sweep", output)
 
 
 def test_an_optuna_search_runs_its_batches_through_submitit(run_train, tracking_uri, tmp_path):
@@ -266,7 +282,8 @@ def test_a_ray_cluster_sweep_nests_its_children_and_survives_a_killed_worker(
     """On a real local Ray cluster (head and worker node) reached by address, with its tracking
     server, all on loopback: one parent, a nested child per job recording the Ray node that ran
     it; SIGKILL of the Ray worker running one job: that child ends FAILED with Ray's error, the
-    other jobs finish and the summary is written."""
+    other jobs finish and the summary is written. Then a second sweep, SIGTERMed while its two
+    jobs run: Ray cancels them, their children and the parent end KILLED."""
     uri = new_store(migrated_store, tmp_path)  # the server's backend, read here directly
     log = tmp_path / "cluster.log"
     temp_dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths
@@ -300,6 +317,21 @@ def test_a_ray_cluster_sweep_nests_its_children_and_survives_a_killed_worker(
                     )  # fmt: skip
                 killed = kill_when_running(uri, SLOW_JOB, sweep, sweep_log)
                 assert sweep.wait(timeout=300) == 1, sweep_log.read_text()[-3000:]
+                # a second sweep, on a store the nodes share as files, interrupted
+                (second := tmp_path / "interrupted").mkdir()
+                second_uri = new_store(migrated_store, second)
+                with (second / "sweep.log").open("w") as out:
+                    interrupted = subprocess.Popen(
+                        [*netns, sys.executable, "-m", "src.train", *INTERRUPT_SWEEP,
+                         "hydra/launcher=ray", f"hydra.launcher.ray.init.address={address}",
+                         f"mlflow.tracking_uri={second_uri}", f"hydra.sweep.dir={second}/sweep"],
+                        cwd=workdir, env=env | {"MLFLOW_TRACKING_URI": second_uri},
+                        stdout=out, stderr=subprocess.STDOUT,
+                    )  # fmt: skip
+                interrupt_when_running(second_uri, interrupted, second / "sweep.log")
+                check_interrupted_sweep(
+                    second_uri, second / "sweep", (second / "sweep.log").read_text()
+                )
         finally:
             server.terminate()
             server.wait(timeout=60)

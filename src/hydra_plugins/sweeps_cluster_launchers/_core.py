@@ -8,14 +8,16 @@ Ray refuses it when connecting to a running cluster: hydra issue 2893), and asks
 rerun a task whose worker died (`max_retries: 0`, unless set): `sweep.resume` reruns it, as a
 job that failed.
 
-Interrupted while waiting (Ctrl-C, or SIGTERM, which the exit guard makes one), the launching
-process cancels the jobs still running and gives them a moment to end their runs KILLED before
+Interrupted while waiting (Ctrl-C, or SIGTERM, which the exit guard makes one, also under Ray,
+whose `ray.init` would make it exit at once), the launching process cancels the jobs still
+running and gives them a moment to end their runs KILLED before
 the exit guard closes the sweep: no job goes on computing, and no child turns FINISHED, after its
 sweep was closed without it.
 """
 
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -148,7 +150,10 @@ def launch_ray(
     remote = OmegaConf.to_container(launcher.ray_cfg.remote, resolve=True)
     assert isinstance(init, dict) and isinstance(remote, dict)
     if not ray.is_initialized():
+        sigterm = signal.getsignal(signal.SIGTERM)
         ray.init(**{str(k): v for k, v in init.items()})
+        if sigterm is not None:  # ray.init makes SIGTERM exit at once, without cancelling
+            signal.signal(signal.SIGTERM, sigterm)
     remote.setdefault("max_retries", 0)
     task = ray.remote(**{str(k): v for k, v in remote.items()})(run_on_ray)
     log_jobs(job_overrides, initial_job_idx)
