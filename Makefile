@@ -33,10 +33,11 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-# The latest sweep's view in the UI (its link), then the UI itself.
+# The latest sweep's view in the UI (its link), then the UI itself, without MLflow's job runner
+# (for its GenAI features: seven more processes on start, none of them used here).
 ui: $(STAMP)
 	@$(BIN)/python -m src.summary --ui --tracking-uri sqlite:///outputs/mlflow.db 2>&1 | grep '^MLflow UI: ' || echo "No sweep in outputs/mlflow.db yet: make sweep"
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db --host 127.0.0.1 --port 5000
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db --host 127.0.0.1 --port 5000
 
 # uv installs what pip would (the same versions), in a fraction of pip's time.
 $(STAMP): pyproject.toml

@@ -123,6 +123,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# A tracking server or UI without MLflow's job runner (its GenAI jobs: seven more processes,
+# each importing mlflow, that no test here uses) and without telemetry
+MLFLOW_SERVER_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+}
+
+
 @contextmanager
 def mlflow_process(
     args: list[str], log: Path, env: dict[str, str] | None = None, timeout: float = 120
@@ -130,7 +138,7 @@ def mlflow_process(
     """Run `python -m mlflow <args>` on a free loopback port until it answers `/health` (the
     tracking server, the UI and the model server all do); yield its URL; stop it."""
     port = free_port()
-    full_env = os.environ | {"MLFLOW_DISABLE_TELEMETRY": "true"} | (env or {})
+    full_env = os.environ | MLFLOW_SERVER_ENV | (env or {})
     # `mlflow models serve` starts `uvicorn` by name: the venv must be on PATH, as when activated
     full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full_env.get('PATH', '')}"
     with log.open("w") as out:  # the child keeps its own copy of the descriptor

@@ -23,7 +23,7 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from .conftest import HEART_CSV, REPO, all_runs, new_store, sweep_runs
+from .conftest import HEART_CSV, MLFLOW_SERVER_ENV, REPO, all_runs, new_store, sweep_runs
 
 pytestmark = pytest.mark.slow  # run by `make test` / CI via `pytest -m slow`
 
@@ -290,7 +290,7 @@ def test_a_ray_cluster_sweep_nests_its_children_and_survives_a_killed_worker(
     with loopback_namespace() as netns:
         interfaces = subprocess.run([*netns, "ip", "-o", "link"], capture_output=True, text=True)
         assert [line.split(":")[1].strip() for line in interfaces.stdout.splitlines()] == ["lo"]
-        env = os.environ | {"MLFLOW_DISABLE_TELEMETRY": "true"}
+        env = os.environ | MLFLOW_SERVER_ENV
         server_command = [
             *netns, sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
             "5000", "--backend-store-uri", uri, "--serve-artifacts", "--artifacts-destination",
