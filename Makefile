@@ -39,10 +39,12 @@ ui: $(STAMP)
 	@$(BIN)/python -m src.summary --ui --tracking-uri sqlite:///outputs/mlflow.db 2>&1 | grep '^MLflow UI: ' || echo "No sweep in outputs/mlflow.db yet: make sweep"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db --host 127.0.0.1 --port 5000
 
-# uv installs what pip would (the same versions), in a fraction of pip's time.
+# uv installs what pip would (the same versions), in about half pip's time; compiled to bytecode
+# at install, as pip does (where PYTHONDONTWRITEBYTECODE is set, nothing would cache it later,
+# and every process would compile mlflow and scikit-learn again on import).
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required: make PYTHON=/path/to/python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet 'uv<1'
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	touch $(STAMP)
