@@ -10,9 +10,9 @@ job that failed.
 
 Interrupted while waiting (Ctrl-C, or SIGTERM, which the exit guard makes one, also under Ray,
 whose `ray.init` would make it exit at once), the launching process cancels the jobs still
-running and gives them a moment to end their runs KILLED before
-the exit guard closes the sweep: no job goes on computing, and no child turns FINISHED, after its
-sweep was closed without it.
+running and gives them a moment to end their runs KILLED before the exit guard closes the
+sweep: no job goes on computing, and no child turns FINISHED, after its sweep was closed
+without it.
 """
 
 import logging
