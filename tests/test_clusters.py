@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import optuna
@@ -23,7 +24,8 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from .conftest import HEART_CSV, MLFLOW_SERVER_ENV, REPO, all_runs, new_store, sweep_runs
+from .conftest import HEART_CSV, MLFLOW_SERVER_ENV, all_runs, new_store, sweep_runs
+from .test_reliability import start
 
 pytestmark = pytest.mark.slow  # run by `make test` / CI via `pytest -m slow`
 
@@ -38,6 +40,12 @@ KILL_SWEEP = [
     "mlflow.log_plots=false",
 ]
 SLOW_JOB = "model.n_estimators=1500"
+# submitit's local processes, one task each, as the cluster tests run them
+SUBMITIT = [
+    "hydra/launcher=submitit_local",
+    "hydra.launcher.timeout_min=10",
+    "hydra.launcher.tasks_per_node=1",
+]
 BIN = Path(sys.executable).parent
 
 
@@ -94,15 +102,7 @@ def test_a_killed_submitit_job_is_a_failed_child_and_the_sweep_goes_on(
     """Jobs run as separate processes started by submitit (as on SLURM): one parent, nested
     children; SIGKILL of the process running one job: that child ends FAILED with submitit's
     error, the other jobs finish, the summary is written, the exit code is 1."""
-    log = tmp_path / "sweep.log"
-    env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri}
-    with log.open("w") as out:
-        sweep = subprocess.Popen(
-            [sys.executable, "-m", "src.train", *KILL_SWEEP, "hydra/launcher=submitit_local",
-             "hydra.launcher.timeout_min=10", "hydra.launcher.tasks_per_node=1",
-             f"hydra.sweep.dir={tmp_path}/sweep"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    sweep, log = start(tracking_uri, tmp_path, *KILL_SWEEP, *SUBMITIT)
     killed = kill_when_running(tracking_uri, SLOW_JOB, sweep, log)
     assert sweep.wait(timeout=300) == 1, log.read_text()[-3000:]
     children = check_killed_sweep(tracking_uri, killed, tmp_path / "sweep", log.read_text())
@@ -149,15 +149,7 @@ def check_interrupted_sweep(uri: str, sweep_dir: Path, output: str) -> None:
 def test_an_interrupted_submitit_sweep_cancels_its_jobs(tracking_uri, tmp_path) -> None:
     """SIGTERM to the launching process of a submitit sweep while both its jobs run: the jobs
     are cancelled, their processes gone when it exits, both children and the parent KILLED."""
-    log = tmp_path / "sweep.log"
-    env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri}
-    with log.open("w") as out:
-        sweep = subprocess.Popen(
-            [sys.executable, "-m", "src.train", *INTERRUPT_SWEEP, "hydra/launcher=submitit_local",
-             "hydra.launcher.timeout_min=10", "hydra.launcher.tasks_per_node=1",
-             f"hydra.sweep.dir={tmp_path}/sweep"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    sweep, log = start(tracking_uri, tmp_path, *INTERRUPT_SWEEP, *SUBMITIT)
     running = interrupt_when_running(tracking_uri, sweep, log)
     output = log.read_text()
     job_pids = [int(r.data.tags["pid"]) for r in running if r.data.tags.get("sweep") != "true"]
@@ -177,9 +169,7 @@ def test_an_optuna_search_runs_its_batches_through_submitit(run_train, tracking_
         "hydra.sweeper.n_jobs=2",
         f"hydra.sweeper.storage={storage}",
         "hydra.sweeper.study_name=submitit",
-        "hydra/launcher=submitit_local",
-        "hydra.launcher.timeout_min=10",
-        "hydra.launcher.tasks_per_node=1",
+        *SUBMITIT,
         "mlflow.log_model=false",
         "mlflow.log_plots=false",
     )
@@ -276,6 +266,27 @@ def ray_nodes(netns: list[str], address: str) -> list[dict]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def start_ray_sweep(
+    netns: list[str],
+    address: str,
+    workdir: Path,
+    uri: str,
+    sweep_dir: Path,
+    log: Path,
+    overrides: list[str],
+) -> subprocess.Popen:
+    """Start, inside the namespace and from `workdir`, a sweep on the Ray cluster at `address`
+    tracked at `uri`; its output goes to `log`."""
+    env = os.environ | MLFLOW_SERVER_ENV | {"MLFLOW_TRACKING_URI": uri}
+    with log.open("w") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [*netns, sys.executable, "-m", "src.train", *overrides, "hydra/launcher=ray",
+             f"hydra.launcher.ray.init.address={address}", f"mlflow.tracking_uri={uri}",
+             f"hydra.sweep.dir={sweep_dir}"],
+            cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
 def test_a_ray_cluster_sweep_nests_its_children_and_survives_a_killed_worker(
     migrated_store, tmp_path
 ) -> None:
@@ -306,28 +317,18 @@ def test_a_ray_cluster_sweep_nests_its_children_and_survives_a_killed_worker(
                 sweep_log = tmp_path / "sweep.log"
                 workdir = tmp_path / "workdir"  # where the sweep starts: nothing lands there
                 workdir.mkdir()
-                with sweep_log.open("w") as out:
-                    sweep = subprocess.Popen(
-                        [*netns, sys.executable, "-m", "src.train", *KILL_SWEEP,
-                         "hydra/launcher=ray", f"hydra.launcher.ray.init.address={address}",
-                         "mlflow.tracking_uri=http://127.0.0.1:5000",
-                         f"hydra.sweep.dir={tmp_path}/sweep"],
-                        cwd=workdir, env=env | {"MLFLOW_TRACKING_URI": "http://127.0.0.1:5000"},
-                        stdout=out, stderr=subprocess.STDOUT,
-                    )  # fmt: skip
+                ray_sweep = partial(start_ray_sweep, netns, address, workdir)
+                sweep = ray_sweep(
+                    "http://127.0.0.1:5000", tmp_path / "sweep", sweep_log, KILL_SWEEP
+                )
                 killed = kill_when_running(uri, SLOW_JOB, sweep, sweep_log)
                 assert sweep.wait(timeout=300) == 1, sweep_log.read_text()[-3000:]
                 # a second sweep, on a store the nodes share as files, interrupted
                 (second := tmp_path / "interrupted").mkdir()
                 second_uri = new_store(migrated_store, second)
-                with (second / "sweep.log").open("w") as out:
-                    interrupted = subprocess.Popen(
-                        [*netns, sys.executable, "-m", "src.train", *INTERRUPT_SWEEP,
-                         "hydra/launcher=ray", f"hydra.launcher.ray.init.address={address}",
-                         f"mlflow.tracking_uri={second_uri}", f"hydra.sweep.dir={second}/sweep"],
-                        cwd=workdir, env=env | {"MLFLOW_TRACKING_URI": second_uri},
-                        stdout=out, stderr=subprocess.STDOUT,
-                    )  # fmt: skip
+                interrupted = ray_sweep(
+                    second_uri, second / "sweep", second / "sweep.log", INTERRUPT_SWEEP
+                )
                 interrupt_when_running(second_uri, interrupted, second / "sweep.log")
                 check_interrupted_sweep(
                     second_uri, second / "sweep", (second / "sweep.log").read_text()

@@ -204,10 +204,12 @@ def launcher_pair(
 ) -> tuple[tuple[float, int], tuple[float, int]]:
     """(ours, stock): the lean grid on 2 joblib workers with our launcher and with the stock
     one, back to back, in the order given (alternate it between repeats)."""
-    commands = [LEAN + TWO_WORKERS, LEAN + TWO_WORKERS + STOCK_LAUNCHER]
-    order = commands if first_ours else commands[::-1]
-    timings = {tuple(c): sweep(c, template, work)[:2] for c in order}
-    return timings[tuple(commands[0])], timings[tuple(commands[1])]
+    ours, stock = LEAN + TWO_WORKERS, LEAN + TWO_WORKERS + STOCK_LAUNCHER
+    if first_ours:
+        ours_run = sweep(ours, template, work)[:2]
+        return ours_run, sweep(stock, template, work)[:2]
+    stock_run = sweep(stock, template, work)[:2]
+    return sweep(ours, template, work)[:2], stock_run
 
 
 def print_launchers(ours: list[tuple[float, int]], stock: list[tuple[float, int]]) -> None:
