@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import io
+import logging
 import os
 import re
+import runpy
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+import traceback
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+
+from src import exit_guard
+from src.sweep_jobs import set_current_sweep, set_launching_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 HEART_CSV = REPO / "tests" / "data" / "heart_cleveland.csv"  # UCI Cleveland, CC BY 4.0
@@ -99,19 +109,73 @@ def in_process(uri: str, module: str, *args: str) -> subprocess.CompletedProcess
     return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
 
 
-@pytest.fixture
-def run_cli(tracking_uri: str) -> Callable[..., subprocess.CompletedProcess]:
-    """`cli` against the test's own sqlite store."""
-    return lambda module, *args, **kwargs: cli(tracking_uri, module, *args, **kwargs)
+def train_in_process(
+    uri: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`python -m src.train args` called in this process as a process would run it and end,
+    with what `cli` returns: Hydra's main with this argv, the exit code and message of its
+    SystemExit (or the traceback of an uncaught error), then what the process's exit would do
+    (the exit guard closes a parent still open). What the run changed here (environment, argv,
+    signal handlers, the root logger, Hydra's and the sweep's globals, the collector) is put
+    back. For runs and sweeps on Hydra's basic launcher where the process boundary is not what
+    the test is about: no interpreter to start, no imports to repeat."""
+    root = logging.getLogger()
+    saved_env, saved_argv = dict(os.environ), sys.argv
+    saved_root = root.handlers[:], root.level
+    saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    saved_gc = gc.get_threshold()
+    os.environ.update({"MLFLOW_TRACKING_URI": uri} | (env or {}))
+    os.environ.pop("MLFLOW_RUN_ID", None)
+    sys.argv = [str(REPO / "src" / "train.py"), *args]
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                runpy.run_module("src.train", run_name="__main__")  # as `python -m` does
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+                if isinstance(e.code, str):  # as the interpreter prints it at exit
+                    print(e.code, file=sys.stderr)
+            except Exception:  # noqa: BLE001 - uncaught (HYDRA_FULL_ERROR=1), as the interpreter
+                traceback.print_exc()
+                code = 1
+            exit_guard.close_on_exit()  # the exit handler it registered, as at the process's exit
+    finally:
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None
+        set_current_sweep(None)
+        set_launching_sweep(None)
+        for handler in set(root.handlers) - set(saved_root[0]):  # a job's log file
+            handler.close()
+        root.handlers[:] = saved_root[0]
+        root.setLevel(saved_root[1])
+        for signum, handler in saved_signals.items():
+            signal.signal(signum, handler)
+        gc.unfreeze()
+        gc.set_threshold(*saved_gc)
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["src.train", *args], code, out.getvalue(), err.getvalue())
+
+
+def train(uri: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m src.train args` against the store at `uri`: called in this process on Hydra's
+    basic launcher (`train_in_process`), a process of its own under any other launcher (its
+    workers would outlive the call here)."""
+    if any(a.startswith("hydra/launcher=") for a in args):
+        return cli(uri, "src.train", *args, env=env)
+    return train_in_process(uri, *args, env=env)
 
 
 @pytest.fixture
-def run_train(run_cli, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
-    """Run `python -m src.train args...` with Hydra's output dirs under tmp_path."""
+def run_train(tracking_uri: str, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """`train` against the test's own store, with Hydra's output dirs under tmp_path."""
 
-    def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         dirs = [f"hydra.sweep.dir={tmp_path}/sweep", f"hydra.run.dir={tmp_path}/run"]
-        return run_cli("src.train", *args, *dirs, **kwargs)
+        return train(tracking_uri, *args, *dirs, env=env)
 
     return run
 
@@ -177,10 +241,10 @@ def all_runs(tracking_uri: str) -> list[Run]:
 
 
 def heart_sweep(uri: str, sweep_dir: Path, *overrides: str) -> str:
-    """Run a sweep on the heart data without plots into `sweep_dir`; its parent run id."""
-    result = cli(
+    """Run a sweep on the heart data without plots into `sweep_dir` (in this process); its
+    parent run id."""
+    result = train_in_process(
         uri,
-        "src.train",
         "-m",
         *overrides,
         "data=heart",

@@ -1,26 +1,18 @@
-"""The fault table: bad input and failing jobs, each one line, each run as a user would (a real
-sweep in a subprocess), each checked against the README's invariants."""
+"""The fault table: bad input and failing jobs, each one line, each typed as a user would (called
+in this process; the rows marked `process` as a real `python -m src.train`), each checked
+against the README's invariants."""
 
 from __future__ import annotations
 
-import io
-import logging
-import os
-import runpy
-import subprocess
-import sys
 from collections import Counter
-from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from .conftest import HEART_CSV, REPO, cli
+from .conftest import HEART_CSV, cli, train_in_process
 
 # every row runs a small KNN sweep on the heart data, without models and plots (fast)
 BASE = ["data=heart", "data.path={heart}", "mlflow.log_model=false", "mlflow.log_plots=false"]
@@ -39,7 +31,7 @@ class Fault:
     children: dict[str, int] = field(default_factory=dict)
     tracking_uri: str | None = None  # default: the test's own fresh sqlite store
     slow: bool = False
-    process: bool = False  # a row that stops before any run is called in-process unless True
+    process: bool = False  # True: run as `python -m src.train` (others are called in this process)
 
 
 JOBLIB = "hydra/launcher=joblib hydra.launcher.n_jobs=2"
@@ -141,10 +133,7 @@ def test_fault(fault: Fault, tracking_uri: str, tmp_path: Path) -> None:
     sweep = "-m" in args
     rest = [a for a in args if a != "-m"]  # the row's own values win over BASE
     argv = [*(["-m"] if sweep else []), *base, *rest, *dirs]
-    if fault.code and not fault.parents and fault.tracking_uri is None and not fault.process:
-        result = train_in_process(uri, argv)  # stops before any run: no process of its own
-    else:
-        result = cli(uri, "src.train", *argv)
+    result = cli(uri, "src.train", *argv) if fault.process else train_in_process(uri, *argv)
     output = result.stdout + result.stderr
     assert result.returncode == fault.code, output
     assert fault.says in output, output
@@ -154,37 +143,6 @@ def test_fault(fault: Fault, tracking_uri: str, tmp_path: Path) -> None:
         parents, children = runs_by_status(uri)
         assert (parents, children) == (Counter(fault.parents), Counter(fault.children))
         check_invariants(uri)
-
-
-def train_in_process(uri: str, argv: list[str]) -> subprocess.CompletedProcess:
-    """`python -m src.train argv` for a run or sweep that stops before any run exists, called in
-    this process: Hydra's main with this argv, the exit code and message of its SystemExit,
-    and Hydra's global state (and the root logger it configures) put back afterwards."""
-    root = logging.getLogger()
-    saved = sys.argv, os.environ.get("MLFLOW_TRACKING_URI"), root.handlers[:], root.level
-    out, err = io.StringIO(), io.StringIO()
-    sys.argv, os.environ["MLFLOW_TRACKING_URI"] = [str(REPO / "src" / "train.py"), *argv], uri
-    code = 0
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            try:
-                runpy.run_module("src.train", run_name="__main__")  # as `python -m` does
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else 1
-                if isinstance(e.code, str):  # as the interpreter prints it at exit
-                    print(e.code, file=sys.stderr)
-    finally:
-        GlobalHydra.instance().clear()
-        HydraConfig.instance().cfg = None
-        for handler in set(root.handlers) - set(saved[2]):  # a single run's train.log
-            handler.close()
-        sys.argv, uri_before, root.handlers[:], level = saved
-        root.setLevel(level)
-        if uri_before is None:
-            os.environ.pop("MLFLOW_TRACKING_URI")
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = uri_before
-    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 def runs_by_status(uri: str) -> tuple[Counter, Counter]:

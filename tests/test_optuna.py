@@ -33,7 +33,7 @@ from hydra_plugins.sweeps_optuna_sweeper._core import (
 )
 from src.child_run import RunScore
 
-from .conftest import HEART_CSV, REPO, all_runs, cli, free_port
+from .conftest import HEART_CSV, REPO, all_runs, cli, free_port, train_in_process
 from .test_reliability import start, wait_for
 
 LEAN = ["mlflow.log_model=false", "mlflow.log_plots=false"]
@@ -211,8 +211,8 @@ def test_an_interrupted_study_resumes_then_continues(tracking_uri, tmp_path) -> 
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert len(done) >= 2
 
-    resumed = cli(
-        tracking_uri, "src.train", *heart_search(tmp_path, "hydra.sweeper.n_trials=4"),
+    resumed = train_in_process(
+        tracking_uri, *heart_search(tmp_path, "hydra.sweeper.n_trials=4"),
         "sweep.resume=latest", f"hydra.sweep.dir={tmp_path}/sweep",
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
@@ -231,8 +231,8 @@ def test_an_interrupted_study_resumes_then_continues(tracking_uri, tmp_path) -> 
     assert sorted(numbers) == sorted(str(t.number) for t in complete)  # no duplicates
     check_links(study, tracking_uri)
 
-    more = cli(
-        tracking_uri, "src.train", *heart_search(tmp_path, "hydra.sweeper.n_trials=6"),
+    more = train_in_process(
+        tracking_uri, *heart_search(tmp_path, "hydra.sweeper.n_trials=6"),
         f"hydra.sweep.dir={tmp_path}/sweep2",
     )  # fmt: skip
     assert more.returncode == 0, more.stderr
@@ -245,8 +245,8 @@ def test_an_interrupted_study_resumes_then_continues(tracking_uri, tmp_path) -> 
     last = max(int(n) for n in numbers)
     assert sorted(int(c.data.tags["optuna.trial_number"]) for c in second) == [last + 1, last + 2]
     check_links(study, tracking_uri)
-    again = cli(
-        tracking_uri, "src.train", *heart_search(tmp_path, "hydra.sweeper.n_trials=6"),
+    again = train_in_process(
+        tracking_uri, *heart_search(tmp_path, "hydra.sweeper.n_trials=6"),
         f"hydra.sweep.dir={tmp_path}/sweep3",
     )  # fmt: skip
     assert again.returncode == 1

@@ -15,7 +15,15 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from .conftest import HEART_CSV, cli, fold_history, in_process, mlflow_process, new_store
+from .conftest import (
+    HEART_CSV,
+    cli,
+    fold_history,
+    in_process,
+    mlflow_process,
+    new_store,
+    train_in_process,
+)
 from .conftest import heart_sweep as run_heart_sweep
 
 pytestmark = pytest.mark.xdist_group("registry")  # its module fixtures, set up once
@@ -186,9 +194,8 @@ def test_served_model_answers_like_predict(gated, tmp_path) -> None:
 @pytest.mark.slow  # a sweep more; make test and CI run it
 def test_sweep_without_finished_children_registers_nothing(migrated_store, tmp_path) -> None:
     uri = new_store(migrated_store, tmp_path)
-    failed = cli(
+    failed = train_in_process(
         uri,
-        "src.train",
         "-m",
         "model=knn",
         "model.n_neighbors=900,1000",

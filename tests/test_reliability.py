@@ -24,7 +24,16 @@ from src.ranking import load_summary, nan_note
 from src.recovery import resume_parent
 from src.store import COMMAND_TAG, NoSweepError
 
-from .conftest import HEART_CSV, REPO, all_runs, cli, in_process, sweep_runs
+from .conftest import (
+    HEART_CSV,
+    REPO,
+    all_runs,
+    cli,
+    in_process,
+    sweep_runs,
+    train,
+    train_in_process,
+)
 from .test_sweeps import SWEEP_FILES
 from .test_train import DATASETS, MODELS, compose_cfg, data_overrides
 
@@ -74,8 +83,11 @@ def wait_for(out: Path, text: str, process: subprocess.Popen, timeout: float = 1
         time.sleep(0.2)
 
 
-def run(uri: str, tmp: Path, *args: str) -> subprocess.CompletedProcess:
-    return cli(uri, "src.train", *args, f"hydra.sweep.dir={tmp}/s{time.time_ns()}")
+def run(
+    uri: str, tmp: Path, *args: str, sweep_dir: Path | None = None
+) -> subprocess.CompletedProcess:
+    """`train` into `sweep_dir` (default: a new one under `tmp`)."""
+    return train(uri, *args, f"hydra.sweep.dir={sweep_dir or tmp / f's{time.time_ns()}'}")
 
 
 @pytest.mark.slow  # a sweep more; make test and CI run it
@@ -237,9 +249,9 @@ def test_resume_latest_joins_only_a_sweep_of_the_same_command(tracking_uri, tmp_
 def test_resume_into_the_same_sweep_dir_counts_only_this_attempt(tracking_uri, tmp_path) -> None:
     sweep = ["-m", "model=knn", "model.n_neighbors=3,500,5,7", "data=heart",
              f"data.path={HEART_CSV}", *LEAN, f"hydra.sweep.dir={tmp_path}/same"]  # fmt: skip
-    first = cli(tracking_uri, "src.train", *sweep)
+    first = train_in_process(tracking_uri, *sweep)
     assert first.returncode == 1 and "1 of 4 jobs failed" in first.stderr
-    again = cli(tracking_uri, "src.train", *sweep, "sweep.resume=latest", "sweep.max_failures=0")
+    again = train_in_process(tracking_uri, *sweep, "sweep.resume=latest", "sweep.max_failures=0")
     assert again.returncode == 1, again.stderr
     assert again.stdout.count("SKIPPED (finished in an earlier attempt)") == 3
     assert "[5/4]" not in again.stdout and "[4/4]" in again.stdout
@@ -432,17 +444,17 @@ def test_non_finite_metric_is_recorded_but_never_best(tracking_uri) -> None:
 def test_a_failed_summary_fails_the_parent_and_says_why(tracking_uri, tmp_path, launcher) -> None:
     blocked = tmp_path / "sweep" / "sweep_summary.md"
     blocked.mkdir(parents=True)  # a directory where the summary writes its file
-    result = cli(
+    result = run(
         tracking_uri,
-        "src.train",
+        tmp_path,
         "-m",
         "model=knn",
         "model.n_neighbors=3,5",
         "data=iris",
         "mlflow.log_plots=false",
         "mlflow.log_model=false",
-        f"hydra.sweep.dir={tmp_path}/sweep",
         *launcher,
+        sweep_dir=tmp_path / "sweep",
     )
     assert result.returncode != 0
     assert "Summarising sweep" in result.stderr and "IsADirectoryError" in result.stderr

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from src import store
 from src.ui_view import VIEW_TAG_PREFIX
 
-from .conftest import cli, in_process, new_store, sweep_runs
+from .conftest import in_process, new_store, sweep_runs, train_in_process
 
 pytestmark = pytest.mark.xdist_group("summary")  # its module fixtures, set up once
 
@@ -34,7 +34,7 @@ def failed_sweep(migrated_store, tmp_path_factory) -> dict:
     """One real sweep of 8 jobs where the two n_neighbors=500 jobs fail."""
     tmp = tmp_path_factory.mktemp("summary")
     uri = new_store(migrated_store, tmp)
-    result = cli(uri, "src.train", *SWEEP, f"hydra.sweep.dir={tmp}/sweep")
+    result = train_in_process(uri, *SWEEP, f"hydra.sweep.dir={tmp}/sweep")
     return {"uri": uri, "result": result, "dir": tmp / "sweep"}
 
 

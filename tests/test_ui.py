@@ -16,7 +16,7 @@ from playwright.sync_api import sync_playwright
 from src.store import DEFAULT_UI_URL
 from src.ui_view import VIEW_TAG_PREFIX
 
-from .conftest import REPO, all_runs, cli, mlflow_process, new_store
+from .conftest import REPO, all_runs, mlflow_process, new_store, train_in_process
 
 pytestmark = [  # run by `make test` / CI via `pytest -m slow`; its module fixture set up once
     pytest.mark.slow,
@@ -55,9 +55,8 @@ def mlflow_ui(ui_store):
         ["model.n_neighbors=5,9"],
     )
     for extra in swept:
-        result = cli(
+        result = train_in_process(
             tracking_uri,
-            "src.train",
             "-m",
             "model=knn",
             *extra,
