@@ -1,4 +1,5 @@
-"""Shared fixtures: the repo, the heart data it ships, and real sweeps run in subprocesses."""
+"""Shared fixtures: the repo, the heart data it ships, and real sweeps, in this process or in
+subprocesses."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Real sweeps in subprocesses: one parent run, a nested child per job, under any launcher."""
+"""Real sweeps: one parent run, a nested child per job, under any launcher (in this process on
+the basic launcher, in subprocesses with joblib workers)."""
 
 from __future__ import annotations
 
