@@ -22,6 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hydra_plugins.sweeps_optuna_sweeper import STORAGE_ENV, STUDY_ENV, TRIAL_ENV
 from src.heartbeat import beating, first_beat
+from src.interrupts import remembering_sigint, stop_requests
 from src.store import RunTarget, mlflow_key, record_failure, run_tags, with_retries
 
 MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "cloudpickle", "numpy", "pandas", "scipy")
@@ -97,7 +98,7 @@ def job_run(target: RunTarget, run_name: str, tags: dict[str, str]) -> Iterator[
 
     An exception inside marks the run FAILED with the exception's type and message as tags and
     the traceback as an artifact, then propagates with a note naming the run; an interrupt
-    marks it KILLED.
+    marks it KILLED, also one that reached here as another error (see `src.interrupts`).
     """
     client = MlflowClient(target.tracking_uri)
     tags = tags | first_beat(target.heartbeat_s)
@@ -107,11 +108,13 @@ def job_run(target: RunTarget, run_name: str, tags: dict[str, str]) -> Iterator[
         )
     )
     run_id = run.info.run_id
+    stops = stop_requests()
     try:
-        with beating(target.tracking_uri, run_id, target.heartbeat_s):
+        with remembering_sigint(), beating(target.tracking_uri, run_id, target.heartbeat_s):
             yield run_id
     except BaseException as e:
-        status = "KILLED" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "FAILED"
+        interrupted = isinstance(e, (KeyboardInterrupt, SystemExit)) or stop_requests() > stops
+        status = "KILLED" if interrupted else "FAILED"
         record_failure(client, run_id, e)
         with_retries(lambda: client.set_terminated(run_id, status))
         e.add_note(

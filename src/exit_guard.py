@@ -9,13 +9,13 @@ import gc
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 from mlflow.tracking import MlflowClient
 
+from src.interrupts import remember_and_interrupt
 from src.report import summarize_sweep
 from src.store import children_of
-from src.sweep_jobs import SweepContext, request_stop
+from src.sweep_jobs import SweepContext
 
 _guarded: list[SweepContext] = []  # the sweep whose parent this process must close
 _installed: list[bool] = []
@@ -28,18 +28,13 @@ def arm(ctx: SweepContext) -> None:
         atexit.register(close_on_exit)
         for signum in (signal.SIGTERM, signal.SIGINT):
             if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler, None):
-                signal.signal(signum, _raise_keyboard_interrupt)
+                signal.signal(signum, remember_and_interrupt)
         _installed.append(True)
 
 
 def disarm() -> None:
     """The parent is closed: nothing left to do at exit."""
     _guarded.clear()
-
-
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    request_stop(signum)
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def close_on_exit() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import gc
 import os
+import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from src import composition
 from src.data import load_dataset
+from src.interrupts import first_stop_signal
 from src.pipeline import build_estimator
 from src.settings import SettingsError, check_folds, check_settings
 from src.store import ATTEMPT_TAG, RunTarget
@@ -35,7 +37,6 @@ GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's 
 _gc_settled: list[bool] = []  # per process: settle_gc has run
 _current: SweepContext | None = None  # the running job's sweep, in the process that runs it
 _launching: list[SweepContext] = []  # the sweep this process launches, while it launches it
-_stop: list[int] = []  # the signal that asked this process to stop, once one did
 
 
 @dataclass(frozen=True)
@@ -79,12 +80,6 @@ def set_launching_sweep(ctx: SweepContext | None) -> None:
     _launching[:] = [] if ctx is None else [ctx]
 
 
-def request_stop(signum: int) -> None:
-    """Remember that a signal asked this process to stop: no job starts after it, even if the
-    KeyboardInterrupt it raised was swallowed (Python only prints one raised in a __del__)."""
-    _stop.append(signum)
-
-
 def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
     """Run one job. A single run that fails exits with one line (the traceback only under
     HYDRA_FULL_ERROR=1, as Hydra does). In a sweep: a job finished by an earlier attempt
@@ -102,8 +97,8 @@ def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
             # a note on the error means its run exists (and is FAILED): child_run.job_run
             started = "Run failed" if getattr(e, "__notes__", None) else "Run not started"
             raise SystemExit(f"{started}: {describe_error(e)}") from None
-    if _stop:
-        raise KeyboardInterrupt(f"signal {_stop[0]}: the sweep is stopping")
+    if (signum := first_stop_signal()) is not None:  # its KeyboardInterrupt may have been lost
+        raise KeyboardInterrupt(f"{signal.Signals(signum).name}: the sweep is stopping")
     overrides = job_overrides()
     name = child_run_name(cfg, overrides, ctx.swept)
     key = job_key(overrides)

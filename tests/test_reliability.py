@@ -18,11 +18,12 @@ from mlflow.entities import Metric, Param, ViewType
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH, _validate_param_name
 
-from src.child_run import flatten_config
+from src import interrupts
+from src.child_run import flatten_config, job_run
 from src.parent import command_tag
 from src.ranking import load_summary, nan_note
 from src.recovery import resume_parent
-from src.store import COMMAND_TAG, NoSweepError
+from src.store import COMMAND_TAG, NoSweepError, RunTarget
 
 from .conftest import (
     HEART_CSV,
@@ -498,6 +499,34 @@ read(client._tracking_client.store)
     assert "database is locked" not in result.stderr, result.stderr[-2000:]
     (parent,) = all_runs(tracking_uri)
     assert parent.info.status == "KILLED"
+
+
+@pytest.mark.parametrize("interrupted", [True, False], ids=["interrupted", "not-interrupted"])
+def test_an_interrupt_that_comes_out_as_another_error_still_ends_the_run_killed(
+    tracking_uri, monkeypatch, interrupted
+) -> None:
+    """A job's Ctrl-C (how submitit and Ray cancel a job) whose KeyboardInterrupt a library's
+    cleanup turns into its own error: the run ends KILLED with that error recorded; the same error
+    without a signal is a FAILED run. After the signal no further job starts in that process."""
+    monkeypatch.setattr(interrupts, "_requests", [])  # this process's record, for this test only
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a job's process
+    client = MlflowClient(tracking_uri)
+    target = RunTarget(tracking_uri, client.create_experiment("interrupted"))
+    try:
+        with pytest.raises(RuntimeError), job_run(target, "job", {}) as run_id:
+            try:
+                if interrupted:
+                    signal.raise_signal(signal.SIGINT)
+                raise RuntimeError("cannot release un-acquired lock")
+            except KeyboardInterrupt:
+                raise RuntimeError("cannot release un-acquired lock") from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    run = client.get_run(run_id)
+    assert run.info.status == ("KILLED" if interrupted else "FAILED")
+    assert run.data.tags["error_type"] == "RuntimeError"
+    assert signal.getsignal(signal.SIGINT) is previous
+    assert interrupts.first_stop_signal() == (signal.SIGINT if interrupted else None)
 
 
 def test_doctor_fix_ends_stale_runs_and_leaves_no_probe_run(tracking_uri, tmp_path) -> None:
