@@ -202,7 +202,7 @@ def test_resume_reruns_only_what_did_not_finish(tracking_uri, tmp_path, launcher
         "model.n_neighbors=3,5,7,9,11,13",
         "data=heart",
         f"data.path={HEART_CSV}",
-        "mlflow.log_plots=false",
+        *LEAN,
         *launcher,
     ]
     process, out = start(tracking_uri, tmp_path, *sweep)
