@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
+from src.interrupts import first_stop_signal
 from src.job import train
 from src.sweep_jobs import run_task
 
@@ -16,4 +21,11 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM: the exit guard closes the sweep at exit
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        signum = first_stop_signal() or signal.SIGINT
+        print(f"Interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        sys.exit(128 + signum)  # as a shell reports a process its signal ended
