@@ -201,9 +201,11 @@ def finish_parent_run(config: DictConfig, ctx: SweepContext) -> dict[str, int]:
         lines.append(f"Best: {best['run_name']} ({best['run_id']}) {score}{rule}")
         verdict = summary.verdict
         if verdict.missing is None and verdict.adjusted:
+            more = "; cv.repeats=10 gives the test more" if verdict.n_folds < 20 else ""
             lines.append(
                 f"{verdict.n_equivalent} of {len(verdict.adjusted) + 1} configurations are "
-                f"statistically indistinguishable from the best on paired CV folds"
+                f"statistically indistinguishable from the best on {verdict.n_folds} paired CV "
+                f"folds (not shown equal: these folds cannot tell them apart{more})"
             )
     files = Path(ctx.sweep_dir) / "sweep_summary.md"
     lines.append(f"Summary: {files} (and on the parent run, under summary/)")
