@@ -15,7 +15,7 @@ from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
 from src.heartbeat import Heartbeat, first_beat
-from src.ranking import SweepSummary
+from src.ranking import SweepSummary, more_folds_hint
 from src.recovery import end_orphans, mark_stale_runs, reopen_sweep, resume_parent
 from src.registry import default_model_name, describe, register_best
 from src.report import summarize_sweep
@@ -201,7 +201,7 @@ def finish_parent_run(config: DictConfig, ctx: SweepContext) -> dict[str, int]:
         lines.append(f"Best: {best['run_name']} ({best['run_id']}) {score}{rule}")
         verdict = summary.verdict
         if verdict.missing is None and verdict.adjusted:
-            more = "; cv.repeats=10 gives the test more" if verdict.n_folds < 20 else ""
+            more = more_folds_hint(verdict.n_folds)
             lines.append(
                 f"{verdict.n_equivalent} of {len(verdict.adjusted) + 1} configurations are "
                 f"statistically indistinguishable from the best on {verdict.n_folds} paired CV "

@@ -191,6 +191,11 @@ def parameter_importance(summary: SweepSummary) -> pd.DataFrame:
     return table.sort_values("eta_squared", ascending=False).reset_index(drop=True)
 
 
+def more_folds_hint(n_folds: int) -> str:
+    """What to add after "these folds cannot tell them apart" when the test has few folds."""
+    return "; repeated CV (cv.repeats=10) gives the test more folds" if n_folds < 20 else ""
+
+
 def verdict_note(summary: SweepSummary) -> str | None:
     """One sentence: how many configurations are statistically indistinguishable from the best,
     which, and which could not be compared."""
@@ -205,7 +210,7 @@ def verdict_note(summary: SweepSummary) -> str | None:
         f"{verdict.fold_metric}, Holm-adjusted, alpha {verdict.alpha:g}"
     )
     equal = [i for i in verdict.adjusted if verdict.equivalent(i)]
-    more = "; repeated CV (cv.repeats=10) gives the test more folds" if verdict.n_folds < 20 else ""
+    more = more_folds_hint(verdict.n_folds)
     sentences = []
     if verdict.adjusted and not equal:
         sentences.append(

@@ -244,6 +244,14 @@ def all_runs(tracking_uri: str) -> list[Run]:
 def heart_sweep(uri: str, sweep_dir: Path, *overrides: str) -> str:
     """Run a sweep on the heart data without plots into `sweep_dir` (in this process); its
     parent run id."""
+    output = heart_sweep_output(uri, sweep_dir, *overrides)
+    found = re.search(r"^Sweep parent run (\w+)", output, re.MULTILINE)
+    assert found, output
+    return found.group(1)
+
+
+def heart_sweep_output(uri: str, sweep_dir: Path, *overrides: str) -> str:
+    """`heart_sweep`, and what it printed (it must succeed)."""
     result = train_in_process(
         uri,
         "-m",
@@ -254,9 +262,7 @@ def heart_sweep(uri: str, sweep_dir: Path, *overrides: str) -> str:
         f"hydra.sweep.dir={sweep_dir}",
     )
     assert result.returncode == 0, result.stderr
-    found = re.search(r"^Sweep parent run (\w+)", result.stdout, re.MULTILINE)
-    assert found, result.stdout
-    return found.group(1)
+    return result.stdout
 
 
 def fold_history(client: MlflowClient, run_id: str, key: str = "cv_accuracy") -> list[float]:

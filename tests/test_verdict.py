@@ -14,16 +14,7 @@ from mlflow.tracking import MlflowClient
 from src.compare import corrected_ttest, holm
 from src.ranking import load_summary, reading_notes, verdict_note
 
-from .conftest import (
-    HEART_CSV,
-    fold_history,
-    in_process,
-    new_store,
-    sweep_runs,
-    train_in_process,
-)
-
-HEART = ["data=heart", f"data.path={HEART_CSV}"]
+from .conftest import fold_history, heart_sweep_output, in_process, new_store, sweep_runs
 
 BEST = [0.90, 0.85, 0.88, 0.92, 0.87]
 SPLIT = {"cv.seed": "42", "cv.folds": "5", "cv.repeats": "1"}
@@ -137,13 +128,11 @@ def test_a_heart_sweep_carries_its_verdict_everywhere(migrated_store, tmp_path) 
     uri = new_store(migrated_store, tmp_path)
     overrides = ["model=logistic_regression", "model.C=0.0001,1", "model.max_iter=3000,5000"]
     overrides += ["cv.repeats=4", "sweep.prefer=model.max_iter:max", "mlflow.log_model=false"]
-    sweep_dir = f"hydra.sweep.dir={tmp_path / 'sweep'}"
-    result = train_in_process(uri, "-m", *overrides, *HEART, "mlflow.log_plots=false", sweep_dir)
-    assert result.returncode == 0, result.stderr
+    output = heart_sweep_output(uri, tmp_path / "sweep", *overrides)
     # the sweep's last lines say it too, and what it does not mean (20 folds: no cv.repeats hint)
     said = "2 of 4 configurations are statistically indistinguishable from the best on 20 paired "
     said += "CV folds (not shown equal: these folds cannot tell them apart)\n"
-    assert said in result.stdout, result.stdout[-2000:]
+    assert said in output, output[-2000:]
     parent, children = sweep_runs(uri)
     client = MlflowClient(uri)
     table = pd.read_csv(tmp_path / "sweep" / "sweep_summary.csv")
