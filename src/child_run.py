@@ -23,7 +23,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from hydra_plugins.sweeps_optuna_sweeper import STORAGE_ENV, STUDY_ENV, TRIAL_ENV
 from src.heartbeat import beating, first_beat
 from src.interrupts import remembering_sigint, stop_requests
-from src.store import RunTarget, mlflow_key, record_failure, run_tags, with_retries
+from src.store import RunTarget, mlflow_key, record_failure, run_tags, using_store, with_retries
 
 MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "cloudpickle", "numpy", "pandas", "scipy")
 
@@ -190,7 +190,7 @@ def log_sklearn_model(
             probe = Path(tmp) / "model.skops"
             skops.io.dump(pipeline, probe)
             skops_trusted = skops.io.get_untrusted_types(file=probe)
-    with fluent_target(target):
+    with using_store(target.tracking_uri, target.experiment_id):
         info = mlflow.sklearn.log_model(
             pipeline,
             name="model",
@@ -204,27 +204,6 @@ def log_sklearn_model(
             params={k: v[:MAX_PARAM_VAL_LENGTH] for k, v in (params or {}).items()},
         )
     return str(info.model_id)
-
-
-@contextmanager
-def fluent_target(target: RunTarget) -> Iterator[None]:
-    """Point MLflow's fluent API (which `log_model` uses) at `target` for one call, then restore
-    it exactly: `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into os.environ, which
-    would send every later run of this process to this store."""
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri  # private: see README
-
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")}
-    try:
-        with _use_tracking_uri(target.tracking_uri):
-            # without an active run, a LoggedModel goes to this experiment (default: "0")
-            os.environ["MLFLOW_EXPERIMENT_ID"] = target.experiment_id
-            yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @cache

@@ -13,6 +13,8 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from src.store import TrackingError, add_store_arguments, configured_store, using_store
+
 
 class InputError(ValueError):
     """The input does not match the model's signature; the message names the columns."""
@@ -65,10 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", required=True, type=Path, help="a CSV with the model's columns")
     parser.add_argument("--output", type=Path, help="CSV to write (default: standard output)")
     parser.add_argument("--drop-extra", action="store_true", help="ignore columns the model lacks")
+    add_store_arguments(parser)  # where models:/ and runs:/ URIs are looked up
     args = parser.parse_args(argv)
     try:
-        result = predict_frame(args.model, load_input(args.input), args.drop_extra)
-    except (InputError, MlflowException, OSError) as e:
+        uri, _ = configured_store(args.overrides, args.tracking_uri)
+        with using_store(uri):
+            result = predict_frame(args.model, load_input(args.input), args.drop_extra)
+    except (InputError, MlflowException, OSError, TrackingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.output:

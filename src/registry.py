@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from src.evaluate import TEST_METRICS
 from src.ranking import SweepSummary, only_seeds
-from src.store import with_retries
+from src.store import using_store, with_retries
 from src.verdict import (
     FOLD_SIZE_TAGS,
     fold_metric,
@@ -72,6 +72,13 @@ def register_best(
             f"sweep {summary.parent.info.run_id} varies only seeds ({', '.join(seeds)}): its "
             f"best is the luckiest seed, not a better model; nothing registered"
         )
+    # MLflow resolves the version's `models:/m-...` source through the process's store
+    with using_store(client.tracking_uri):
+        return _register(client, summary, best, name, min_improvement, force)
+
+
+def _register(client, summary, best, name, min_improvement, force) -> Decision:
+    """register_best's work, inside the store's MLflow state."""
     run = client.get_run(best["run_id"])
     score = float(run.data.metrics[summary.metric])
     model_id = logged_model_id(client, run)
@@ -194,9 +201,14 @@ def gate(client, name, version, run, summary: SweepSummary, min_improvement: flo
     against = f"the {CHAMPION}'s {best_so_far:.4f} (version {champion.version})"
     if gain == 0:
         return Evidence(False, f"{metric} {score:.4f} ties {against}: the {CHAMPION} stays")
-    if not (math.isfinite(gain) and gain > 0 and gain >= min_improvement):
+    if not (math.isfinite(gain) and gain > 0):
+        return Evidence(
+            False, f"{metric} {score:.4f} is worse than {against}: the {CHAMPION} stays"
+        )
+    if gain < min_improvement:
         return Evidence(False, (
-            f"{metric} {score:.4f} does not beat {against} by at least {min_improvement}"
+            f"{metric} {score:.4f} beats {against} by {gain:.4f}, less than the "
+            f"--min-improvement {min_improvement:g}: the {CHAMPION} stays"
         ))  # fmt: skip
     beats = f"{metric} {score:.4f} beats {against} by {gain:.4f}"
     key = fold_metric(metric)

@@ -79,9 +79,40 @@ def resolve_tracking_uri(configured: str) -> str:
     return uri
 
 
+@contextmanager
+def using_store(tracking_uri: str, experiment_id: str | None = None) -> Iterator[None]:
+    """Point MLflow's process-wide state at this store while inside, then restore it exactly.
+
+    MLflow resolves some things through a bare `MlflowClient()` (the registry's `models:/m-...`
+    sources, `load_model` of a `models:/` URI, `log_model`), i.e. through the process's tracking
+    URI, not the client's: without this they would read (and create) ./mlflow.db.
+    `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into os.environ, which would send
+    every later run of this process to this store, so the environment is put back too.
+    """
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri  # private: see README
+
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")}
+    try:
+        with _use_tracking_uri(tracking_uri):
+            if experiment_id is not None:  # without an active run, a LoggedModel goes here
+                os.environ["MLFLOW_EXPERIMENT_ID"] = experiment_id
+            yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every CLI shares to name its store: --tracking-uri and config overrides."""
+    parser.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI or the config's")
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. data=heart")
+
+
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options the CLIs that read a sweep share: --sweep, --experiment, --tracking-uri and
-    config overrides."""
+    """The options the CLIs that read a sweep share: --sweep, --experiment, and the store's."""
     parser.add_argument(
         "--sweep", metavar="RUN_ID", help="a sweep's parent run (default: the latest sweep)"
     )
@@ -90,8 +121,7 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="default: the whole store (or the experiment config overrides name)",
     )
-    parser.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI or the config's")
-    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. data=heart")
+    add_store_arguments(parser)
 
 
 def chosen_store(args: argparse.Namespace) -> tuple[str, str | None]:

@@ -67,7 +67,7 @@ def test_first_champion_then_better_takes_over_then_worse_is_challenger(registry
     assert v1.tags["archived"] == "true" and v1.tags["archived_by"] == "2"
     assert "champion" in v2.aliases and "archived" not in v2.tags
     assert v3.aliases == ["challenger"]
-    assert "does not beat" in steps[2]["output"]
+    assert "is worse than the champion's" in steps[2]["output"]
     assert float(v2.tags["selection_value"]) > float(v1.tags["selection_value"])
     assert v1.tags["selection_metric"] == "cv_accuracy_mean" and v1.tags["dataset"] == "heart"
     assert v2.tags["sweep_run_id"] == steps[1]["sweep"]
@@ -267,7 +267,10 @@ def evidence(registry) -> dict:
     # --min-improvement first: better by 0.004, not by 0.5
     margin = in_process(uri, "src.register", "--sweep", sweep_id, "--min-improvement", "0.5")
     assert margin.returncode == 0, margin.stderr
-    assert "does not beat the champion's 0.8471 (version 2) by at least 0.5" in margin.stdout
+    assert (
+        "beats the champion's 0.8471 (version 2) by 0.0041, less than the --min-improvement 0.5"
+        in margin.stdout
+    )
     result = in_process(uri, "src.register", "data=heart", "--sweep", sweep_id)
     assert result.returncode == 0, result.stderr
     version = client.get_run(sweep_id).data.tags["registry.version"]
