@@ -58,7 +58,16 @@ def family_table(
         for r in runs
     }
     best = ranked.drop_duplicates("model").copy()  # ranked: each family's first is its best
-    best["n_configs"] = best["model"].map(ranked["model"].value_counts())
+    # distinct configurations: a default config run twice is one
+    configs = {
+        run_id: (
+            by_run[run_id].data.params.get("model"),
+            frozenset(by_run[run_id].data.params.items()),
+        )
+        for run_id in ranked["run_id"]
+    }
+    distinct = pd.Series(list(dict.fromkeys(configs.values()))).map(lambda c: c[0])
+    best["n_configs"] = best["model"].map(distinct.value_counts())
     best["sweep"] = best["run_id"].map(sweep)
     best["rank"] = np.arange(1, len(best) + 1, dtype=float)
     verdict = compare_with_best(client, by_run, best, metric, direction, alpha)

@@ -135,8 +135,13 @@ def create_parent_run(
     client = MlflowClient(base.tracking_uri)
     # a short name the UI does not cut (the sweep file, or the model, and a number per
     # experiment); the whole description is the run's description (mlflow.note.content)
-    number = len(find_sweeps(client, base.experiment_id)) + 1
-    name = f"{choices.get('sweeps') or choices.get('model') or 'sweep'} #{number}"
+    stem = choices.get("sweeps") or choices.get("model") or "sweep"
+    earlier = [
+        s
+        for s in find_sweeps(client, base.experiment_id)
+        if s.info.run_name.startswith(f"{stem} #")
+    ]
+    name = f"{stem} #{len(earlier) + 1}"  # knn_grid #2: this experiment's second knn_grid
     tags = {
         "mlflow.note.content": description[:MAX_TAG_VAL_LENGTH],
         "sweep": "true",

@@ -140,8 +140,10 @@ def plot_roc_curve(ax: plt.Axes, plots: ChildPlots) -> None:
             fpr, tpr, _ = roc_curve(positives, plots.y_score[:, column])
             ax.plot(fpr, tpr, label=f"{_name(plots, column)} (AUC = {auc(fpr, tpr):.3f})")
         ax.legend(loc="lower right", fontsize="small")
+    # binary: scikit-learn's positive class is the larger label (breast_cancer: 1, benign)
+    positive = f", positive class {_name(plots, 1)}" if len(plots.classes) == 2 else ""
     ax.set(xlabel="False positive rate", ylabel="True positive rate",
-           title=f"ROC curve (AUC = {plots.roc_auc:.3f})")  # fmt: skip
+           title=f"ROC curve{positive} (AUC = {plots.roc_auc:.3f})")  # fmt: skip
 
 
 def plot_confusion_matrix(ax: plt.Axes, plots: ChildPlots) -> None:
@@ -252,4 +254,5 @@ def plot_feature_importance(ax: plt.Axes, plots: ChildPlots) -> None:
     ax.tick_params(axis="y", labelsize="small")
     ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # small numbers' labels must not overlap
     ax.set_xlabel(imp.kind, fontsize="small")
-    ax.set_title("Feature importance")
+    shown = f" (top {len(order)} of {len(imp.values)})" if len(order) < len(imp.values) else ""
+    ax.set_title(f"Feature importance{shown}")

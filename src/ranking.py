@@ -97,7 +97,8 @@ def build_table(children: list[Run], swept: list[str], metric: str, direction: s
         }
     )
     table = table.loc[order.sort_values(["finite", "score", "std", "start"]).index]
-    table.insert(0, "rank", np.where(finite.loc[table.index], np.arange(1, len(table) + 1), np.nan))
+    ranks = np.where(finite.loc[table.index], np.arange(1, len(table) + 1), np.nan)
+    table.insert(0, "rank", pd.Series(ranks, index=table.index, dtype="Int64"))  # 1, not 1.0
     return table.drop(columns=["start_time"]).reset_index(drop=True)
 
 

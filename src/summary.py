@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from src.evaluate import TEST_METRICS
 from src.families import family_note, family_table, write_family_files
 from src.ranking import (
+    CONFUSION,
     SweepSummary,
     build_table,
     load_summary,
@@ -104,14 +105,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.all:
             runs = search_all_runs(client, [summary.parent.info.experiment_id], "")
             what = f"every run of experiment {experiment!r}"
-        else:
+            every_param = sorted(set().union(*(r.data.params for r in runs))) if runs else []
+            table = build_table(runs, every_param, summary.metric, summary.direction)
+        else:  # the sweep's own table, as sweep_summary.csv has it (verdict columns included)
             runs = children_of(client, summary.parent)
-            what = "the sweep's child runs"
-        every_param = sorted(set().union(*(r.data.params for r in runs))) if runs else []
-        build_table(runs, every_param, summary.metric, summary.direction).to_csv(
-            args.csv, index=False
-        )
-        print(f"\nWrote {len(runs)} runs ({what}) to {args.csv}")
+            what = "the sweep's child runs, with the verdict columns"
+            every_param = sorted(set().union(*(r.data.params for r in runs))) if runs else []
+            extra = [p for p in every_param if p not in summary.table.columns]
+            params = pd.DataFrame(
+                [{"run_id": r.info.run_id} | {p: r.data.params.get(p) for p in extra} for r in runs]
+            )
+            table = summary.table.merge(params, on="run_id", how="left") if extra else summary.table
+        table.to_csv(args.csv, index=False)
+        print(f"\nWrote {len(table)} runs ({what}) to {args.csv}")
     return 0
 
 
@@ -192,7 +198,11 @@ def describe_best(summary: SweepSummary) -> str:
         if c not in ("rank", "run_id", "run_name", "status", "error", *summary.swept)
         and c not in VERDICT_COLUMNS
     ]
-    lines += [f"  {m} = {best[m]:.4f}" for m in numeric if pd.notna(best[m])]
+    lines += [
+        f"  {m} = {best[m]:.0f}" if m in CONFUSION else f"  {m} = {best[m]:.4f}"
+        for m in numeric
+        if pd.notna(best[m])
+    ]
     return "\n".join(lines)
 
 

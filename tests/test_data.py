@@ -81,6 +81,9 @@ def test_heart_offline_error_names_url_and_path(tmp_path: Path) -> None:
         load_frame(heart_cfg(missing, url))
     assert url in str(error.value) and "data.path" in str(error.value)
     assert str(missing) in str(error.value)
+    # and the way out: the copy the repository ships, as a data.path= that works from here
+    assert "This repository ships the file: data.path=" in str(error.value)
+    assert "tests/data/heart_cleveland.csv uses it" in str(error.value)
     assert not missing.exists() and not missing.with_suffix(".data.part").exists()
 
 

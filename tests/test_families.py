@@ -18,22 +18,27 @@ WORSE = [v - 0.2 for v in BEST]
 
 @pytest.fixture
 def families(tracking_uri):
-    """Two sweeps and a single run: knn (two configs), logistic regression (close to knn's
-    best), a random forest far behind, and an svm scored on other folds."""
+    """Two sweeps and a single run: knn (two configs, one of them run twice), logistic
+    regression (close to knn's best), a random forest far behind, and an svm scored on other
+    folds."""
     client = MlflowClient(tracking_uri)
     experiment_id = client.create_experiment("families")
     ids = {}
     for sweep, children in {
-        "knn #1": [("knn k=5", BEST, "knn"), ("knn k=1", WORSE, "knn")],
+        "knn #1": [
+            ("knn k=5", BEST, {"model": "knn", "model.n_neighbors": "5"}),
+            ("knn k=1", WORSE, {"model": "knn", "model.n_neighbors": "1"}),
+            ("knn k=5 again", WORSE, {"model": "knn", "model.n_neighbors": "5"}),
+        ],
         "model_comparison #2": [
-            ("lr", [0.89, 0.86, 0.86, 0.91, 0.87], "logistic_regression"),
-            ("rf", WORSE, "random_forest"),
+            ("lr", [0.89, 0.86, 0.86, 0.91, 0.87], {"model": "logistic_regression"}),
+            ("rf", WORSE, {"model": "random_forest"}),
         ],
     }.items():
         parent = client.create_run(experiment_id, run_name=sweep, tags={"sweep": "true"})
-        for name, folds, model in children:
+        for name, folds, params in children:
             ids[name] = make_child(client, experiment_id, parent.info.run_id, name, folds, 5,
-                                   params={"model": model})  # fmt: skip
+                                   params=params)  # fmt: skip
     ids["svm"] = make_child(client, experiment_id, None, "svm", BEST, 5,
                             params={"model": "svm", "cv.seed": "7"})  # fmt: skip
     return client, experiment_id, ids
@@ -45,6 +50,7 @@ def test_each_family_s_best_is_compared_with_the_best(families, tracking_uri, tm
     assert table.iloc[0]["model"] == "knn"  # ties svm's mean; the earlier run first
     rows = table.set_index("model")
     assert rows.loc["svm", "sweep"] == "(single run)"
+    # distinct configurations: k=5 run twice counts once
     assert rows.loc["knn", "run_name"] == "knn k=5" and rows.loc["knn", "n_configs"] == 2
     assert rows.loc["random_forest", "n_configs"] == 1
     lr = [0.89, 0.86, 0.86, 0.91, 0.87]

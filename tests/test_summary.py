@@ -130,7 +130,10 @@ def test_summary_cli_prints_the_latest_sweep_ranked(failed_sweep, tmp_path) -> N
     exported = pd.read_csv(tmp_path / "results.csv")
     assert len(exported) == len(children) == 8
     assert {"model.n_neighbors", "cv.folds", "data.test_size", "test_accuracy"} <= set(exported)
-    assert "Wrote 8 runs (the sweep's child runs)" in by_id.stdout
+    assert "Wrote 8 runs (the sweep's child runs, with the verdict columns)" in by_id.stdout
+    # the same table as sweep_summary.csv: verdict columns, ranks written as integers
+    assert {"p_value_vs_best", "p_value_holm", "equivalent_to_best"} <= set(exported)
+    assert (tmp_path / "results.csv").read_text().splitlines()[1].startswith("1,")
     every = in_process(uri, "src.summary", "--all", "--csv", str(tmp_path / "experiment.csv"))
     assert every.returncode == 0, every.stderr
     assert "Wrote 9 runs (every run of experiment 'iris-classification')" in every.stdout
