@@ -242,6 +242,29 @@ def test_registry_gate_runs_at_the_end_of_a_sweep_and_registers_a_run_once(gated
     assert len(client.search_model_versions(f"name = '{NAME}'")) == 1
 
 
+def test_register_and_predict_without_the_variable_use_the_named_store(
+    gated, tmp_path, monkeypatch, capsys
+) -> None:
+    """As a user runs them: no MLFLOW_TRACKING_URI, the store named by --tracking-uri; MLflow's
+    own lookups (a new version's models:/m-... source, a models:/ URI) go there too, and
+    nothing creates ./mlflow.db."""
+    from src import predict, register
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    uri, name = gated["uri"], "no-variable-classifier"
+    args = ["--tracking-uri", uri, "--sweep", gated["sweep"], "--name", name]
+    assert register.main(args) == 0, capsys.readouterr().err
+    assert f"Registered {name} version 1 -> champion" in capsys.readouterr().out
+    heart_rows(5).to_csv(tmp_path / "in.csv", index=False)
+    model = f"models:/{name}@champion"
+    code = predict.main(["--tracking-uri", uri, "--model", model, "--input", "in.csv"])
+    assert code == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.startswith("prediction,probability_0,probability_1")
+    assert list(tmp_path.iterdir()) == [tmp_path / "in.csv"]  # no ./mlflow.db, no ./mlruns
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # put back as it was
+
+
 @pytest.mark.slow  # a sweep more; make test and CI run it
 def test_a_resumed_sweep_registers_its_best_once(gated) -> None:
     uri = gated["uri"]
