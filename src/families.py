@@ -26,6 +26,7 @@ from src.verdict import (  # noqa: E402
 )
 
 REPORT_DPI = 150
+NOT_CONFIGURATION = ("sweep.", "sweeps", "mlflow", "registry.", "hydra")
 COLUMNS = ("model", "n_configs", "run_name", "sweep", "run_id")
 
 
@@ -58,18 +59,20 @@ def family_table(
         for r in runs
     }
     best = ranked.drop_duplicates("model").copy()  # ranked: each family's first is its best
-    # distinct configurations: a default config run twice is one
+    # distinct configurations: a default config run twice is one, and so is the same config
+    # run alone and in a sweep (what a run records about its sweep, store or registry aside)
     configs = {
-        run_id: (
-            by_run[run_id].data.params.get("model"),
-            frozenset(by_run[run_id].data.params.items()),
+        run_id: frozenset(
+            (k, v)
+            for k, v in by_run[run_id].data.params.items()
+            if not k.startswith(NOT_CONFIGURATION)
         )
         for run_id in ranked["run_id"]
     }
-    distinct = pd.Series(list(dict.fromkeys(configs.values()))).map(lambda c: c[0])
-    best["n_configs"] = best["model"].map(distinct.value_counts())
+    models = {config: dict(config)["model"] for config in configs.values()}
+    best["n_configs"] = best["model"].map(pd.Series(list(models.values())).value_counts())
     best["sweep"] = best["run_id"].map(sweep)
-    best["rank"] = np.arange(1, len(best) + 1, dtype=float)
+    best["rank"] = np.arange(1, len(best) + 1)
     verdict = compare_with_best(client, by_run, best, metric, direction, alpha)
     return verdict_columns(best.reset_index(drop=True), verdict), verdict
 

@@ -28,7 +28,17 @@ def families(tracking_uri):
         "knn #1": [
             ("knn k=5", BEST, {"model": "knn", "model.n_neighbors": "5"}),
             ("knn k=1", WORSE, {"model": "knn", "model.n_neighbors": "1"}),
-            ("knn k=5 again", WORSE, {"model": "knn", "model.n_neighbors": "5"}),
+            # the same configuration again, as a sweep records it (its sweep file, its policy)
+            (
+                "knn k=5 again",
+                WORSE,
+                {
+                    "model": "knn",
+                    "model.n_neighbors": "5",
+                    "sweeps": "knn_grid",
+                    "sweep.resume": "latest",
+                },
+            ),
         ],
         "model_comparison #2": [
             ("lr", [0.89, 0.86, 0.86, 0.91, 0.87], {"model": "logistic_regression"}),
