@@ -23,9 +23,10 @@ from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from src import store
-from src.recovery import is_stale, liveness, mark_stale_runs
-from src.store import configured_store, default_artifact_location, search_all_runs
+from src.options import configured_store
+from src.sweep.recovery import is_stale, liveness, mark_stale_runs
+from src.tracking import store
+from src.tracking.store import default_artifact_location, search_all_runs
 
 PROBE_NAME = "doctor probe"
 DEFAULT_EXPERIMENT_ID = "0"  # MLflow's own, made with every new store

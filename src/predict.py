@@ -13,7 +13,8 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from src.store import TrackingError, add_store_arguments, configured_store, using_store
+from src.options import add_store_arguments, configured_store
+from src.tracking.store import TrackingError, using_store
 
 
 class InputError(ValueError):

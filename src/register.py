@@ -12,15 +12,10 @@ import sys
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from src.ranking import load_summary
-from src.registry import RegistryError, default_model_name, describe, register_best
-from src.store import (
-    NoSweepError,
-    TrackingError,
-    add_sweep_arguments,
-    chosen_store,
-    resolve_sweep,
-)
+from src.analysis.ranking import load_summary
+from src.analysis.registry import RegistryError, default_model_name, describe, register_best
+from src.options import add_sweep_arguments, chosen_store
+from src.tracking.store import NoSweepError, TrackingError, resolve_sweep
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,9 +11,8 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from src.evaluate import TEST_METRICS
-from src.families import family_note, family_table, write_family_files
-from src.ranking import (
+from src.analysis.families import family_note, family_table, write_family_files
+from src.analysis.ranking import (
     CONFUSION,
     SweepSummary,
     build_table,
@@ -22,20 +21,20 @@ from src.ranking import (
     reading_notes,
     verdict_note,
 )
-from src.recovery import mark_stale_runs
-from src.report import sweep_view
-from src.store import (
+from src.analysis.report import sweep_view
+from src.analysis.verdict import VERDICT_COLUMNS
+from src.ml.evaluate import TEST_METRICS
+from src.options import add_sweep_arguments, chosen_store
+from src.sweep.recovery import mark_stale_runs
+from src.tracking.store import (
     NoSweepError,
     TrackingError,
-    add_sweep_arguments,
     children_of,
-    chosen_store,
     experiment_sweeps,
     named_experiment,
     resolve_sweep,
     search_all_runs,
 )
-from src.verdict import VERDICT_COLUMNS
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,9 +9,9 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from src.interrupts import first_stop_signal
-from src.job import train
-from src.sweep_jobs import run_task
+from src.sweep.job import train
+from src.sweep.task import run_task
+from src.tracking.interrupts import first_stop_signal
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

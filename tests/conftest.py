@@ -28,8 +28,9 @@ from hydra.core.hydra_config import HydraConfig
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from src import exit_guard
-from src.sweep_jobs import set_current_sweep, set_launching_sweep
+from hydra_plugins.sweeps_cluster_launchers import handle_lost_jobs
+from src.sweep import exit_guard
+from src.sweep.context import set_current_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 HEART_CSV = REPO / "tests" / "data" / "heart_cleveland.csv"  # UCI Cleveland, CC BY 4.0
@@ -146,7 +147,7 @@ def train_in_process(
         GlobalHydra.instance().clear()
         HydraConfig.instance().cfg = None
         set_current_sweep(None)
-        set_launching_sweep(None)
+        handle_lost_jobs(None)
         for handler in set(root.handlers) - set(saved_root[0]):  # a job's log file
             handler.close()
         root.handlers[:] = saved_root[0]

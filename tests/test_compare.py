@@ -11,7 +11,7 @@ from sklearn.datasets import make_moons
 from sklearn.model_selection import GridSearchCV, RepeatedStratifiedKFold
 from sklearn.svm import SVC
 
-from src.compare import corrected_ttest, holm
+from src.ml.stats import corrected_ttest, holm
 
 pytestmark = pytest.mark.xdist_group("compare")  # its module fixtures, set up once
 

@@ -12,8 +12,8 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from src import composition
-from src.composition import CachingConfigLoader
+from src.sweep import composition
+from src.sweep.composition import CachingConfigLoader
 
 from .conftest import REPO
 
@@ -127,7 +127,7 @@ def test_install_replaces_the_loader_once(loaders) -> None:
 
 @pytest.mark.parametrize("cache", [True, False])
 def test_compose_cache_setting_decides_the_loader(cache: bool) -> None:
-    from src.sweep_jobs import validate_jobs
+    from src.sweep.checks import validate_jobs
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         hydra = GlobalHydra.instance().hydra

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from src.data import DataError, load_dataset, load_frame
-from src.pipeline import build_pipeline
+from src.ml.data import DataError, load_dataset, load_frame
+from src.ml.pipeline import build_pipeline
 
 
 def heart_cfg(path: Path, url: str = "http://127.0.0.1:9/unreachable") -> OmegaConf:

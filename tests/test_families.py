@@ -7,8 +7,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from src.compare import corrected_ttest
-from src.families import family_table, plot_families
+from src.analysis.families import family_table, plot_families
+from src.ml.stats import corrected_ttest
 
 from .conftest import in_process
 from .test_verdict import BEST, make_child

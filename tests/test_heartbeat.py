@@ -10,9 +10,9 @@ import time
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from src.heartbeat import HEARTBEAT_TAG, INTERVAL_TAG, Heartbeat, first_beat
-from src.recovery import liveness
-from src.store import PROCESS_TAG, process_identity
+from src.sweep.recovery import liveness
+from src.tracking.heartbeat import HEARTBEAT_TAG, INTERVAL_TAG, Heartbeat, first_beat
+from src.tracking.process import PROCESS_TAG, process_identity
 
 from .conftest import in_process
 

@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
 from omegaconf import OmegaConf
 
-from src.callback import OUR_LAUNCHERS, use_our_launchers
+from src.sweep.callback import OUR_LAUNCHERS, use_our_launchers
 
 from .conftest import REPO
 

@@ -1,5 +1,5 @@
-"""The README's layout section matches the tree: every module of `src/` is named there, and each
-says its one job in the first line of its docstring."""
+"""The README's layout section matches the tree: every command and package of `src/` is named
+there, and every module says its one job in the first line of its docstring."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ MODULES = sorted(
 @pytest.mark.parametrize("module", MODULES, ids=lambda p: str(p.relative_to(REPO / "src")))
 def test_every_module_is_in_the_layout_and_says_its_job(module) -> None:
     relative = module.relative_to(REPO / "src")
-    named = relative.name if len(relative.parts) == 1 else f"{relative.parent}/"  # a package
+    named = relative.name if len(relative.parts) == 1 else f"{relative.parts[0]}/"  # a package
     assert named in LAYOUT, f"README's layout does not name src/{relative}"
     docstring = ast.get_docstring(ast.parse(module.read_text()))
     assert docstring and docstring.splitlines()[0].strip(), f"src/{relative} has no first line"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+from functools import partial
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -13,10 +14,15 @@ from hydra.core.utils import JobStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, open_dict
 
-from src.lost_job import END_REASON, lost_job
-from src.recovery import end_orphans
-from src.store import ATTEMPT_TAG, PROCESS_TAG, RunTarget
-from src.sweep_jobs import PROGRESS_FILE, SweepContext, set_launching_sweep
+from hydra_plugins.sweeps_cluster_launchers import handle_lost_jobs
+from hydra_plugins.sweeps_cluster_launchers import lost_job as launchers_lost_job
+from src.sweep.context import SweepContext
+from src.sweep.lost_job import END_REASON, lost_job
+from src.sweep.progress import PROGRESS_FILE
+from src.sweep.recovery import end_orphans
+from src.tracking.child_run import RunFailed
+from src.tracking.process import PROCESS_TAG
+from src.tracking.store import ATTEMPT_TAG, RunTarget
 
 from .conftest import REPO
 
@@ -34,7 +40,7 @@ def job_config(num: int, *extra: str) -> DictConfig:
 
 @pytest.fixture
 def sweep(tracking_uri, tmp_path):
-    """A parent run and its sweep context (`start()`), made this process's launching sweep."""
+    """A parent run and its sweep context (`start()`)."""
     client = MlflowClient(tracking_uri)
     experiment = client.create_experiment("iris-classification")
     parent = client.create_run(experiment, tags={"sweep": "true"}).info.run_id
@@ -43,17 +49,15 @@ def sweep(tracking_uri, tmp_path):
         target = RunTarget(tracking_uri, experiment, parent, None, None)
         ctx = SweepContext(target, str(tmp_path), 3, time.time() - 1, None, ("model.n_neighbors",),
                            search)  # fmt: skip
-        set_launching_sweep(ctx)
         return ctx
 
-    yield client, start
-    set_launching_sweep(None)
+    return client, start
 
 
 def test_a_job_lost_before_its_run_existed_gets_a_failed_child(sweep, tmp_path) -> None:
     client, start = sweep
     ctx = start()
-    returned = lost_job(job_config(2), RuntimeError("node-3 lost"))
+    returned = lost_job(ctx, job_config(2), RuntimeError("node-3 lost"))
     assert returned.status == JobStatus.COMPLETED and math.isnan(returned.return_value)  # a grid
     (child,) = client.search_runs([ctx.target.experiment_id], "tags.job_number = '2'")
     assert child.info.status == "FAILED" and child.info.run_name == "knn n_neighbors=7"
@@ -78,11 +82,12 @@ def test_a_lost_search_job_ends_its_running_child_and_fails_its_trial(sweep) -> 
     client, start = sweep
     ctx = start(search=True)
     running = job_child(client, ctx, 0)
-    returned = lost_job(job_config(0), ConnectionError("worker died"))
+    returned = lost_job(ctx, job_config(0), ConnectionError("worker died"))
     assert returned.status == JobStatus.FAILED
-    with pytest.raises(ConnectionError) as error:
-        _ = returned.return_value  # what the sweeper tells its study
-    assert error.value.run_id == running  # type: ignore[attr-defined]
+    with pytest.raises(RunFailed) as error:
+        _ = returned.return_value  # what the sweeper tells its study: the run, and why
+    assert error.value.run_id == running
+    assert isinstance(error.value.__cause__, ConnectionError)
     run = client.get_run(running)
     assert run.info.status == "FAILED" and run.data.tags["error_type"] == "ConnectionError"
 
@@ -93,16 +98,24 @@ def test_a_finished_job_whose_process_died_after_keeps_its_run(sweep) -> None:
     done = job_child(client, ctx, 1)
     client.log_metric(done, "cv_accuracy_mean", 0.91)
     client.set_terminated(done, "FINISHED")
-    returned = lost_job(job_config(1), RuntimeError("lost on the way back"))
+    returned = lost_job(ctx, job_config(1), RuntimeError("lost on the way back"))
     assert returned.return_value == 0.91 and returned.return_value.run_id == done
     assert client.get_run(done).info.status == "FINISHED"
     assert len(client.search_runs([ctx.target.experiment_id])) == 2  # no new child
 
 
-def test_outside_a_sweep_the_launchers_error_is_raised() -> None:
-    set_launching_sweep(None)
+def test_without_the_apps_handler_the_launchers_error_is_raised(sweep) -> None:
+    _, start = sweep
+    handle_lost_jobs(None)  # another app, or a launch this app's callback did not open
     with pytest.raises(RuntimeError, match="no sweep"):
-        lost_job(job_config(0), RuntimeError("no sweep"))
+        launchers_lost_job(job_config(0), RuntimeError("no sweep"))
+    ctx = start()
+    handle_lost_jobs(partial(lost_job, ctx))  # as the callback hands it over
+    try:
+        returned = launchers_lost_job(job_config(0), RuntimeError("node-3 lost"))
+    finally:
+        handle_lost_jobs(None)
+    assert returned.status == JobStatus.COMPLETED and math.isnan(returned.return_value)
 
 
 def test_children_of_this_attempt_still_running_at_the_end_are_ended(sweep) -> None:

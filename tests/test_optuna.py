@@ -31,7 +31,7 @@ from hydra_plugins.sweeps_optuna_sweeper._core import (
     prepare,
     tell,
 )
-from src.child_run import RunScore
+from src.tracking.child_run import RunScore
 
 from .conftest import HEART_CSV, REPO, all_runs, cli, free_port, train_in_process
 from .test_reliability import start, wait_for

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from sklearn.inspection import permutation_importance
 
-from src import plots
-from src.data import load_dataset
-from src.evaluate import evaluate
-from src.pipeline import build_pipeline
-from src.plots import feature_importance, save_child_plots
+from src.ml import plots
+from src.ml.data import load_dataset
+from src.ml.evaluate import evaluate
+from src.ml.pipeline import build_pipeline
+from src.ml.plots import feature_importance, save_child_plots
 
 from .test_train import compose_cfg, data_overrides
 

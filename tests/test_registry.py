@@ -323,7 +323,7 @@ def test_a_higher_score_without_a_significant_paired_win_is_a_challenger(evidenc
         assert new.tags[key] == run.data.params[key]
     assert new.tags["data.train_fingerprint"] == run.data.tags["data.train_fingerprint"]
     # the p-value is the formula on the two versions' logged folds
-    from src.compare import corrected_ttest
+    from src.ml.stats import corrected_ttest
 
     folds = partial(fold_history, client)
     n_train, n_test = int(new.tags["cv.n_train"]), int(new.tags["cv.n_test"])

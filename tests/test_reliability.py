@@ -18,12 +18,12 @@ from mlflow.entities import Metric, Param, ViewType
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH, _validate_param_name
 
-from src import interrupts
-from src.child_run import flatten_config, job_run
-from src.parent import command_tag
-from src.ranking import load_summary, nan_note
-from src.recovery import resume_parent
-from src.store import COMMAND_TAG, NoSweepError, RunTarget
+from src.analysis.ranking import load_summary, nan_note
+from src.sweep.parent import command_tag
+from src.sweep.recovery import resume_parent
+from src.tracking import interrupts
+from src.tracking.child_run import flatten_config, job_run
+from src.tracking.store import COMMAND_TAG, NoSweepError, RunTarget
 
 from .conftest import (
     HEART_CSV,
@@ -480,12 +480,13 @@ def test_an_interrupt_inside_a_store_read_still_closes_the_parent(tracking_uri, 
 import time
 import sqlalchemy
 from mlflow.tracking import MlflowClient
-from src import exit_guard, store, sweep_jobs
+from src.sweep import exit_guard, context
+from src.tracking import store
 client = MlflowClient({tracking_uri!r})
 experiment = client.create_experiment("interrupted")
 parent = client.create_run(experiment, tags={{"sweep": "true"}})
 target = store.RunTarget({tracking_uri!r}, experiment, parent.info.run_id)
-exit_guard.arm(sweep_jobs.SweepContext(target, {str(tmp_path)!r}, 1, time.time(), None))
+exit_guard.arm(context.SweepContext(target, {str(tmp_path)!r}, 1, time.time(), None))
 
 def read(store):
     with store.ManagedSessionMaker() as session:

@@ -21,7 +21,7 @@ import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from src.ui_view import VIEW_TAG_PREFIX
+from src.tracking.ui_view import VIEW_TAG_PREFIX
 
 from .conftest import cli, free_port, in_process, mlflow_process
 from .test_ui import browse

@@ -12,8 +12,8 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from src import store
-from src.ui_view import VIEW_TAG_PREFIX
+from src.tracking import store
+from src.tracking.ui_view import VIEW_TAG_PREFIX
 
 from .conftest import in_process, new_store, sweep_runs, train_in_process
 
@@ -231,7 +231,7 @@ def test_summary_cli_on_an_experiment_without_sweeps(migrated_store, tmp_path) -
 
 def test_summary_of_a_sweep_stopped_before_any_child_started(migrated_store, tmp_path) -> None:
     """Ctrl-C before the first job: the summary still gets written, saying there is no best."""
-    from src.report import summarize_sweep
+    from src.analysis.report import summarize_sweep
 
     uri = new_store(migrated_store, tmp_path)
     client = MlflowClient(uri)

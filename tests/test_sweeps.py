@@ -11,8 +11,9 @@ from hydra.types import RunMode
 from mlflow.tracking import MlflowClient
 from sklearn.datasets import load_breast_cancer
 
-from src.pipeline import build_estimator
-from src.sweep_jobs import expand_jobs, validate_jobs
+from src.ml.pipeline import build_estimator
+from src.sweep.checks import validate_jobs
+from src.sweep.overrides import expand_jobs
 
 from .conftest import REPO, sweep_runs
 

@@ -12,9 +12,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
-from src.evaluate import FOLD_METRICS, PER_CLASS_METRIC, class_key
-from src.evaluate import METRICS as SELECTABLE
-from src.job import train
+from src.ml.evaluate import FOLD_METRICS, PER_CLASS_METRIC, class_key
+from src.ml.evaluate import METRICS as SELECTABLE
+from src.sweep.job import train
 
 from .conftest import REPO, all_runs
 
@@ -116,7 +116,7 @@ def test_logged_model_loads_and_predicts(model, heart_csv, tracking_uri, monkeyp
     (run,) = all_runs(tracking_uri)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     loaded = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
-    from src.data import load_dataset
+    from src.ml.data import load_dataset
 
     data = load_dataset(cfg.data)
     predictions = loaded.predict(data.X_test)  # includes rows with missing values
@@ -153,7 +153,7 @@ def test_a_model_logged_to_serve_probabilities(heart_csv, tracking_uri, monkeypa
     (run,) = all_runs(tracking_uri)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     uri = f"runs:/{run.info.run_id}/model"
-    from src.data import load_dataset
+    from src.ml.data import load_dataset
 
     X = load_dataset(cfg.data).X_test
     served = np.asarray(mlflow.pyfunc.load_model(uri).predict(X))

@@ -13,8 +13,8 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from playwright.sync_api import sync_playwright
 
-from src.store import DEFAULT_UI_URL
-from src.ui_view import VIEW_TAG_PREFIX
+from src.tracking.store import DEFAULT_UI_URL
+from src.tracking.ui_view import VIEW_TAG_PREFIX
 
 from .conftest import REPO, all_runs, mlflow_process, new_store, train_in_process
 

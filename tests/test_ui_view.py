@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
 
-from src import ui_view
-from src.ui_view import SweepView, store_view
+from src.tracking import ui_view
+from src.tracking.ui_view import SweepView, store_view
 
 
 def test_a_ui_that_does_not_read_the_format_gets_the_plain_link(tracking_uri, monkeypatch) -> None:

@@ -11,8 +11,8 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from src.compare import corrected_ttest, holm
-from src.ranking import load_summary, reading_notes, verdict_note
+from src.analysis.ranking import load_summary, reading_notes, verdict_note
+from src.ml.stats import corrected_ttest, holm
 
 from .conftest import fold_history, heart_sweep_output, in_process, new_store, sweep_runs
 

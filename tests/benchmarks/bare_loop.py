@@ -10,9 +10,9 @@ import sys
 
 from omegaconf import OmegaConf
 
-from src.data import load_dataset
-from src.evaluate import evaluate
-from src.pipeline import build_pipeline
+from src.ml.data import load_dataset
+from src.ml.evaluate import evaluate
+from src.ml.pipeline import build_pipeline
 
 NEIGHBORS = range(1, 25)
 WEIGHTS = ("uniform", "distance")

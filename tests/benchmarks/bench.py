@@ -183,7 +183,7 @@ def heartbeat_cost(work: Path) -> None:
     """What a job's heartbeat costs it (thread started, client made, thread stopped), in
     process against a sqlite store: the median of 5 rounds of 500."""
     sys.path.insert(0, str(REPO))
-    from src.heartbeat import beating
+    from src.tracking.heartbeat import beating
 
     uri = f"sqlite:///{work}/heartbeat.db"
     client = MlflowClient(uri)
@@ -246,7 +246,7 @@ def main() -> None:
         [
             sys.executable,
             "-c",
-            "from src.store import ensure_experiment as e; "
+            "from src.tracking.store import ensure_experiment as e; "
             f"e('sqlite:///{template}', 'heart-classification')",
         ],
         cwd=REPO,

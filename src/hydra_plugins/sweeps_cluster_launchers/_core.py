@@ -1,6 +1,6 @@
 """The launches: jobs submitted as Hydra's submitit and Ray launchers submit them, then every job
 waited for. A job whose process died before it returned (killed, its node lost) comes back as
-the launcher's error for that job, which `src.lost_job` records as a FAILED child of the sweep;
+the launcher's error for that job, which the app's handler (`lost_job`) makes a FAILED child;
 the stock launchers raise it instead, ending the sweep with its other jobs unaccounted for.
 
 The Ray launch also leaves `object_store_memory` unset (hydra-ray-launcher 1.2.2 sets it, and
@@ -30,7 +30,7 @@ from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from src.lost_job import lost_job
+from . import lost_job
 
 log = logging.getLogger(__name__)
 

@@ -7,3 +7,20 @@ Each job learns its trial from these environment variables, set for it through
 TRIAL_ENV = "HYDRA_OPTUNA_TRIAL"  # the trial's number in its study
 STUDY_ENV = "HYDRA_OPTUNA_STUDY"  # the study's name
 STORAGE_ENV = "HYDRA_OPTUNA_STORAGE"  # the study's storage URL ("" for an in-memory study)
+
+# The public face the app uses (src.sweep.search), light to import: Hydra's plugin scan imports
+# this module in every app, so Optuna is imported only when one of these is called.
+
+
+def search_space(arguments: list[str]) -> tuple[dict, list[str]]:
+    """The Optuna distributions of the swept `arguments` (Hydra's grammar), and the fixed ones."""
+    from ._core import search_space as space
+
+    return space(arguments)
+
+
+def missing_trials(storage: str | None, study_name: str | None, n_trials: int) -> int:
+    """How many of `n_trials` a (persistent) study still lacks: its ended trials count."""
+    from ._core import missing_trials as missing
+
+    return missing(storage, study_name, n_trials)

@@ -10,37 +10,37 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from sklearn.pipeline import Pipeline
 
-from src.child_run import (
+from src.ml.data import Dataset, load_dataset
+from src.ml.evaluate import TEST_METRICS, evaluate
+from src.ml.pipeline import build_pipeline
+from src.ml.plots import save_child_plots
+from src.sweep.checks import check_folds, check_settings
+from src.sweep.context import current_sweep
+from src.sweep.overrides import (
+    child_run_name,
+    group_choices,
+    job_number,
+    job_overrides,
+    job_tags,
+    model_choice,
+)
+from src.sweep.search import trial_tags
+from src.tracking.child_run import (
     RunScore,
     flatten_config,
     job_run,
     log_results,
     log_sklearn_model,
     node_tags,
-    trial_tags,
 )
-from src.data import Dataset, load_dataset
-from src.evaluate import TEST_METRICS, evaluate
-from src.pipeline import build_pipeline
-from src.plots import save_child_plots
-from src.settings import check_folds, check_settings
-from src.store import (
+from src.tracking.process import git_info
+from src.tracking.store import (
     RunTarget,
     ensure_experiment,
-    git_info,
     resolve_tracking_uri,
     ui_url,
     with_retries,
     without_credentials,
-)
-from src.sweep_jobs import (
-    child_run_name,
-    current_sweep,
-    group_choices,
-    job_number,
-    job_overrides,
-    job_tags,
-    model_choice,
 )
 
 

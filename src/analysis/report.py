@@ -12,8 +12,8 @@ import pandas as pd
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
-from src.evaluate import TEST_METRICS
-from src.ranking import (
+from src.analysis.plots import save_sweep_plots
+from src.analysis.ranking import (
     CONFUSION,
     SweepSummary,
     load_summary,
@@ -23,10 +23,10 @@ from src.ranking import (
     spread,
     verdict_note,
 )
-from src.store import search_all_runs, ui_url, with_retries
-from src.sweep_plots import save_sweep_plots
-from src.ui_view import SweepView, store_view
-from src.verdict import VERDICT_COLUMNS
+from src.analysis.verdict import VERDICT_COLUMNS
+from src.ml.evaluate import TEST_METRICS
+from src.tracking.store import search_all_runs, ui_url, with_retries
+from src.tracking.ui_view import SweepView, store_view
 
 TOP_N = 10
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager, suppress
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from src.store import with_retries
+from src.tracking.store import with_retries
 
 HEARTBEAT_TAG = "heartbeat"
 INTERVAL_TAG = "heartbeat_s"

@@ -7,7 +7,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache, partial
 from importlib.metadata import version
@@ -20,10 +20,16 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_ENTITIES_PER_BATCH, MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from hydra_plugins.sweeps_optuna_sweeper import STORAGE_ENV, STUDY_ENV, TRIAL_ENV
-from src.heartbeat import beating, first_beat
-from src.interrupts import remembering_sigint, stop_requests
-from src.store import RunTarget, mlflow_key, record_failure, run_tags, using_store, with_retries
+from src.tracking.heartbeat import beating, first_beat
+from src.tracking.interrupts import remembering_sigint, stop_requests
+from src.tracking.store import (
+    RunTarget,
+    mlflow_key,
+    record_failure,
+    run_tags,
+    using_store,
+    with_retries,
+)
 
 MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "cloudpickle", "numpy", "pandas", "scipy")
 
@@ -69,17 +75,6 @@ class RunScore(float):
         return RunScore, (float(self), self.run_id)
 
 
-def trial_tags(env: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """The Optuna trial this job runs (study, trial number, storage), as its sweeper names it in
-    the job's environment `env`; empty outside a search."""
-    names = {
-        TRIAL_ENV: "optuna.trial_number",
-        STUDY_ENV: "optuna.study",
-        STORAGE_ENV: "optuna.storage",
-    }
-    return {tag: str(env[name]) for name, tag in names.items() if name in env}
-
-
 def node_tags() -> dict[str, str]:
     """Which cluster node runs this job: the Ray node (id, address) in a Ray worker, the SLURM
     job and node under SLURM; empty elsewhere (the `host` tag names the machine)."""
@@ -92,13 +87,25 @@ def node_tags() -> dict[str, str]:
     return tags | {tag: os.environ[name] for name, tag in slurm.items() if name in os.environ}
 
 
+class RunFailed(RuntimeError):
+    """A job's run ended FAILED (or KILLED) by the error it was raised from; `run_id` names the
+    run, which a search records on its trial."""
+
+    def __init__(self, run_name: str, run_id: str, status: str = "FAILED") -> None:
+        self.run_id, self.status = run_id, status
+        super().__init__(
+            f"run {run_name!r} ({run_id}) is {status}; its traceback is the artifact "
+            f"error/traceback.txt"
+        )
+
+
 @contextmanager
 def job_run(target: RunTarget, run_name: str, tags: dict[str, str]) -> Iterator[str]:
     """Create a run (nested when `target` has a parent), yield its id, and always end it.
 
     An exception inside marks the run FAILED with the exception's type and message as tags and
-    the traceback as an artifact, then propagates with a note naming the run; an interrupt
-    marks it KILLED, also one that reached here as another error (see `src.interrupts`).
+    the traceback as an artifact, then raises `RunFailed` from the error; an interrupt marks it
+    KILLED, also one that reached here as another error (see `interrupts`), and goes on.
     """
     client = MlflowClient(target.tracking_uri)
     tags = tags | first_beat(target.heartbeat_s)
@@ -117,11 +124,8 @@ def job_run(target: RunTarget, run_name: str, tags: dict[str, str]) -> Iterator[
         status = "KILLED" if interrupted else "FAILED"
         record_failure(client, run_id, e)
         with_retries(lambda: client.set_terminated(run_id, status))
-        e.add_note(
-            f"run {run_name!r} ({run_id}) is {status}; its traceback is the artifact "
-            f"error/traceback.txt"
-        )
-        e.run_id = run_id  # type: ignore[attr-defined]  # for a search to record on its trial
+        if isinstance(e, Exception):  # an interrupt goes on as what it is
+            raise RunFailed(run_name, run_id, status) from e
         raise
     with_retries(lambda: client.set_terminated(run_id, "FINISHED"))
 

@@ -132,7 +132,7 @@ def _load_sklearn(name: str) -> tuple[pd.DataFrame, pd.Series]:
 
 
 # the copy of the UCI file this repository ships (its source and licence: tests/data/README.md)
-SHIPPED_HEART = Path(__file__).resolve().parent.parent / "tests" / "data" / "heart_cleveland.csv"
+SHIPPED_HEART = Path(__file__).resolve().parents[2] / "tests" / "data" / "heart_cleveland.csv"
 
 
 def _load_heart(data_cfg: DictConfig) -> tuple[pd.DataFrame, pd.Series]:

@@ -14,16 +14,16 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from src.evaluate import TEST_METRICS  # noqa: E402
-from src.ranking import build_table  # noqa: E402
-from src.store import search_all_runs  # noqa: E402
-from src.verdict import (  # noqa: E402
+from src.analysis.ranking import build_table  # noqa: E402
+from src.analysis.verdict import (
     DEFAULT_ALPHA,
     VERDICT_COLUMNS,
     Verdict,
     compare_with_best,
     verdict_columns,
 )
+from src.ml.evaluate import TEST_METRICS  # noqa: E402
+from src.tracking.store import search_all_runs  # noqa: E402
 
 REPORT_DPI = 150
 NOT_CONFIGURATION = ("sweep.", "sweeps", "mlflow", "registry.", "hydra")

@@ -11,10 +11,8 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from src.evaluate import TEST_METRICS
-from src.ranking import SweepSummary, only_seeds
-from src.store import using_store, with_retries
-from src.verdict import (
+from src.analysis.ranking import SweepSummary, only_seeds
+from src.analysis.verdict import (
     FOLD_SIZE_TAGS,
     fold_metric,
     fold_scores,
@@ -23,6 +21,8 @@ from src.verdict import (
     split_differences,
     split_record,
 )
+from src.ml.evaluate import TEST_METRICS
+from src.tracking.store import using_store, with_retries
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 

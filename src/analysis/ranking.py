@@ -9,9 +9,9 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from src.evaluate import FOLD_METRICS, TEST_METRICS
-from src.store import children_of
-from src.verdict import DEFAULT_ALPHA, Verdict, compare_with_best, verdict_columns
+from src.analysis.verdict import DEFAULT_ALPHA, Verdict, compare_with_best, verdict_columns
+from src.ml.evaluate import FOLD_METRICS, TEST_METRICS
+from src.tracking.store import children_of
 
 SEED_KEYS = ("seed", "random_state")  # a sweep over only these measures noise
 MAX_LISTED = 10  # the verdict names the equivalent configurations up to this many

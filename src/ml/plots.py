@@ -19,8 +19,8 @@ from sklearn.metrics import accuracy_score, auc, roc_curve  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.utils import check_random_state  # noqa: E402
 
-from src.data import Dataset  # noqa: E402
-from src.evaluate import Evaluation  # noqa: E402
+from src.ml.data import Dataset  # noqa: E402
+from src.ml.evaluate import Evaluation  # noqa: E402
 
 DPI = 150  # report-ready
 MAX_FEATURES_SHOWN = 20

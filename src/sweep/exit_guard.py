@@ -12,10 +12,10 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from src.interrupts import remember_and_interrupt
-from src.report import summarize_sweep
-from src.store import children_of
-from src.sweep_jobs import SweepContext
+from src.analysis.report import summarize_sweep
+from src.sweep.context import SweepContext
+from src.tracking.interrupts import remember_and_interrupt
+from src.tracking.store import children_of
 
 _guarded: list[SweepContext] = []  # the sweep whose parent this process must close
 _installed: list[bool] = []

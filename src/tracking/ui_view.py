@@ -31,7 +31,7 @@ from typing import Any
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from src.store import with_retries
+from src.tracking.store import with_retries
 
 VIEW_TAG_PREFIX = "mlflow.sharedViewState."
 SHARE_PARAM = "viewStateShareKey"

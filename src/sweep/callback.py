@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,24 +19,17 @@ from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from src import exit_guard
-from src.parent import fail_parent_run, finish_parent_run, open_sweep
-from src.store import without_credentials
-from src.sweep_jobs import (
-    OUR_OPTUNA,
-    SweepContext,
-    describe_error,
-    expand_jobs,
-    is_search,
-    reset_progress,
-    search_size,
-    set_current_sweep,
-    set_launching_sweep,
-    settle_gc,
-    unresolved,
-    validate_jobs,
-    varying_keys,
-)
+from hydra_plugins.sweeps_cluster_launchers import handle_lost_jobs
+from src.sweep import exit_guard
+from src.sweep.checks import validate_jobs
+from src.sweep.context import SweepContext, set_current_sweep
+from src.sweep.lost_job import lost_job
+from src.sweep.overrides import expand_jobs, unresolved, varying_keys
+from src.sweep.parent import fail_parent_run, finish_parent_run, open_sweep
+from src.sweep.progress import reset_progress
+from src.sweep.search import is_search, mark_trials, search_size
+from src.sweep.task import describe_error, settle_gc
+from src.tracking.store import without_credentials
 
 
 def launcher_workers(*, _root_: DictConfig) -> int:
@@ -49,7 +43,6 @@ def launcher_workers(*, _root_: DictConfig) -> int:
 
 
 OmegaConf.register_new_resolver("workers", launcher_workers, replace=True)
-PARENT_ATTR = "mlflow_parent_run_id"  # the trial user attribute naming the sweep's parent run
 # Hydra's launchers this app replaces by its own (hydra_plugins/sweeps_*): the same options
 OUR_LAUNCHERS = {
     "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher":
@@ -75,14 +68,6 @@ def use_our_launchers(config: DictConfig) -> None:
     if ours is not None and not typed:
         with read_write(config), open_dict(config):
             config.hydra.launcher._target_ = ours
-
-
-def mark_trials(config: DictConfig, parent_run_id: str) -> None:
-    """Our Optuna sweeper records the parent run on every trial it asks (the sweeper is made
-    after this callback's `on_multirun_start`): a resumed sweep knows its own trials by it."""
-    if config.hydra.sweeper._target_ == OUR_OPTUNA:
-        with read_write(config), open_dict(config):
-            config.hydra.sweeper.user_attrs[PARENT_ATTR] = parent_run_id
 
 
 class MlflowSweepCallback(Callback):
@@ -116,7 +101,7 @@ class MlflowSweepCallback(Callback):
             finished=finished,
         )
         mark_trials(config, str(target.parent_run_id))
-        set_launching_sweep(self.context)
+        handle_lost_jobs(partial(lost_job, self.context))  # our cluster launchers' lost jobs
         print(
             f"Sweep parent run {target.parent_run_id} in experiment "
             f"{experiment!r} ({n_jobs or 'unknown number of'} jobs) at "
@@ -146,7 +131,7 @@ class MlflowSweepCallback(Callback):
         ctx = self.context
         if ctx is None:
             return
-        set_launching_sweep(None)
+        handle_lost_jobs(None)
         # what the sweep left is not garbage: frozen, the collector walks only what the summary
         # allocates, and Python's last collection at exit skips it too
         gc.freeze()

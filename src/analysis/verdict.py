@@ -11,8 +11,8 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from src.compare import corrected_ttest, holm
-from src.store import with_retries
+from src.ml.stats import corrected_ttest, holm
+from src.tracking.store import with_retries
 
 # what makes two children's folds the same folds: the split's params and the training data
 SPLIT_PARAMS = ("cv.seed", "cv.folds", "cv.repeats")

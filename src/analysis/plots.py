@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 
-from src.plots import save_png  # noqa: E402
+from src.ml.plots import save_png  # noqa: E402
 
 
 def save_sweep_plots(

@@ -21,7 +21,7 @@ from sklearn.metrics import (
 from sklearn.model_selection import RepeatedStratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
 
-from src.data import Dataset
+from src.ml.data import Dataset
 
 _UNSAFE_KEY_CHARS = re.compile(r"[^\w\-. /]")
 # the scores cross-validated on the training split; each is logged per fold as `cv_<name>`

@@ -6,10 +6,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from src.data import DataError, check_test_size
-from src.evaluate import CV_SCORES, METRICS, PER_CLASS_METRIC, TEST_METRICS
+from src.ml.data import DataError, check_test_size, load_dataset
+from src.ml.evaluate import CV_SCORES, METRICS, PER_CLASS_METRIC, TEST_METRICS
+from src.ml.pipeline import build_estimator
+from src.sweep import composition
+from src.sweep.overrides import task_overrides, unresolved
+from src.sweep.search import first_values
 
 MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32 - 1]
 MAX_NAME_BYTES = 255  # the experiment name names its artifact folder: one path component
@@ -152,3 +158,56 @@ def _is_number(value: Any) -> bool:
 
 def _fail(key: str, value: Any, valid: str) -> None:
     raise SettingsError(f"{key}={value!r} is not valid; use {valid}")
+
+
+_ABSENT = object()
+
+
+def validate_jobs(config: DictConfig, jobs: list[list[str]] | None) -> str:
+    """Compose every job's config and build its model and data, so that bad input fails before
+    the parent run exists. With sweep.compose_cache (the default), composition goes through
+    `composition.CachingConfigLoader` (once per distinct set of group choices), which then
+    serves the launcher and Hydra's own batch check the same configs from its cache. Returns
+    the experiment the jobs go to (one for all of them)."""
+    cached = config.sweep.get("compose_cache", True)
+    loader = composition.install() if cached else composition.hydra_loader()
+    if jobs is None:  # the sweeper picks values later: what is fixed, and one of each range
+        parsed = OverridesParser.create().parse_overrides(task_overrides(config))
+        jobs = [[str(o.input_line) for o in parsed if not o.is_sweep_override()]]
+        jobs[0] += first_values(config, task_overrides(config))
+    seen_data: set[tuple[str, int]] = set()
+    names: set[str] = set()
+    prefer = config.sweep.get("prefer")
+    preferred_key = str(prefer).partition(":")[0] if prefer else None
+    have_key = False
+    for job in jobs:
+        cfg = loader.load_sweep_config(config, job)
+        names.add(experiment_name(cfg))
+        check_settings(cfg)
+        if preferred_key and not have_key:
+            have_key = OmegaConf.select(cfg, preferred_key, default=_ABSENT) is not _ABSENT
+        build_estimator(cfg.model)
+        data_key = (OmegaConf.to_yaml(cfg.data, resolve=True), int(cfg.cv.folds))
+        if data_key not in seen_data:
+            seen_data.add(data_key)
+            data = load_dataset(cfg.data)
+            check_folds(cfg.cv.folds, data.y_train, str(cfg.data.name))
+    if preferred_key and not have_key:
+        raise SettingsError(
+            f"sweep.prefer={prefer!r} names {preferred_key!r}, which no job's config has; use a "
+            f"param key as the children record it, e.g. model.n_neighbors:max"
+        )
+    if len(names) > 1:
+        raise SettingsError(
+            f"mlflow.experiment_name differs between the jobs ({', '.join(sorted(names))}): a "
+            f"sweep is one parent run in one experiment; sweep each experiment on its own"
+        )
+    return names.pop()
+
+
+def experiment_name(cfg: DictConfig) -> str:
+    """`cfg`'s mlflow.experiment_name, resolved as Hydra would for that job (it may use
+    `${hydra:runtime.choices.model}`, which reads the running job's Hydra config)."""
+    if "${hydra:" in str(unresolved(cfg.mlflow)["experiment_name"]):
+        HydraConfig.instance().set_config(cfg)
+    return str(cfg.mlflow.experiment_name)

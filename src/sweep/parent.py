@@ -12,33 +12,29 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from src.heartbeat import Heartbeat, first_beat
-from src.ranking import SweepSummary, more_folds_hint
-from src.recovery import end_orphans, mark_stale_runs, reopen_sweep, resume_parent
-from src.registry import default_model_name, describe, register_best
-from src.report import summarize_sweep
-from src.store import (
+from src.analysis.ranking import SweepSummary, more_folds_hint
+from src.analysis.registry import default_model_name, describe, register_best
+from src.analysis.report import summarize_sweep
+from src.sweep.context import SweepContext
+from src.sweep.overrides import sweep_command, swept_values, task_overrides
+from src.sweep.recovery import end_orphans, mark_stale_runs, reopen_sweep, resume_parent
+from src.sweep.search import is_search, search_result, search_settings
+from src.tracking.heartbeat import Heartbeat, first_beat
+from src.tracking.process import git_info
+from src.tracking.store import (
     COMMAND_TAG,
     NoSweepError,
     RunTarget,
     TrackingError,
     ensure_experiment,
     find_sweeps,
-    git_info,
     mlflow_key,
     record_failure,
     resolve_tracking_uri,
     run_tags,
     with_retries,
-)
-from src.sweep_jobs import (
-    SweepContext,
-    is_search,
-    sweep_command,
-    swept_values,
-    task_overrides,
 )
 
 
@@ -162,14 +158,7 @@ def create_parent_run(
     )
     params = [Param(mlflow_key(f"sweep.{k}"), ",".join(v)[:6000]) for k, v in swept.items()]
     params.append(Param("sweep.n_jobs", str(len(jobs) if jobs is not None else "unknown")))
-    sampler = OmegaConf.select(config, "hydra.sweeper.sampler")
-    if sampler is not None:  # a search sweeper (Optuna): record how it searches
-        params += [
-            Param("sweep.sampler", str(sampler.get("_target_", "")).rsplit(".", 1)[-1]),
-            Param("sweep.sampler_seed", str(sampler.get("seed"))),
-            Param("sweep.n_trials", str(config.hydra.sweeper.get("n_trials"))),
-            Param("sweep.direction", str(config.hydra.sweeper.get("direction"))),
-        ]
+    params += [Param(k, v) for k, v in search_settings(config).items()]
     with_retries(lambda: client.log_batch(run.info.run_id, params=params))
     return str(run.info.run_id)
 
@@ -232,34 +221,16 @@ def fail_parent_run(ctx: SweepContext, error: BaseException) -> None:
 def record_search_result(
     client: MlflowClient, parent_id: str, sweep_dir: Path, summary: SweepSummary
 ) -> None:
-    """A search sweeper's own verdict (Optuna's optimization_results.yaml) on the parent: the best
-    value, the best params, the child run that holds that trial, and where the study lives."""
-    results = sweep_dir / "optimization_results.yaml"
-    if not results.is_file():
+    """A search sweeper's own verdict on the parent (`search.search_result`): the best value,
+    the best params, the child run that holds that trial, and where the study lives."""
+    found = search_result(sweep_dir, summary.table)
+    if found is None:
         return
-    verdict = OmegaConf.load(results)
-    assert isinstance(verdict, DictConfig)
-    best_params = {str(k): str(v) for k, v in verdict.get("best_params", {}).items()}
-    table = summary.table
-    match = table[table["status"] == "FINISHED"]
-    for key, value in best_params.items():
-        if key in match:
-            match = match[match[key].astype(str) == value]
-    tags = {"search_best_params": json.dumps(best_params)}
-    if verdict.get("best_run_id"):  # the run the best trial recorded (maybe another sweep's)
-        tags["search_best_run_id"] = str(verdict.best_run_id)
-    elif len(match):
-        tags["search_best_run_id"] = str(match.iloc[0]["run_id"])
-    for key in ("study_name", "storage"):
-        if verdict.get(key) is not None:
-            tags[f"search_{key}"] = str(verdict[key])
+    tags, best_value = found
     now = int(time.time() * 1000)
-    metrics = []
-    if verdict.get("best_value") is not None:
-        metrics.append(Metric("search_best_value", float(verdict.best_value), now, 0))
+    metrics = [] if best_value is None else [Metric("search_best_value", best_value, now, 0)]
     with_retries(
         lambda: client.log_batch(
             parent_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()]
         )
     )
-    with_retries(lambda: client.log_artifact(parent_id, str(results), "summary"))

@@ -16,16 +16,15 @@ from functools import partial
 from mlflow.entities import Run, RunTag
 from mlflow.tracking import MlflowClient
 
-from src.child_run import RunScore
-from src.heartbeat import STALE_INTERVALS, heartbeat_age
-from src.store import (
+from src.tracking.child_run import RunScore
+from src.tracking.heartbeat import STALE_INTERVALS, heartbeat_age
+from src.tracking.process import PROCESS_TAG, process_identity
+from src.tracking.store import (
     ATTEMPT_TAG,
     COMMAND_TAG,
-    PROCESS_TAG,
     NoSweepError,
     children_of,
     find_sweeps,
-    process_identity,
     search_all_runs,
     with_retries,
 )

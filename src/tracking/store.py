@@ -6,18 +6,15 @@ on any run: the pieces the child run, the parent run and recovery all share.
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import os
 import re
 import socket
-import subprocess
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -29,16 +26,16 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
+from src.tracking.process import PROCESS_TAG, process_identity
+
 T = TypeVar("T")
 PAGE_SIZE = 5000
-PROCESS_TAG = "process"
 ATTEMPT_TAG = "sweep_attempt"  # on a child: the attempt of its sweep that made it
 COMMAND_TAG = "sweep_command"  # what a sweep ran: sweeper, swept values, fixed overrides
 _INVALID_KEY_CHARS = re.compile(r"[^\w\-. /]")
 _RETRY_ATTEMPTS = 6
 # MLflow 3's UI opens an experiment of this kind on its training runs, not the GenAI overview
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 DEFAULT_UI_URL = "http://127.0.0.1:5000"  # what `make ui` serves
@@ -103,42 +100,6 @@ def using_store(tracking_uri: str, experiment_id: str | None = None) -> Iterator
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def add_store_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every CLI shares to name its store: --tracking-uri and config overrides."""
-    parser.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI or the config's")
-    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. data=heart")
-
-
-def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options the CLIs that read a sweep share: --sweep, --experiment, and the store's."""
-    parser.add_argument(
-        "--sweep", metavar="RUN_ID", help="a sweep's parent run (default: the latest sweep)"
-    )
-    parser.add_argument(
-        "--experiment",
-        metavar="NAME",
-        help="default: the whole store (or the experiment config overrides name)",
-    )
-    add_store_arguments(parser)
-
-
-def chosen_store(args: argparse.Namespace) -> tuple[str, str | None]:
-    """The tracking URI and the experiment (None: the whole store) that `add_sweep_arguments`'
-    options name: --experiment, else the configured one if overrides were given."""
-    uri, configured = configured_store(args.overrides, args.tracking_uri)
-    return uri, args.experiment or (configured if args.overrides else None)
-
-
-def configured_store(overrides: list[str], tracking_uri: str | None) -> tuple[str, str]:
-    """The tracking URI and experiment name of the project's config (with overrides)."""
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
-    uri = resolve_tracking_uri(tracking_uri or cfg.mlflow.tracking_uri)
-    return uri, str(cfg.mlflow.experiment_name)
 
 
 def default_artifact_location(tracking_uri: str, experiment_name: str) -> str | None:
@@ -262,36 +223,6 @@ def ui_url(tracking_uri: str) -> str:
 def mlflow_key(key: str) -> str:
     """A string made into a valid MLflow param/metric/tag key."""
     return _INVALID_KEY_CHARS.sub("_", key)
-
-
-@cache
-def git_info() -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the git checkout the code runs from, or (None, None) outside git."""
-    cwd = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10
-        )
-        if commit.returncode != 0:
-            return None, None
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd, capture_output=True, text=True, timeout=10,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-    return commit.stdout.strip(), bool(status.stdout.strip())
-
-
-def process_identity(pid: int) -> str | None:
-    """`host:pid:start` of a live process on this host (start: its start time in clock ticks
-    since boot, from /proc, so a reused pid does not pass for the original), else None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    start = stat.rsplit(")", 1)[1].split()[19]  # field 22 of proc(5), counted after the name
-    return f"{socket.gethostname()}:{pid}:{start}"
 
 
 def run_tags(target: RunTarget, run_name: str, extra: dict[str, str]) -> dict[str, str]:

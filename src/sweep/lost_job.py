@@ -10,28 +10,23 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig
 
-from src.child_run import RunScore, trial_tags
-from src.store import ATTEMPT_TAG, PROCESS_TAG, mlflow_key, record_failure, run_tags, with_retries
-from src.sweep_jobs import (
-    SweepContext,
-    child_run_name,
-    job_tags,
-    launching_sweep,
-    report_progress,
-)
+from src.sweep.context import SweepContext
+from src.sweep.overrides import child_run_name, job_tags
+from src.sweep.progress import report_progress
+from src.sweep.search import trial_tags
+from src.tracking.child_run import RunFailed, RunScore
+from src.tracking.process import PROCESS_TAG
+from src.tracking.store import ATTEMPT_TAG, mlflow_key, record_failure, run_tags, with_retries
 
 END_REASON = "its process died before the job returned: the error is the launcher's"
 
 
-def lost_job(job_config: DictConfig, error: Exception) -> JobReturn:
+def lost_job(ctx: SweepContext, job_config: DictConfig, error: Exception) -> JobReturn:
     """What the sweeper gets for a job the launcher lost (`job_config`: the job's config as its
     launcher composed it): its child ends FAILED with `error` (the run this attempt made for it,
     or a new FAILED child if it died before making one) and counts as a failed job, so a grid's
     job returns NaN and a search's returns the error. A job that had finished keeps its run and
-    returns its metric. Outside a sweep of this app, `error` is raised."""
-    ctx = launching_sweep()
-    if ctx is None:
-        raise error
+    returns its metric. The callback hands it, with its sweep, to our cluster launchers."""
     overrides = [str(o) for o in job_config.hydra.overrides.task]
     name = child_run_name(job_config, overrides, ctx.swept)
     client = MlflowClient(ctx.target.tracking_uri)
@@ -47,9 +42,10 @@ def lost_job(job_config: DictConfig, error: Exception) -> JobReturn:
                         f"{first_line[:200]}")  # fmt: skip
     else:  # the job ended its run itself (FAILED, KILLED): its error is recorded there
         run_id = run.info.run_id
-    error.run_id = run_id  # type: ignore[attr-defined]  # for a search to record on its trial
-    if ctx.search:
-        return JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=error)
+    if ctx.search:  # the sweeper records the failed trial, and the run it names
+        failure = RunFailed(name, run_id)
+        failure.__cause__ = error
+        return JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=failure)
     return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=float("nan"))
 
 

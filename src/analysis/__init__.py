@@ -1,0 +1,2 @@
+"""What a sweep concluded: its children ranked, the verdict on paired folds, model families,
+the summary files and plots, and the registry gate."""

@@ -1,0 +1,57 @@
+"""A sweep's progress: one line per finished job (`[k/N] name: STATUS ...`), counted across
+every process that runs the sweep's jobs through a file in the sweep's folder."""
+
+from __future__ import annotations
+
+import fcntl
+import time
+from pathlib import Path
+
+from src.sweep.context import SweepContext
+
+PROGRESS_FILE = ".sweep_progress.tsv"
+
+
+def reset_progress(sweep_dir: Path) -> None:
+    """Start this attempt's progress file (an earlier attempt in the same folder left its own:
+    its counts and failures are not this attempt's)."""
+    (sweep_dir / PROGRESS_FILE).write_text("")
+
+
+def report_progress(ctx: SweepContext, run_name: str, status: str, detail: str) -> None:
+    """Record the job's outcome for the whole sweep and print `[k/N] name status detail,
+    elapsed, ETA`."""
+    path = Path(ctx.sweep_dir) / PROGRESS_FILE
+    with path.open("a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # jobs in several processes append to the same file
+        f.write(f"{status}\t{run_name}\n")
+        f.flush()
+        f.seek(0)
+        statuses = [line.split("\t", 1)[0] for line in f.read().splitlines()]
+        fcntl.flock(f, fcntl.LOCK_UN)
+    done = len(statuses)
+    elapsed = time.time() - ctx.started_at
+    total = f"/{ctx.n_jobs}" if ctx.n_jobs else ""
+    eta = ""
+    if ctx.n_jobs and done < ctx.n_jobs:
+        eta = f", ~{_duration(elapsed / done * (ctx.n_jobs - done))} left"
+    print(
+        f"[{done}{total}] {run_name}: {status} {detail} ({_duration(elapsed)} elapsed{eta})",
+        flush=True,
+    )
+
+
+def failures_so_far(ctx: SweepContext) -> int:
+    """How many jobs of this sweep have failed so far, in any process."""
+    path = Path(ctx.sweep_dir) / PROGRESS_FILE
+    if not path.exists():
+        return 0
+    with path.open() as f:
+        fcntl.flock(f, fcntl.LOCK_SH)
+        failed = sum(1 for line in f if line.startswith("FAILED\t"))
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return failed
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}min"

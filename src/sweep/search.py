@@ -1,0 +1,135 @@
+"""The one door to our Optuna sweeper (`hydra_plugins.sweeps_optuna_sweeper`, through its
+public face): whether a sweep is a search, how many trials it still runs, and the values that
+check its keys before any run."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from hydra_plugins.sweeps_optuna_sweeper import (
+    STORAGE_ENV,
+    STUDY_ENV,
+    TRIAL_ENV,
+    missing_trials,
+    search_space,
+)
+
+PARENT_ATTR = "mlflow_parent_run_id"  # the trial user attribute naming the sweep's parent run
+OUR_OPTUNA = "hydra_plugins.sweeps_optuna_sweeper.optuna_sweeper.SweepsOptunaSweeper"
+
+
+def is_search(config: DictConfig) -> bool:
+    """A sweeper that picks values as it goes (Optuna), rather than Hydra's basic grid."""
+    return not str(config.hydra.sweeper._target_).endswith("BasicSweeper")
+
+
+def search_size(config: DictConfig) -> int | None:
+    """How many trials a search sweeper will run: its n_trials, less the ended trials its
+    persistent study already holds (our Optuna sweeper); None when it does not say. A study
+    that holds them all is refused: there is nothing to run."""
+    sweeper = config.hydra.sweeper
+    if sweeper.get("n_trials") is None:
+        return None
+    if sweeper._target_ != OUR_OPTUNA:
+        return int(sweeper.n_trials)
+    direction = (
+        OmegaConf.to_object(sweeper.direction)
+        if OmegaConf.is_config(sweeper.direction)
+        else sweeper.direction
+    )
+    if direction not in ("minimize", "maximize"):
+        raise ValueError(
+            f"hydra.sweeper.direction={direction!r}: "
+            f"minimize or maximize (one objective; multi-objective search is not supported)"
+        )
+    missing = missing_trials(sweeper.storage, sweeper.study_name, int(sweeper.n_trials))
+    if missing == 0:
+        raise ValueError(
+            f"Optuna study {sweeper.study_name!r} already holds hydra.sweeper.n_trials="
+            f"{sweeper.n_trials} ended trials: raise n_trials to search further"
+        )
+    return missing
+
+
+def first_values(config: DictConfig, overrides: list[str]) -> list[str]:
+    """For our Optuna sweeper, one override per key it samples, at its first value (a choice's
+    first, a range's low end): composing them checks that every key exists before any run. The
+    other values are checked in their jobs, which fail as FAILED children."""
+    if config.hydra.sweeper._target_ != OUR_OPTUNA:
+        return []
+    from optuna.distributions import CategoricalDistribution
+
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()] + overrides
+    space, _ = search_space(arguments)
+    return [
+        f"{key}={dist.choices[0] if isinstance(dist, CategoricalDistribution) else dist.low}"
+        for key, dist in space.items()
+    ]
+
+
+def trial_tags(env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The Optuna trial this job runs (study, trial number, storage), as its sweeper names it in
+    the job's environment `env`; empty outside a search."""
+    names = {
+        TRIAL_ENV: "optuna.trial_number",
+        STUDY_ENV: "optuna.study",
+        STORAGE_ENV: "optuna.storage",
+    }
+    return {tag: str(env[name]) for name, tag in names.items() if name in env}
+
+
+def mark_trials(config: DictConfig, parent_run_id: str) -> None:
+    """Our Optuna sweeper records the parent run on every trial it asks (the sweeper is made
+    after the callback's `on_multirun_start`): a resumed sweep knows its own trials by it."""
+    if config.hydra.sweeper._target_ == OUR_OPTUNA:
+        with read_write(config), open_dict(config):
+            config.hydra.sweeper.user_attrs[PARENT_ATTR] = parent_run_id
+
+
+def search_settings(config: DictConfig) -> dict[str, str]:
+    """How a search sweeper searches, as the parent's params: sampler, its seed, the trials and
+    the direction; empty for a grid."""
+    sampler = OmegaConf.select(config, "hydra.sweeper.sampler")
+    if sampler is None:
+        return {}
+    return {
+        "sweep.sampler": str(sampler.get("_target_", "")).rsplit(".", 1)[-1],
+        "sweep.sampler_seed": str(sampler.get("seed")),
+        "sweep.n_trials": str(config.hydra.sweeper.get("n_trials")),
+        "sweep.direction": str(config.hydra.sweeper.get("direction")),
+    }
+
+
+def search_result(
+    sweep_dir: Path, table: pd.DataFrame
+) -> tuple[dict[str, str], float | None] | None:
+    """The search's own verdict (the sweeper's optimization_results.yaml), as the parent's tags
+    (best params, the run that holds the best trial, the study) and its best value; None
+    when the sweep was not a search."""
+    results = sweep_dir / "optimization_results.yaml"
+    if not results.is_file():
+        return None
+    verdict = OmegaConf.load(results)
+    assert isinstance(verdict, DictConfig)
+    best_params = {str(k): str(v) for k, v in verdict.get("best_params", {}).items()}
+    match = table[table["status"] == "FINISHED"]
+    for key, value in best_params.items():
+        if key in match:
+            match = match[match[key].astype(str) == value]
+    tags = {"search_best_params": json.dumps(best_params)}
+    if verdict.get("best_run_id"):  # the run the best trial recorded (maybe another sweep's)
+        tags["search_best_run_id"] = str(verdict.best_run_id)
+    elif len(match):
+        tags["search_best_run_id"] = str(match.iloc[0]["run_id"])
+    for key in ("study_name", "storage"):
+        if verdict.get(key) is not None:
+            tags[f"search_{key}"] = str(verdict[key])
+    best = verdict.get("best_value")
+    return tags, None if best is None else float(best)

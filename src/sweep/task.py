@@ -1,0 +1,96 @@
+"""The task wrapper every job runs in: the failure policy (a failed job is reported and the sweep
+goes on; sweep.max_failures; a resumed sweep's finished jobs are skipped) and one line for a
+failed single run."""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+from collections.abc import Callable
+
+from hydra.errors import HydraException
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from src.sweep.context import current_sweep
+from src.sweep.overrides import child_run_name, job_key, job_overrides
+from src.sweep.progress import failures_so_far, report_progress
+from src.tracking.child_run import RunFailed
+from src.tracking.interrupts import first_stop_signal
+
+GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
+
+
+_gc_settled: list[bool] = []  # per process: settle_gc has run
+
+
+class JobSkipped(RuntimeError):
+    """A search's job that the failure policy did not start."""
+
+
+def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
+    """Run one job. A single run that fails exits with one line (the traceback only under
+    HYDRA_FULL_ERROR=1, as Hydra does). In a sweep: a job finished by an earlier attempt
+    (sweep.resume) is skipped, a failed job is reported and the sweep goes on, and once
+    sweep.max_failures is exceeded the jobs not yet started are skipped. A grid's failed or
+    skipped job returns NaN; a search's raises, so that its sweeper records a failed trial
+    (Optuna refuses NaN as a value)."""
+    ctx = current_sweep()
+    if ctx is None:
+        try:
+            return task(cfg)
+        except Exception as e:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            started = "Run failed" if isinstance(e, RunFailed) else "Run not started"
+            raise SystemExit(f"{started}: {describe_error(e)}") from None
+    if (signum := first_stop_signal()) is not None:  # its KeyboardInterrupt may have been lost
+        raise KeyboardInterrupt(f"{signal.Signals(signum).name}: the sweep is stopping")
+    overrides = job_overrides()
+    name = child_run_name(cfg, overrides, ctx.swept)
+    key = job_key(overrides)
+    if key in ctx.finished:
+        report_progress(ctx, name, "SKIPPED", "(finished in an earlier attempt)")
+        return ctx.finished[key]
+    if ctx.max_failures is not None and failures_so_far(ctx) > ctx.max_failures:
+        reason = f"sweep.max_failures={ctx.max_failures} exceeded"
+        report_progress(ctx, name, "SKIPPED", f"({reason})")
+        if ctx.search:
+            raise JobSkipped(reason)
+        return float("nan")
+    try:
+        value = task(cfg)
+    except Exception as e:
+        cause = e.__cause__ if isinstance(e, RunFailed) and e.__cause__ is not None else e
+        report_progress(ctx, name, "FAILED", detail=f"{type(cause).__name__}: {cause}")
+        if ctx.search:
+            raise
+        return float("nan")
+    report_progress(ctx, name, "FINISHED", detail=f"{cfg.sweep.metric}={value:.4f}")
+    return value
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for a user: our errors and Hydra's name the culprit themselves; anything else
+    gets its type too; a failed run's error is its cause's, then which run it failed."""
+    if isinstance(error, RunFailed) and error.__cause__ is not None:
+        return f"{describe_error(error.__cause__)}; {error}"
+    if isinstance(error, (ValueError, HydraException, OmegaConfBaseException)) and str(error):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def settle_gc() -> None:
+    """After the first job of this process: collect, freeze what survived (modules, caches,
+    the sweep's configs) out of the garbage collector's reach, and collect the young
+    generation less often. A job allocates a great many short-lived containers (OmegaConf
+    nodes, matplotlib artists, SQLAlchemy rows), and with CPython's defaults the collector's
+    older passes walk every long-lived object again and again. Old generations are still
+    collected, so garbage cycles do not accumulate."""
+    if _gc_settled:
+        return
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
+    _gc_settled.append(True)
