@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: sweep test lint ui system-deps
+.PHONY: sweep test lint ui serve system-deps
 
 # The main sweep: sweeps/knn_grid.yaml on the bundled breast-cancer data, 1 parent + 42 children.
 sweep: $(STAMP)
@@ -38,6 +38,11 @@ system-deps:
 ui: $(STAMP)
 	@$(BIN)/python -m src.summary --ui --tracking-uri sqlite:///outputs/mlflow.db 2>&1 | grep '^MLflow UI: ' || echo "No sweep in outputs/mlflow.db yet: make sweep"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db --host 127.0.0.1 --port 5000
+
+# Serve a registered model of the project's store on 127.0.0.1:5001 (POST /invocations).
+MODEL ?= models:/heart-classifier@champion
+serve: $(STAMP)
+	MLFLOW_TRACKING_URI=sqlite:///outputs/mlflow.db $(BIN)/mlflow models serve -m $(MODEL) --env-manager local --host 127.0.0.1 --port 5001
 
 # uv installs what pip would (the same versions), in about half pip's time; compiled to bytecode
 # at install, as pip does (where PYTHONDONTWRITEBYTECODE is set, nothing would cache it later,
