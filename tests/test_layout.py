@@ -7,7 +7,7 @@ import ast
 
 import pytest
 
-from .conftest import REPO
+from .helpers import REPO
 
 LAYOUT = (REPO / "README.md").read_text().split("## Layout", 1)[1].split("```")[1]
 MODULES = sorted(

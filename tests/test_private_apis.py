@@ -12,7 +12,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 from sklearn.base import BaseEstimator
 
-from .conftest import REPO
+from .helpers import REPO
 
 # (what, callable, the parameter names our calls pass, in order; self/cls left out)
 USED = [

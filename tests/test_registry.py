@@ -15,7 +15,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from .conftest import (
+from .helpers import (
     HEART_CSV,
     cli,
     fold_history,
@@ -24,7 +24,7 @@ from .conftest import (
     new_store,
     train_in_process,
 )
-from .conftest import heart_sweep as run_heart_sweep
+from .helpers import heart_sweep as run_heart_sweep
 
 pytestmark = pytest.mark.xdist_group("registry")  # its module fixtures, set up once
 

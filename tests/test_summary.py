@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from src.tracking import store
 from src.tracking.ui_view import VIEW_TAG_PREFIX
 
-from .conftest import in_process, new_store, sweep_runs, train_in_process
+from .helpers import in_process, new_store, sweep_runs, train_in_process
 
 pytestmark = pytest.mark.xdist_group("summary")  # its module fixtures, set up once
 

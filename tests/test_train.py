@@ -9,49 +9,21 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
 from src.ml.evaluate import FOLD_METRICS, PER_CLASS_METRIC, class_key
 from src.ml.evaluate import METRICS as SELECTABLE
 from src.sweep.job import train
 
-from .conftest import REPO, all_runs
-
-MODELS = [
-    "knn",
-    "logistic_regression",
-    "random_forest",
-    "svm",
-    "decision_tree",
-    "gradient_boosting",
-]
-DATASETS = ["breast_cancer", "iris", "wine", "heart", "csv"]
-BINARY_METRICS = ["tn", "fp", "fn", "tp"]
-METRICS = [
-    "cv_accuracy_mean",
-    "cv_accuracy_std",
-    "test_accuracy",
-    "precision",
-    "recall",
-    "f1_score",
-    "roc_auc",
-    "training_time_s",
-]
-
-
-def compose_cfg(*overrides: str):
-    """Compose conf/config.yaml with Hydra's compose API."""
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
-
-
-def data_overrides(data: str, heart_csv: Path) -> list[str]:
-    if data == "heart":
-        return ["data=heart", f"data.path={heart_csv}"]
-    if data == "csv":
-        return ["data=csv", f"data.path={heart_csv}", "data.target=num"]
-    return [f"data={data}"]
+from .helpers import (
+    BINARY_METRICS,
+    DATASETS,
+    METRICS,
+    MODELS,
+    all_runs,
+    compose_cfg,
+    data_overrides,
+)
 
 
 def model_data_pairs() -> list:

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from hydra_plugins.sweeps_cluster_launchers import handle_lost_jobs
 from src.sweep import exit_guard
 from src.sweep.checks import validate_jobs
-from src.sweep.context import SweepContext, set_current_sweep
+from src.sweep.context import Launch, SweepContext, set_current_sweep
 from src.sweep.lost_job import lost_job
 from src.sweep.overrides import expand_jobs, unresolved, varying_keys
 from src.sweep.parent import fail_parent_run, finish_parent_run, open_sweep
@@ -74,7 +74,8 @@ class MlflowSweepCallback(Callback):
     """Owns the sweep's parent run: creates it before jobs start and closes it at the end."""
 
     def __init__(self) -> None:
-        self.context: SweepContext | None = None
+        self.context: SweepContext | None = None  # what every job gets (pickled with this)
+        self.launch: Launch | None = None  # this process's: never pickled
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Check every job, then open the store and the experiment and create the parent run."""
@@ -84,7 +85,7 @@ class MlflowSweepCallback(Callback):
             n_jobs = len(jobs) if jobs is not None else search_size(config)
             experiment = validate_jobs(config, jobs)
             sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
-            target, finished = open_sweep(config, jobs, sweep_dir, experiment)
+            target, finished, heartbeat = open_sweep(config, jobs, sweep_dir, experiment)
             reset_progress(sweep_dir)
         except Exception as e:
             # Hydra only warns about a callback's exception and launches the jobs anyway:
@@ -108,7 +109,12 @@ class MlflowSweepCallback(Callback):
             f"{without_credentials(target.tracking_uri)}",
             flush=True,
         )
-        exit_guard.arm(self.context)
+        self.launch = Launch(self.context, heartbeat)
+        exit_guard.arm(self.launch)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a job gets: the context, not this process's launch (its heartbeat thread)."""
+        return {"context": self.context, "launch": None}
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Hand the sweep context to the task in whatever process runs this job."""
@@ -128,17 +134,18 @@ class MlflowSweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Close the parent: FINISHED unless every job failed; exit non-zero if any failed."""
-        ctx = self.context
-        if ctx is None:
+        launch = self.launch
+        if launch is None:
             return
+        ctx = launch.context
         handle_lost_jobs(None)
         # what the sweep left is not garbage: frozen, the collector walks only what the summary
         # allocates, and Python's last collection at exit skips it too
         gc.freeze()
         try:
-            counts = finish_parent_run(config, ctx)
+            counts = finish_parent_run(config, launch)
         except Exception as e:  # the children are safe in MLflow; say why the summary is missing
-            fail_parent_run(ctx, e)
+            fail_parent_run(launch, e)
             exit_guard.disarm()
             parent_id = ctx.target.parent_run_id
             message = f"Summarising sweep {parent_id} failed: {type(e).__name__}: {e}"

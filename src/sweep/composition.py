@@ -8,8 +8,8 @@ job (its group choices, deletions and appends, and all `hydra.*` overrides) with
 loader once, keeps it, and for each job deep-copies it and applies the job's value overrides with
 the very function Hydra uses (`ConfigLoaderImpl._apply_overrides_to_config`), then sets the
 job-specific `hydra.overrides.task` and `hydra.job.override_dirname` as Hydra does. The result is
-the config Hydra would compose (tests/test_composition.py compares them, key by key and flag by
-flag).
+the config Hydra would compose (tests/sweep/test_composition.py compares them, key by key and
+flag by flag).
 
 The sweep callback installs it on the running Hydra instance before the sweeper exists
 (`install`), so every launcher that composes through `config_loader.load_sweep_config` (basic,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+from src.tracking.heartbeat import Heartbeat
 from src.tracking.store import RunTarget
 
 _current: SweepContext | None = None  # the running job's sweep, in the process that runs it
@@ -39,3 +40,13 @@ def set_current_sweep(ctx: SweepContext | None) -> None:
     """Make `ctx` the sweep of the job this process runs next (None: no sweep)."""
     global _current
     _current = ctx
+
+
+@dataclass
+class Launch:
+    """The sweep this process launches, from its parent's opening to its close: the context its
+    jobs get and the parent's heartbeat. The callback owns it (the exit guard holds it while
+    armed); it never travels to a job."""
+
+    context: SweepContext
+    heartbeat: Heartbeat

@@ -13,17 +13,18 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from src.analysis.report import summarize_sweep
-from src.sweep.context import SweepContext
+from src.sweep.context import Launch
 from src.tracking.interrupts import remember_and_interrupt
 from src.tracking.store import children_of
 
-_guarded: list[SweepContext] = []  # the sweep whose parent this process must close
+_armed: list[Launch] = []  # the sweep whose parent this process must close at exit: one
 _installed: list[bool] = []
 
 
-def arm(ctx: SweepContext) -> None:
-    """From now until `disarm`, close `ctx`'s parent if this process exits or is signalled."""
-    _guarded[:] = [ctx]
+def arm(launch: Launch) -> None:
+    """From now until `disarm`, close `launch`'s parent if this process exits or is
+    signalled."""
+    _armed[:] = [launch]
     if not _installed:
         atexit.register(close_on_exit)
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -34,15 +35,17 @@ def arm(ctx: SweepContext) -> None:
 
 def disarm() -> None:
     """The parent is closed: nothing left to do at exit."""
-    _guarded.clear()
+    _armed.clear()
 
 
 def close_on_exit() -> None:
     """End the guarded parent KILLED (and its RUNNING children), after summarising what
     finished; nothing if the sweep closed its parent itself."""
-    if not _guarded:
+    if not _armed:
         return
-    ctx = _guarded.pop()
+    launch = _armed.pop()
+    ctx = launch.context
+    launch.heartbeat.stop()
     # An interrupt inside a store call leaves that call's unfinished read open in the frames of
     # its traceback, which Python keeps until exit (sys.last_traceback); on sqlite it holds a
     # lock every write below would wait on, then fail ("database is locked": parent RUNNING)

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from src.analysis.ranking import SweepSummary, more_folds_hint
 from src.analysis.registry import default_model_name, describe, register_best
 from src.analysis.report import summarize_sweep
-from src.sweep.context import SweepContext
+from src.sweep.context import Launch
 from src.sweep.overrides import sweep_command, swept_values, task_overrides
 from src.sweep.recovery import end_orphans, mark_stale_runs, reopen_sweep, resume_parent
 from src.sweep.search import is_search, search_result, search_settings
@@ -44,10 +44,11 @@ class SweepSetupError(ValueError):
 
 def open_sweep(
     config: DictConfig, jobs: list[list[str]] | None, sweep_dir: Path, experiment: str
-) -> tuple[RunTarget, dict[str, float]]:
+) -> tuple[RunTarget, dict[str, float], Heartbeat]:
     """Open the store and the `experiment`, end runs whose process is gone, and create the
     parent run (writing to `sweep_dir`), or reopen the one sweep.resume names; the parent's run
-    target, and the finished jobs' results (job key -> metric) when resuming."""
+    target, the finished jobs' results (job key -> metric) when resuming, and the parent's
+    heartbeat, beating."""
     try:
         uri = resolve_tracking_uri(config.mlflow.tracking_uri)
         experiment_id = ensure_experiment(uri, experiment)
@@ -83,17 +84,8 @@ def open_sweep(
     interval = float(config.sweep.heartbeat_s)
     beat = [RunTag(k, v) for k, v in first_beat(interval).items()]
     with_retries(lambda: client.log_batch(parent_id, tags=beat))
-    _parent_heartbeat.append(Heartbeat(uri, parent_id, interval).start())
-    return RunTarget(uri, experiment_id, parent_id, commit, dirty, interval), finished
-
-
-_parent_heartbeat: list[Heartbeat] = []  # the open parent's, in the launching process
-
-
-def stop_parent_heartbeat() -> None:
-    """Stop the parent's heartbeat before it is ended."""
-    while _parent_heartbeat:
-        _parent_heartbeat.pop().stop()
+    heartbeat = Heartbeat(uri, parent_id, interval).start()
+    return RunTarget(uri, experiment_id, parent_id, commit, dirty, interval), finished, heartbeat
 
 
 def command_tag(command: dict) -> str:
@@ -163,9 +155,10 @@ def create_parent_run(
     return str(run.info.run_id)
 
 
-def finish_parent_run(config: DictConfig, ctx: SweepContext) -> dict[str, int]:
+def finish_parent_run(config: DictConfig, launch: Launch) -> dict[str, int]:
     """Summarise the sweep onto the parent and into the sweep folder, run the registry gate if
     asked (registry.enabled), then end the parent; the counts of its children."""
+    ctx = launch.context
     parent_id = ctx.target.parent_run_id
     assert parent_id is not None
     client = MlflowClient(ctx.target.tracking_uri)
@@ -183,7 +176,7 @@ def finish_parent_run(config: DictConfig, ctx: SweepContext) -> dict[str, int]:
     if stopped:
         reason = f"stopped by sweep.max_failures={ctx.max_failures}: {counts['n_failed']} failed"
         with_retries(lambda: client.set_tag(parent_id, "end_reason", reason))
-    stop_parent_heartbeat()
+    launch.heartbeat.stop()
     with_retries(lambda: client.set_terminated(parent_id, status))
     finished, failed, total = counts["n_finished"], counts["n_failed"], counts["n_children"]
     counted = f"{finished} finished, {failed} failed of {total} children"
@@ -208,13 +201,14 @@ def finish_parent_run(config: DictConfig, ctx: SweepContext) -> dict[str, int]:
     return counts
 
 
-def fail_parent_run(ctx: SweepContext, error: BaseException) -> None:
+def fail_parent_run(launch: Launch, error: BaseException) -> None:
     """End the parent FAILED with `error` recorded on it (the children stay as they are)."""
+    ctx = launch.context
     parent_id = ctx.target.parent_run_id
     assert parent_id is not None
     client = MlflowClient(ctx.target.tracking_uri)
     record_failure(client, parent_id, error)
-    stop_parent_heartbeat()
+    launch.heartbeat.stop()
     with_retries(lambda: client.set_terminated(parent_id, "FAILED"))
 
 

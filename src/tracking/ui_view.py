@@ -2,8 +2,8 @@
 stores a view (an experiment tag), and the link that opens it.
 
 Everything this relies on of the UI's format is pinned here, read from the UI shipped with
-MLflow 3.17 (its experiment page's shared-view loader); `tests/test_ui.py` opens a stored view
-in Chromium and fails when a new MLflow stops reading it:
+MLflow 3.17 (its experiment page's shared-view loader); `tests/tracking/test_ui.py` opens a stored
+view in Chromium and fails when a new MLflow stops reading it:
 - the tag `mlflow.sharedViewState.<key>` on the experiment holds a JSON envelope
   `{name, createdAt, updatedAt, state}`, at most 20,000 characters, where `state` is
   `deflate;` + base64 of the zlib-compressed JSON of the page's state;

@@ -2,7 +2,8 @@
 
 It is stored as `hydra/launcher=sweeps_joblib`, a name no other plugin uses, so installing this
 package changes nothing for other Hydra apps: their `hydra/launcher=joblib` stays the stock
-launcher. This project's `conf/hydra/launcher/joblib.yaml` selects it for this app alone.
+launcher. In this app, `hydra/launcher=joblib` runs it: the sweep callback swaps the stock
+launcher's `_target_` for ours (src/sweep/callback.py, `use_our_launchers`).
 No `from __future__ import annotations`: Hydra's plugin scan executes this module before it is
 in sys.modules, and dataclasses cannot resolve string annotations then.
 """

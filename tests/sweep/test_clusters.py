@@ -24,8 +24,7 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from .conftest import HEART_CSV, MLFLOW_SERVER_ENV, all_runs, new_store, sweep_runs
-from .test_reliability import start
+from ..helpers import HEART_CSV, MLFLOW_SERVER_ENV, all_runs, new_store, start, sweep_runs
 
 pytestmark = pytest.mark.slow  # run by `make test` / CI via `pytest -m slow`
 

@@ -12,7 +12,7 @@ from src.ml.evaluate import evaluate
 from src.ml.pipeline import build_pipeline
 from src.ml.plots import feature_importance, save_child_plots
 
-from .test_train import compose_cfg, data_overrides
+from ..helpers import compose_cfg, data_overrides
 
 
 def fitted(model: str, data: str, heart_csv):

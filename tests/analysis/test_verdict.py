@@ -3,41 +3,25 @@
 
 from __future__ import annotations
 
-import time
 from functools import partial
 
 import pandas as pd
 import pytest
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from src.analysis.ranking import load_summary, reading_notes, verdict_note
 from src.ml.stats import corrected_ttest, holm
 
-from .conftest import fold_history, heart_sweep_output, in_process, new_store, sweep_runs
-
-BEST = [0.90, 0.85, 0.88, 0.92, 0.87]
-SPLIT = {"cv.seed": "42", "cv.folds": "5", "cv.repeats": "1"}
-SPLIT_TAGS = {"data.train_fingerprint": "abc", "cv.n_train": "194", "cv.n_test": "48"}
-
-
-def make_child(client, experiment_id, parent_id, name, folds, k, params=None, tags=None):
-    """A finished child with cv_accuracy per fold (None: none logged, as an older version)."""
-    parent = {"mlflow.parentRunId": parent_id} if parent_id else {}  # None: a single run
-    run = client.create_run(experiment_id, run_name=name, tags=parent)
-    now = int(time.time() * 1000)
-    scores = folds if folds is not None else [0.5, 0.5]
-    metrics = [Metric("cv_accuracy_mean", sum(scores) / len(scores), now, 0)]
-    metrics += [Metric("cv_accuracy", v, now, i) for i, v in enumerate(folds or [])]
-    all_params = SPLIT | {"model.n_neighbors": str(k)} | (params or {})
-    client.log_batch(
-        run.info.run_id,
-        metrics=metrics,
-        params=[Param(key, value) for key, value in all_params.items()],
-        tags=[RunTag(key, value) for key, value in (SPLIT_TAGS | (tags or {})).items()],
-    )
-    client.set_terminated(run.info.run_id, "FINISHED")
-    return run.info.run_id
+from ..helpers import (
+    BEST,
+    fold_history,
+    heart_sweep_output,
+    in_process,
+    make_child,
+    new_store,
+    sweep_runs,
+)
 
 
 @pytest.fixture

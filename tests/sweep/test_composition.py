@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.sweep import composition
 from src.sweep.composition import CachingConfigLoader
 
-from .conftest import REPO
+from ..helpers import REPO
 
 MASTER_OVERRIDES = [
     "hydra/launcher=joblib",

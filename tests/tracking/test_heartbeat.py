@@ -14,7 +14,7 @@ from src.sweep.recovery import liveness
 from src.tracking.heartbeat import HEARTBEAT_TAG, INTERVAL_TAG, Heartbeat, first_beat
 from src.tracking.process import PROCESS_TAG, process_identity
 
-from .conftest import in_process
+from ..helpers import in_process
 
 ELSEWHERE = "node-7.cluster:4242:99"  # a process on another host: /proc cannot tell
 

@@ -12,7 +12,7 @@ import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from .conftest import HEART_CSV, cli, train_in_process
+from ..helpers import HEART_CSV, cli, train_in_process
 
 # every row runs a small KNN sweep on the heart data, without models and plots (fast)
 BASE = ["data=heart", "data.path={heart}", "mlflow.log_model=false", "mlflow.log_plots=false"]
@@ -88,7 +88,7 @@ FAULTS = [
     Fault("heart_ragged", "-m data.path={ragged}", 1, "ragged.csv' is not a valid CSV table"),
     # a store that cannot be made
     Fault("store_path", "-m model=knn", 1, "cannot create its folder", tracking_uri="sqlite:///{tmp}/a_file/mlflow.db"),
-    # jobs that fail while running: FAILED children, a summary, exit 1 (more in test_reliability)
+    # jobs that fail while running: FAILED children, a summary, exit 1 (more in test_failures.py)
     Fault("job_fails_single", "model=knn model.n_neighbors=500", 1, "Run failed: Expected n_neighbors <= n_samples_fit", process=True),
     Fault("one_job_fails", "-m model=knn model.n_neighbors=5,500", 1, "1 of 2 jobs failed", {"FINISHED": 1}, {"FINISHED": 1, "FAILED": 1}),
     # a value a search samples is checked in its job: a FAILED child, not a lost job

@@ -23,8 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from src.tracking.ui_view import VIEW_TAG_PREFIX
 
-from .conftest import cli, free_port, in_process, mlflow_process
-from .test_ui import browse
+from ..helpers import browse, cli, free_port, in_process, mlflow_process
 
 pytestmark = pytest.mark.slow  # run by `make test` / CI via `pytest -m slow`
 

@@ -13,8 +13,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from .conftest import REPO, all_runs, sweep_runs
-from .test_train import BINARY_METRICS, METRICS
+from ..helpers import BINARY_METRICS, METRICS, REPO, all_runs, sweep_runs
 
 KNN_SWEEP = ["-m", "model=knn", "model.n_neighbors=3,5,7", "model.weights=uniform,distance"]
 JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]

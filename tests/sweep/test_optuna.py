@@ -33,8 +33,7 @@ from hydra_plugins.sweeps_optuna_sweeper._core import (
 )
 from src.tracking.child_run import RunScore
 
-from .conftest import HEART_CSV, REPO, all_runs, cli, free_port, train_in_process
-from .test_reliability import start, wait_for
+from ..helpers import HEART_CSV, REPO, all_runs, cli, free_port, start, train_in_process, wait_for
 
 LEAN = ["mlflow.log_model=false", "mlflow.log_plots=false"]
 PARENT = "mlflow_parent_run_id"

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from src.sweep.callback import OUR_LAUNCHERS, use_our_launchers
 
-from .conftest import REPO
+from ..helpers import REPO
 
 STOCK_JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 OUR_JOBLIB = OUR_LAUNCHERS[STOCK_JOBLIB]

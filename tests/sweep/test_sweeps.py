@@ -15,7 +15,7 @@ from src.ml.pipeline import build_estimator
 from src.sweep.checks import validate_jobs
 from src.sweep.overrides import expand_jobs
 
-from .conftest import REPO, sweep_runs
+from ..helpers import REPO, SWEEP_FILES, sweep_runs
 
 EXPECTED_JOBS = {
     "knn_grid": 7 * 2 * 3,
@@ -26,7 +26,6 @@ EXPECTED_JOBS = {
     "knn_optuna": 30,
     "random_forest_optuna": 30,
 }
-SWEEP_FILES = sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml"))
 LEAN = ["mlflow.log_model=false", "mlflow.log_plots=false"]
 
 

@@ -10,8 +10,7 @@ from PIL import Image
 from src.analysis.families import family_table, plot_families
 from src.ml.stats import corrected_ttest
 
-from .conftest import in_process
-from .test_verdict import BEST, make_child
+from ..helpers import BEST, in_process, make_child
 
 WORSE = [v - 0.2 for v in BEST]
 

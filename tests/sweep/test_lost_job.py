@@ -24,7 +24,7 @@ from src.tracking.child_run import RunFailed
 from src.tracking.process import PROCESS_TAG
 from src.tracking.store import ATTEMPT_TAG, RunTarget
 
-from .conftest import REPO
+from ..helpers import REPO
 
 OVERRIDES = ["model=knn", "model.n_neighbors=7", "data=iris"]
 

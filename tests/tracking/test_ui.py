@@ -11,29 +11,17 @@ from pathlib import Path
 import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
-from playwright.sync_api import sync_playwright
 
 from src.tracking.store import DEFAULT_UI_URL
 from src.tracking.ui_view import VIEW_TAG_PREFIX
 
-from .conftest import REPO, all_runs, mlflow_process, new_store, train_in_process
+from ..helpers import REPO, all_runs, browse, mlflow_process, new_store, train_in_process
 
 pytestmark = [  # run by `make test` / CI via `pytest -m slow`; its module fixture set up once
     pytest.mark.slow,
     pytest.mark.xdist_group("ui"),
 ]
 
-CHROMIUM = "/usr/bin/chromium"
-# as the machine's own probe starts it: no sandbox as root, and no background network traffic
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = REPO / "tests" / "screenshots"
 
 
@@ -80,29 +68,6 @@ def sweeps(tracking_uri: str) -> list[tuple[Run, list[Run]]]:
         (p, [r for r in runs if r.data.tags.get("mlflow.parentRunId") == p.info.run_id])
         for p in parents
     ]
-
-
-def browse(mlflow_ui: str, visit) -> list[str]:
-    """Open Chromium on a loopback-only network and `visit(page)`; the requests it refused."""
-    assert Path(CHROMIUM).exists(), "Debian's chromium is required: apt-get install chromium"
-    outside: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1500, "height": 950})
-
-            def loopback_only(route) -> None:  # the UI must need nothing beyond our server
-                if route.request.url.startswith(mlflow_ui):
-                    route.continue_()
-                else:
-                    outside.append(route.request.url)
-                    route.abort()
-
-            page.route("**/*", loopback_only)
-            visit(page)
-        finally:
-            browser.close()
-    return outside
 
 
 def test_each_sweeps_link_opens_its_own_chart_view(mlflow_ui, ui_store, tmp_path) -> None:

@@ -1,0 +1,412 @@
+"""What the tests share: the repository's paths, running a sweep or a command (in process or as a
+process), stores, servers, and the runs they made."""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import io
+import logging
+import os
+import re
+import runpy
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.tracking import MlflowClient
+from playwright.sync_api import sync_playwright
+
+from hydra_plugins.sweeps_cluster_launchers import handle_lost_jobs
+from src.sweep import exit_guard
+from src.sweep.context import set_current_sweep
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+HEART_CSV = REPO / "tests" / "data" / "heart_cleveland.csv"  # UCI Cleveland, CC BY 4.0
+
+
+def new_store(migrated_store: Path, directory: Path) -> str:
+    """A fresh sqlite store in `directory`, copied from the migrated empty one; its URI."""
+    shutil.copyfile(migrated_store, directory / "mlflow.db")
+    return f"sqlite:///{directory}/mlflow.db"
+
+
+def cli(
+    uri: str, module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """Run `python -m <module> args...` from the repo root against the store at `uri`."""
+    full_env = os.environ | {"MLFLOW_TRACKING_URI": uri} | (env or {})
+    full_env.pop("MLFLOW_RUN_ID", None)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def in_process(uri: str, module: str, *args: str) -> subprocess.CompletedProcess:
+    """Call `module`'s `main(argv)` in this process against the store at `uri`, with what
+    `cli` returns: the exit code and the printed output (the tests of the `python -m` path
+    itself use `cli`)."""
+    main = importlib.import_module(module).main
+    out, err = io.StringIO(), io.StringIO()
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as e:  # argparse's errors
+                code = e.code if isinstance(e.code, int) else 2
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_TRACKING_URI")
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
+
+
+def train_in_process(
+    uri: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`python -m src.train args` called in this process as a process would run it and end,
+    with what `cli` returns: Hydra's main with this argv, the exit code and message of its
+    SystemExit (or the traceback of an uncaught error), then what the process's exit would do
+    (the exit guard closes a parent still open). What the run changed here (environment, argv,
+    signal handlers, the root logger, Hydra's and the sweep's globals, the collector) is put
+    back. For runs and sweeps on Hydra's basic launcher where the process boundary is not what
+    the test is about: no interpreter to start, no imports to repeat."""
+    root = logging.getLogger()
+    saved_env, saved_argv = dict(os.environ), sys.argv
+    saved_root = root.handlers[:], root.level
+    saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    saved_gc = gc.get_threshold()
+    os.environ.update({"MLFLOW_TRACKING_URI": uri} | (env or {}))
+    os.environ.pop("MLFLOW_RUN_ID", None)
+    sys.argv = [str(REPO / "src" / "train.py"), *args]
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                runpy.run_module("src.train", run_name="__main__")  # as `python -m` does
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+                if isinstance(e.code, str):  # as the interpreter prints it at exit
+                    print(e.code, file=sys.stderr)
+            except Exception:  # noqa: BLE001 - uncaught (HYDRA_FULL_ERROR=1), as the interpreter
+                traceback.print_exc()
+                code = 1
+            exit_guard.close_on_exit()  # the exit handler it registered, as at the process's exit
+    finally:
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None
+        set_current_sweep(None)
+        handle_lost_jobs(None)
+        for handler in set(root.handlers) - set(saved_root[0]):  # a job's log file
+            handler.close()
+        root.handlers[:] = saved_root[0]
+        root.setLevel(saved_root[1])
+        for signum, handler in saved_signals.items():
+            signal.signal(signum, handler)
+        gc.unfreeze()
+        gc.set_threshold(*saved_gc)
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["src.train", *args], code, out.getvalue(), err.getvalue())
+
+
+def train(uri: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m src.train args` against the store at `uri`: called in this process on Hydra's
+    basic launcher (`train_in_process`), a process of its own under any other launcher (its
+    workers would outlive the call here)."""
+    if any(a.startswith("hydra/launcher=") for a in args):
+        return cli(uri, "src.train", *args, env=env)
+    return train_in_process(uri, *args, env=env)
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# A tracking server or UI without MLflow's job runner (its GenAI jobs: seven more processes,
+# each importing mlflow, that no test here uses) and without telemetry
+MLFLOW_SERVER_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+}
+
+
+@contextmanager
+def mlflow_process(
+    args: list[str], log: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> Iterator[str]:
+    """Run `python -m mlflow <args>` on a free loopback port until it answers `/health` (the
+    tracking server, the UI and the model server all do); yield its URL; stop it."""
+    port = free_port()
+    full_env = os.environ | MLFLOW_SERVER_ENV | (env or {})
+    # `mlflow models serve` starts `uvicorn` by name: the venv must be on PATH, as when activated
+    full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full_env.get('PATH', '')}"
+    with log.open("w") as out:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", *args, "--host", "127.0.0.1", "--port", str(port)],
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=log.parent,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, f"no answer in {timeout} s:\n{log.read_text()}"
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def all_runs(tracking_uri: str) -> list[Run]:
+    """Every run in every experiment of the store (none if the store was never created)."""
+    db = Path(tracking_uri.removeprefix("sqlite:///"))
+    if not db.exists():
+        return []
+    client = MlflowClient(tracking_uri)
+    experiment_ids = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiment_ids, max_results=50000) if experiment_ids else []
+
+
+def heart_sweep(uri: str, sweep_dir: Path, *overrides: str) -> str:
+    """Run a sweep on the heart data without plots into `sweep_dir` (in this process); its
+    parent run id."""
+    output = heart_sweep_output(uri, sweep_dir, *overrides)
+    found = re.search(r"^Sweep parent run (\w+)", output, re.MULTILINE)
+    assert found, output
+    return found.group(1)
+
+
+def heart_sweep_output(uri: str, sweep_dir: Path, *overrides: str) -> str:
+    """`heart_sweep`, and what it printed (it must succeed)."""
+    result = train_in_process(
+        uri,
+        "-m",
+        *overrides,
+        "data=heart",
+        f"data.path={HEART_CSV}",
+        "mlflow.log_plots=false",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def fold_history(client: MlflowClient, run_id: str, key: str = "cv_accuracy") -> list[float]:
+    """A run's per-fold scores as logged, in step order."""
+    return [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+
+
+def sweep_runs(tracking_uri: str) -> tuple[Run, list[Run]]:
+    """The single parent run of the store and its children; fails if there is not exactly one."""
+    runs = all_runs(tracking_uri)
+    parents = [r for r in runs if r.data.tags.get("sweep") == "true"]
+    assert len(parents) == 1, f"expected one parent run, got {[r.info.run_name for r in parents]}"
+    parent = parents[0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    orphans = [r for r in runs if r is not parent and r not in children]
+    assert not orphans, f"runs outside the sweep: {[r.info.run_name for r in orphans]}"
+    return parent, children
+
+
+def start(
+    uri: str, tmp: Path, *args: str, new_session: bool = False
+) -> tuple[subprocess.Popen, Path]:
+    """Start `python -m src.train args` in the background; its output goes to a file."""
+    out = tmp / f"out{time.time_ns()}.log"
+    env = os.environ | {"MLFLOW_TRACKING_URI": uri}
+    with out.open("w") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "src.train", *args, f"hydra.sweep.dir={tmp}/sweep"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=new_session,
+            preexec_fn=_default_sigint,
+        )
+    return process, out
+
+
+def wait_for(out: Path, text: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in out.read_text():
+        assert process.poll() is None, f"ended before {text!r}:\n{out.read_text()}"
+        assert time.monotonic() < deadline, f"no {text!r} in {timeout}s:\n{out.read_text()}"
+        time.sleep(0.2)
+
+
+BEST = [0.90, 0.85, 0.88, 0.92, 0.87]
+
+
+def make_child(client, experiment_id, parent_id, name, folds, k, params=None, tags=None):
+    """A finished child with cv_accuracy per fold (None: none logged, as an older version)."""
+    parent = {"mlflow.parentRunId": parent_id} if parent_id else {}  # None: a single run
+    run = client.create_run(experiment_id, run_name=name, tags=parent)
+    now = int(time.time() * 1000)
+    scores = folds if folds is not None else [0.5, 0.5]
+    metrics = [Metric("cv_accuracy_mean", sum(scores) / len(scores), now, 0)]
+    metrics += [Metric("cv_accuracy", v, now, i) for i, v in enumerate(folds or [])]
+    all_params = SPLIT | {"model.n_neighbors": str(k)} | (params or {})
+    client.log_batch(
+        run.info.run_id,
+        metrics=metrics,
+        params=[Param(key, value) for key, value in all_params.items()],
+        tags=[RunTag(key, value) for key, value in (SPLIT_TAGS | (tags or {})).items()],
+    )
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+MODELS = [
+    "knn",
+    "logistic_regression",
+    "random_forest",
+    "svm",
+    "decision_tree",
+    "gradient_boosting",
+]
+
+
+DATASETS = ["breast_cancer", "iris", "wine", "heart", "csv"]
+
+
+BINARY_METRICS = ["tn", "fp", "fn", "tp"]
+
+
+METRICS = [
+    "cv_accuracy_mean",
+    "cv_accuracy_std",
+    "test_accuracy",
+    "precision",
+    "recall",
+    "f1_score",
+    "roc_auc",
+    "training_time_s",
+]
+
+
+def compose_cfg(*overrides: str):
+    """Compose conf/config.yaml with Hydra's compose API."""
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def data_overrides(data: str, heart_csv: Path) -> list[str]:
+    if data == "heart":
+        return ["data=heart", f"data.path={heart_csv}"]
+    if data == "csv":
+        return ["data=csv", f"data.path={heart_csv}", "data.target=num"]
+    return [f"data={data}"]
+
+
+SWEEP_FILES = sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml"))
+
+
+def browse(mlflow_ui: str, visit) -> list[str]:
+    """Open Chromium on a loopback-only network and `visit(page)`; the requests it refused."""
+    assert Path(CHROMIUM).exists(), "Debian's chromium is required: apt-get install chromium"
+    outside: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 950})
+
+            def loopback_only(route) -> None:  # the UI must need nothing beyond our server
+                if route.request.url.startswith(mlflow_ui):
+                    route.continue_()
+                else:
+                    outside.append(route.request.url)
+                    route.abort()
+
+            page.route("**/*", loopback_only)
+            visit(page)
+        finally:
+            browser.close()
+    return outside
+
+
+def _default_sigint() -> None:
+    # a shell's background job (`cmd &`) starts with SIGINT ignored, and so would the sweep:
+    # these tests interrupt it as a terminal's Ctrl-C does, whatever started pytest
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+# as the machine's own probe starts it: no sandbox as root, and no background network traffic
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+SPLIT = {"cv.seed": "42", "cv.folds": "5", "cv.repeats": "1"}
+
+
+SPLIT_TAGS = {"data.train_fingerprint": "abc", "cv.n_train": "194", "cv.n_test": "48"}
+
+
+SLOW_SWEEP = [
+    "-m",
+    "model=random_forest",
+    "model.n_estimators=150,151,152,153,154,155,156,157",
+    "data=heart",
+    f"data.path={HEART_CSV}",
+    "mlflow.log_model=false",
+]
+
+
+# the first four: one finished, one killed while it runs, two that the resumed sweep runs
+KILLED_SWEEP = [*SLOW_SWEEP[:2], "model.n_estimators=150,151,152,153", *SLOW_SWEEP[3:]]
+
+
+LEAN = ["mlflow.log_model=false", "mlflow.log_plots=false"]
+
+
+def run(
+    uri: str, tmp: Path, *args: str, sweep_dir: Path | None = None
+) -> subprocess.CompletedProcess:
+    """`train` into `sweep_dir` (default: a new one under `tmp`)."""
+    return train(uri, *args, f"hydra.sweep.dir={sweep_dir or tmp / f's{time.time_ns()}'}")
