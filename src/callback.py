@@ -24,6 +24,7 @@ from src.store import without_credentials
 from src.sweep_jobs import (
     OUR_OPTUNA,
     SweepContext,
+    check_sweeper_targets,
     describe_error,
     expand_jobs,
     is_search,
@@ -95,6 +96,7 @@ class MlflowSweepCallback(Callback):
         """Check every job, then open the store and the experiment and create the parent run."""
         use_our_launchers(config)
         try:
+            check_sweeper_targets(config)
             jobs = expand_jobs(config)
             n_jobs = len(jobs) if jobs is not None else search_size(config)
             experiment = validate_jobs(config, jobs)

@@ -42,6 +42,7 @@ from src.sweep_jobs import (
     job_tags,
     model_choice,
 )
+from src.targets import allowed_targets
 
 
 def train(cfg: DictConfig) -> float:
@@ -122,7 +123,8 @@ def prepare(cfg: DictConfig) -> tuple[Dataset, Pipeline]:
     check_settings(cfg)
     data = load_dataset(cfg.data)
     check_folds(cfg.cv.folds, data.y_train, str(cfg.data.name))
-    return data, build_pipeline(cfg.model, data.X_train, data.categorical)
+    allowed = allowed_targets(cfg)
+    return data, build_pipeline(cfg.model, data.X_train, data.categorical, allowed)
 
 
 def log_model(

@@ -31,6 +31,7 @@ from src.interrupts import first_stop_signal
 from src.pipeline import build_estimator
 from src.settings import SettingsError, check_folds, check_settings
 from src.store import ATTEMPT_TAG, RunTarget
+from src.targets import TargetError, allowed_targets, config_targets, resolve_class
 
 PROGRESS_FILE = ".sweep_progress.tsv"
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
@@ -303,6 +304,26 @@ def is_search(config: DictConfig) -> bool:
     return not str(config.hydra.sweeper._target_).endswith("BasicSweeper")
 
 
+def check_sweeper_targets(config: DictConfig) -> None:
+    """Every `_target_` inside `hydra.sweeper` (its sampler) names an Optuna sampler class:
+    Hydra instantiates them with the sweeper, after the callback's `on_multirun_start`. The
+    sweeper's own `_target_` is Hydra's to check (it must be an installed plugin)."""
+    sweeper = config.hydra.sweeper
+    found = [
+        found
+        for key in sweeper
+        if key != "_target_"
+        for found in config_targets(sweeper[key], f"hydra.sweeper.{key}")
+    ]
+    if not found:
+        return
+    from optuna.samplers import BaseSampler
+
+    for key, target in found:
+        if not issubclass(resolve_class(key, target, "optuna.samplers"), BaseSampler):
+            raise TargetError(f"{key}={target!r} is not an Optuna sampler class")
+
+
 def search_size(config: DictConfig) -> int | None:
     """How many trials a search sweeper will run: its n_trials, less the ended trials its
     persistent study already holds (our Optuna sweeper); None when it does not say. A study
@@ -369,7 +390,7 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]] | None) -> str:
         check_settings(cfg)
         if preferred_key and not have_key:
             have_key = OmegaConf.select(cfg, preferred_key, default=_ABSENT) is not _ABSENT
-        build_estimator(cfg.model)
+        build_estimator(cfg.model, allowed_targets(cfg))
         data_key = (OmegaConf.to_yaml(cfg.data, resolve=True), int(cfg.cv.folds))
         if data_key not in seen_data:
             seen_data.add(data_key)

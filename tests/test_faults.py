@@ -32,6 +32,7 @@ class Fault:
     tracking_uri: str | None = None  # default: the test's own fresh sqlite store
     slow: bool = False
     process: bool = False  # True: run as `python -m src.train` (others are called in this process)
+    hides: str | None = None  # what must not be printed (a secret the input holds)
 
 
 JOBLIB = "hydra/launcher=joblib hydra.launcher.n_jobs=2"
@@ -86,6 +87,15 @@ FAULTS = [
     Fault("latin1_csv", "-m data=csv data.path={latin1} data.target=num", 1, "latin1.csv' is not UTF-8 text"),
     Fault("ragged_csv", "-m data=csv data.path={ragged} data.target=num", 1, "ragged.csv' is not a valid CSV table"),
     Fault("heart_ragged", "-m data.path={ragged}", 1, "ragged.csv' is not a valid CSV table"),
+    # a `_target_` is code: only scikit-learn classes (Optuna samplers) are called, checked first
+    Fault("target_open", "-m model._target_=builtins.open +model.file={tmp}/a_file +model.mode=w", 1, "model._target_='builtins.open' is not allowed"),
+    Fault("target_open_single", "model._target_=builtins.open +model.file={tmp}/a_file +model.mode=w", 1, "Run not started: model._target_='builtins.open' is not allowed"),
+    Fault("target_nested", "-m model=svm model.estimator._target_=shutil.copyfile +model.estimator.src={heart} +model.estimator.dst={tmp}/copy.csv", 1, "model.estimator._target_='shutil.copyfile' is not allowed"),
+    Fault("target_private", "-m model._target_=sklearn.utils._testing.assert_run_python_script_without_output", 1, "is not allowed: use a public class under sklearn."),
+    Fault("target_not_classifier", "-m model._target_=sklearn.linear_model.LinearRegression", 1, "model._target_='sklearn.linear_model.LinearRegression' is not a scikit-learn classifier class"),
+    Fault("target_no_class", "-m model._target_=sklearn.neighbors.Nope", 1, "model._target_='sklearn.neighbors.Nope' cannot be imported"),
+    Fault("target_sampler", "-m sweeps=knn_optuna hydra.sweeper.sampler._target_=builtins.print", 1, "hydra.sweeper.sampler._target_='builtins.print' is not allowed"),
+    Fault("target_sampler_other", "-m sweeps=knn_optuna hydra.sweeper.sampler._target_=optuna.samplers.nsgaii.UniformCrossover", 1, "is not an Optuna sampler class"),
     # a store that cannot be made
     Fault("store_path", "-m model=knn", 1, "cannot create its folder", tracking_uri="sqlite:///{tmp}/a_file/mlflow.db"),
     # jobs that fail while running: FAILED children, a summary, exit 1 (more in test_reliability)
@@ -102,6 +112,9 @@ FAULTS = [
 # fmt: on
 
 
+A_FILE = "a file where the store's folder would go"
+
+
 def bad_files(tmp: Path) -> dict[str, str]:
     """CSV files a user may point data.path at by mistake, by the name the rows use."""
     header = HEART_CSV.read_text().splitlines()[0]
@@ -116,7 +129,7 @@ def bad_files(tmp: Path) -> dict[str, str]:
         path = tmp / f"{name}.csv"
         path.write_bytes(text.encode("latin-1"))
         paths[name] = str(path)
-    (tmp / "a_file").write_text("a file where the store's folder would go")
+    (tmp / "a_file").write_text(A_FILE)
     return paths | {"heart": str(HEART_CSV), "tmp": str(tmp)}
 
 
@@ -139,6 +152,10 @@ def test_fault(fault: Fault, tracking_uri: str, tmp_path: Path) -> None:
     assert fault.says in output, output
     if fault.code and not fault.parents and not fault.children:  # bad input: one line
         assert "Traceback" not in output, output
+    if fault.hides is not None:
+        assert fault.hides not in output, output
+    assert (tmp_path / "a_file").read_text() == A_FILE  # bad input touches no file of the user's
+    assert not (tmp_path / "copy.csv").exists()
     if fault.tracking_uri is None:
         parents, children = runs_by_status(uri)
         assert (parents, children) == (Counter(fault.parents), Counter(fault.children))
