@@ -96,6 +96,9 @@ FAULTS = [
     Fault("target_no_class", "-m model._target_=sklearn.neighbors.Nope", 1, "model._target_='sklearn.neighbors.Nope' cannot be imported"),
     Fault("target_sampler", "-m sweeps=knn_optuna hydra.sweeper.sampler._target_=builtins.print", 1, "hydra.sweeper.sampler._target_='builtins.print' is not allowed"),
     Fault("target_sampler_other", "-m sweeps=knn_optuna hydra.sweeper.sampler._target_=optuna.samplers.nsgaii.UniformCrossover", 1, "is not an Optuna sampler class"),
+    # a file that is not a table: named, its content not printed
+    Fault("secret_file", "-m data=csv data.path={secret} data.target=num", 1, "secret.csv: its first line is not a header", hides="S3CRET"),
+    Fault("duplicate_column", "-m data=csv data.path={duplicate} data.target=num", 1, "duplicate.csv' has more than one column named 'age'"),
     # a store that cannot be made
     Fault("store_path", "-m model=knn", 1, "cannot create its folder", tracking_uri="sqlite:///{tmp}/a_file/mlflow.db"),
     # jobs that fail while running: FAILED children, a summary, exit 1 (more in test_reliability)
@@ -117,12 +120,15 @@ A_FILE = "a file where the store's folder would go"
 
 def bad_files(tmp: Path) -> dict[str, str]:
     """CSV files a user may point data.path at by mistake, by the name the rows use."""
-    header = HEART_CSV.read_text().splitlines()[0]
+    header, *lines = HEART_CSV.read_text().splitlines()
+    rows = "\n".join(lines[:40]) + "\n"
     files = {
         "empty": "",
         "header": header + "\n",
         "latin1": header + "\n" + "café,1\n",
         "ragged": header + "\n1,2\n1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17\n",
+        "secret": "root:$6$S3CRET:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n",
+        "duplicate": header.replace("sex", "age", 1) + "\n" + rows,
     }
     paths = {}
     for name, text in files.items():
