@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from src import exit_guard
 from src.parent import fail_parent_run, finish_parent_run, open_sweep
-from src.store import without_credentials
+from src.store import keep_credentials_out_of_config, without_credentials
 from src.sweep_jobs import (
     OUR_OPTUNA,
     SweepContext,
@@ -92,8 +92,13 @@ class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         self.context: SweepContext | None = None
 
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Keep a store's password out of what Hydra saves of a single run."""
+        keep_credentials_out_of_config(config)
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Check every job, then open the store and the experiment and create the parent run."""
+        keep_credentials_out_of_config(config)
         use_our_launchers(config)
         try:
             check_sweeper_targets(config)

@@ -28,6 +28,7 @@ from src.store import (
     RunTarget,
     ensure_experiment,
     git_info,
+    redact_text,
     resolve_tracking_uri,
     ui_url,
     with_retries,
@@ -71,10 +72,11 @@ def train(cfg: DictConfig) -> float:
                 title = f"{run_name} ({cfg.data.name}, run {run_id[:8]})"
                 save_child_plots(pipeline, data, result, artifacts / "plots", title)
             (artifacts / "config").mkdir()
-            config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+            # a password in a URI (a config file's tracking_uri) is not the run's to record
+            config_yaml = redact_text(OmegaConf.to_yaml(cfg, resolve=True))
             (artifacts / "config" / "config.yaml").write_text(config_yaml)
             (artifacts / "config" / "overrides.yaml").write_text(
-                OmegaConf.to_yaml(OmegaConf.create(overrides))
+                redact_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
             )
             client = MlflowClient(target.tracking_uri)
             n_train, n_test = result.fold_sizes

@@ -30,7 +30,7 @@ from src.data import load_dataset
 from src.interrupts import first_stop_signal
 from src.pipeline import build_estimator
 from src.settings import SettingsError, check_folds, check_settings
-from src.store import ATTEMPT_TAG, RunTarget
+from src.store import ATTEMPT_TAG, RunTarget, redact_text
 from src.targets import TargetError, allowed_targets, config_targets, resolve_class
 
 PROGRESS_FILE = ".sweep_progress.tsv"
@@ -130,7 +130,7 @@ def describe_error(error: BaseException) -> str:
         message = str(error)
     else:
         message = f"{type(error).__name__}: {error}"
-    return "; ".join([message, *getattr(error, "__notes__", [])])
+    return redact_text("; ".join([message, *getattr(error, "__notes__", [])]))
 
 
 def settle_gc() -> None:

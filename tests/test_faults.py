@@ -4,15 +4,27 @@ against the README's invariants."""
 
 from __future__ import annotations
 
+import base64
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
-from .conftest import HEART_CSV, cli, train_in_process
+from src.store import (
+    TrackingError,
+    check_reachable,
+    keep_credentials_out_of_config,
+    resolve_tracking_uri,
+)
+
+from .conftest import HEART_CSV, REPO, cli, free_port, mlflow_process, train_in_process
 
 # every row runs a small KNN sweep on the heart data, without models and plots (fast)
 BASE = ["data=heart", "data.path={heart}", "mlflow.log_model=false", "mlflow.log_plots=false"]
@@ -166,6 +178,101 @@ def test_fault(fault: Fault, tracking_uri: str, tmp_path: Path) -> None:
         parents, children = runs_by_status(uri)
         assert (parents, children) == (Counter(fault.parents), Counter(fault.children))
         check_invariants(uri)
+
+
+SECRET = "S3CRETPW"  # a store's password, typed in a URI: printed, tagged, logged, written nowhere
+
+
+def leaks(folder: Path) -> list[Path]:
+    """The files under `folder` (sweep folders, the store's database and artifacts) holding
+    SECRET, read as bytes."""
+    return [p for p in folder.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+
+
+@pytest.mark.parametrize("sweep", [True, False], ids=["sweep", "single"])
+def test_store_password_in_override_is_nowhere(
+    sweep: bool, tracking_uri: str, tmp_path: Path
+) -> None:
+    """mlflow.tracking_uri typed with a password (MLFLOW_TRACKING_URI, set here, wins): not in
+    the output, multirun.yaml, any job's .hydra/ files, the runs' config artifacts, tags or
+    params (the sqlite database is read as bytes)."""
+    base = [a.format(heart=HEART_CSV) for a in BASE]
+    uri = f"mlflow.tracking_uri=postgresql+psycopg2://u:{SECRET}@db.invalid/mlflow"
+    dirs = [f"hydra.sweep.dir={tmp_path}/sweep", f"hydra.run.dir={tmp_path}/run"]
+    args = [*(["-m", "model.n_neighbors=3,5"] if sweep else []), *base, "model=knn", uri, *dirs]
+    result = train_in_process(tracking_uri, *args)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert SECRET not in output
+    assert not leaks(tmp_path)
+    saved = tmp_path / ("sweep/multirun.yaml" if sweep else "run/.hydra/overrides.yaml")
+    assert "u:***@db.invalid" in saved.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("given", ["override", "environment"])
+def test_store_reached_with_credentials(given: str, tmp_path: Path) -> None:
+    """A tracking server's URI with user-info, typed as mlflow.tracking_uri or set as
+    MLFLOW_TRACKING_URI: the sweep reaches the server (its reachability check sends them as
+    MLflow's client does) and the password is nowhere: output, files, the server's store."""
+    server = ["server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db"]
+    server += ["--serve-artifacts", "--artifacts-destination", (tmp_path / "served").as_uri()]
+    with mlflow_process(server, tmp_path / "server.log") as url:
+        uri = url.replace("http://", f"http://u:{SECRET}@")
+        base = [a.format(heart=HEART_CSV) for a in BASE]
+        args = ["-m", *base, "model=knn", "model.n_neighbors=3,5", f"hydra.sweep.dir={tmp_path}/s"]
+        if given == "override":
+            result = cli("", "src.train", *args, f"mlflow.tracking_uri={uri}")
+        else:
+            result = cli(uri, "src.train", *args)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert SECRET not in output
+    assert "Sweep parent run" in output
+    assert not leaks(tmp_path)
+
+
+def test_store_password_moves_out_of_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The typed URI is the one used (from MLFLOW_TRACKING_URI, which it moves to), its
+    password gone from the config and its overrides."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
+    monkeypatch.delenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", raising=False)
+    uri = f"http://u:{SECRET}@127.0.0.1:9/"
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        config = compose("config", [f"mlflow.tracking_uri={uri}"], return_hydra_config=True)
+    keep_credentials_out_of_config(config)
+    assert SECRET not in OmegaConf.to_yaml(config)
+    assert config.hydra.overrides.task == ["mlflow.tracking_uri=http://u:***@127.0.0.1:9/"]
+    assert resolve_tracking_uri(config.mlflow.tracking_uri) == uri
+
+
+def test_reachability_check_sends_credentials() -> None:
+    """A server that wants basic auth is reached with a URI's user-info; a refusal names the
+    server without the password."""
+    seen: list[str | None] = []
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(200 if seen[-1] else 401)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        check_reachable(f"http://u:{SECRET}@127.0.0.1:{port}")
+        assert seen == [f"Basic {base64.b64encode(f'u:{SECRET}'.encode()).decode()}"]
+        with pytest.raises(TrackingError) as refused:
+            check_reachable(f"http://u:{SECRET}@127.0.0.1:{free_port()}")
+        assert SECRET not in str(refused.value)
+        assert "http://u:***@127.0.0.1" in str(refused.value)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def runs_by_status(uri: str) -> tuple[Counter, Counter]:
