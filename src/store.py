@@ -11,11 +11,12 @@ import fcntl
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -31,6 +32,7 @@ from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 T = TypeVar("T")
+MLFLOW_TABLES = {"alembic_version", "experiments"}  # what makes a sqlite file MLflow's store
 PAGE_SIZE = 5000
 PROCESS_TAG = "process"
 ATTEMPT_TAG = "sweep_attempt"  # on a child: the attempt of its sweep that made it
@@ -154,7 +156,34 @@ def ensure_experiment(tracking_uri: str, experiment_name: str) -> str:
     """Create the store (if new) and the experiment (if missing); return the experiment id."""
     check_reachable(tracking_uri)
     with store_creation_lock(tracking_uri):
+        check_sqlite_store(tracking_uri)
         return _ensure_experiment(tracking_uri, experiment_name)
+
+
+def check_sqlite_store(tracking_uri: str) -> None:
+    """A sqlite store's file, when it holds tables, must be an MLflow database: MLflow would
+    add its own tables beside another application's, and a file that is not a database fails
+    deep in SQLAlchemy. The file is only read (opened read-only), never changed."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    path = Path(tracking_uri.removeprefix("sqlite:///").partition("?")[0])
+    if not path.is_file() or path.stat().st_size == 0:
+        return  # MLflow creates it
+    try:
+        with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            query = "SELECT name FROM sqlite_master WHERE type = 'table'"
+            tables = {str(row[0]) for row in db.execute(query)}
+    except sqlite3.Error as e:
+        raise TrackingError(
+            f"MLflow tracking store {path} is not usable: {e} (not an SQLite database, or "
+            f"damaged); not touched: point mlflow.tracking_uri at an MLflow database or a new file"
+        ) from e
+    if tables and not tables >= MLFLOW_TABLES:
+        raise TrackingError(
+            f"MLflow tracking store {path} is another application's database ({len(tables)} "
+            f"tables, none of MLflow's); not touched: point mlflow.tracking_uri at an MLflow "
+            f"database or a new file"
+        )
 
 
 @contextmanager

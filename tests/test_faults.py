@@ -5,8 +5,10 @@ against the README's invariants."""
 from __future__ import annotations
 
 import base64
+import sqlite3
 import threading
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -113,6 +115,9 @@ FAULTS = [
     Fault("duplicate_column", "-m data=csv data.path={duplicate} data.target=num", 1, "duplicate.csv' has more than one column named 'age'"),
     # a store that cannot be made
     Fault("store_path", "-m model=knn", 1, "cannot create its folder", tracking_uri="sqlite:///{tmp}/a_file/mlflow.db"),
+    Fault("foreign_store", "-m model=knn", 1, "foreign.db is another application's database (1 tables, none of MLflow's); not touched", tracking_uri="sqlite:///{tmp}/foreign.db"),
+    Fault("foreign_store_single", "model=knn", 1, "foreign.db is another application's database", tracking_uri="sqlite:///{tmp}/foreign.db"),
+    Fault("corrupt_store", "-m model=knn", 1, "corrupt.db is not usable: file is not a database", tracking_uri="sqlite:///{tmp}/corrupt.db"),
     # jobs that fail while running: FAILED children, a summary, exit 1 (more in test_reliability)
     Fault("job_fails_single", "model=knn model.n_neighbors=500", 1, "Run failed: Expected n_neighbors <= n_samples_fit", process=True),
     Fault("one_job_fails", "-m model=knn model.n_neighbors=5,500", 1, "1 of 2 jobs failed", {"FINISHED": 1}, {"FINISHED": 1, "FAILED": 1}),
@@ -148,6 +153,10 @@ def bad_files(tmp: Path) -> dict[str, str]:
         path.write_bytes(text.encode("latin-1"))
         paths[name] = str(path)
     (tmp / "a_file").write_text(A_FILE)
+    with closing(sqlite3.connect(tmp / "foreign.db")) as db, db:
+        db.execute("CREATE TABLE contacts (name TEXT, phone TEXT)")
+        db.execute("INSERT INTO contacts VALUES ('Ada', '555-0100')")
+    (tmp / "corrupt.db").write_bytes(bytes(range(256)) * 64)
     return paths | {"heart": str(HEART_CSV), "tmp": str(tmp)}
 
 
@@ -157,6 +166,7 @@ def bad_files(tmp: Path) -> dict[str, str]:
 )
 def test_fault(fault: Fault, tracking_uri: str, tmp_path: Path) -> None:
     names = bad_files(tmp_path)
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir() if p.is_file()}
     args = [a.format(**names) if "{" in a and "${" not in a else a for a in fault.args.split()]
     uri = fault.tracking_uri.format(**names) if fault.tracking_uri else tracking_uri
     dirs = [f"hydra.sweep.dir={tmp_path}/sweep", f"hydra.run.dir={tmp_path}/run"]
@@ -172,7 +182,8 @@ def test_fault(fault: Fault, tracking_uri: str, tmp_path: Path) -> None:
         assert "Traceback" not in output, output
     if fault.hides is not None:
         assert fault.hides not in output, output
-    assert (tmp_path / "a_file").read_text() == A_FILE  # bad input touches no file of the user's
+    # bad input touches no file of the user's (a store that is not MLflow's included)
+    assert before == {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in before}
     assert not (tmp_path / "copy.csv").exists()
     if fault.tracking_uri is None:
         parents, children = runs_by_status(uri)
