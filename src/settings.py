@@ -4,6 +4,7 @@ any run exists, each failure one line naming the key, the value and what is vali
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -70,6 +71,14 @@ def check_settings(cfg: DictConfig) -> None:
     name = cfg.mlflow.experiment_name
     if not isinstance(name, str) or not name.strip():
         _fail("mlflow.experiment_name", name, "a non-empty name")
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or ".." in parts or "." in name.split("/"):
+        _fail(
+            "mlflow.experiment_name",
+            name,
+            "a name, not a path (no leading /, no . or .. parts): it names the experiment's "
+            "artifact folder, which must stay in the store's",
+        )
     if len(name.encode()) > MAX_NAME_BYTES:
         raise SettingsError(
             f"mlflow.experiment_name is {len(name.encode())} bytes long; at most "

@@ -149,7 +149,12 @@ def default_artifact_location(tracking_uri: str, experiment_name: str) -> str | 
     if not tracking_uri.startswith("sqlite:///"):
         return None  # a server or file store decides for itself
     root = Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts"
-    return (root / _INVALID_KEY_CHARS.sub("_", experiment_name)).as_uri()
+    folder = root / _INVALID_KEY_CHARS.sub("_", experiment_name)
+    if not folder.resolve().is_relative_to(root.resolve()):  # settings refuse such names first
+        raise TrackingError(
+            f"mlflow.experiment_name={experiment_name!r} would put artifacts outside {root}"
+        )
+    return folder.as_uri()
 
 
 def ensure_experiment(tracking_uri: str, experiment_name: str) -> str:

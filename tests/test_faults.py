@@ -94,6 +94,9 @@ FAULTS = [
     Fault("resume_nonsense", "-m sweep.resume=nonsense", 1, "sweep.resume='nonsense'"),
     Fault("resume_nothing", "-m sweep.resume=latest", 1, "has no sweeps"),
     Fault("long_experiment", f"-m mlflow.experiment_name={LONG_NAME}", 1, "mlflow.experiment_name is 300 bytes long"),
+    Fault("experiment_escapes", "-m mlflow.experiment_name=../../escaped/x", 1, "mlflow.experiment_name='../../escaped/x' is not valid; use a name, not a path"),
+    Fault("experiment_absolute", "-m mlflow.experiment_name={tmp}/abs", 1, "is not valid; use a name, not a path"),
+    Fault("experiment_escapes_single", "mlflow.experiment_name=a/../../x", 1, "Run not started: mlflow.experiment_name='a/../../x' is not valid"),
     Fault("experiment_per_model", f"-m model=knn,logistic_regression {PER_MODEL}", 1, "mlflow.experiment_name differs between the jobs (knn-heart, logistic_regression-heart)"),
     # data files that are not tables: named in the message
     Fault("empty_csv", "-m data=csv data.path={empty} data.target=num", 1, "empty.csv' is empty"),
