@@ -5,6 +5,7 @@ against the README's invariants."""
 from __future__ import annotations
 
 import base64
+import re
 import sqlite3
 import threading
 from collections import Counter
@@ -26,7 +27,16 @@ from src.store import (
     resolve_tracking_uri,
 )
 
-from .conftest import HEART_CSV, REPO, cli, free_port, mlflow_process, train_in_process
+from .conftest import (
+    HEART_CSV,
+    REPO,
+    cli,
+    free_port,
+    in_process,
+    mlflow_process,
+    new_store,
+    train_in_process,
+)
 
 # every row runs a small KNN sweep on the heart data, without models and plots (fast)
 BASE = ["data=heart", "data.path={heart}", "mlflow.log_model=false", "mlflow.log_plots=false"]
@@ -290,6 +300,44 @@ def test_reachability_check_sends_credentials() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def logged_model(migrated_store: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A store holding one heart run with its model; the store's URI and the model's."""
+    tmp = tmp_path_factory.mktemp("model")
+    uri = new_store(migrated_store, tmp)
+    args = [f"data.path={HEART_CSV}", "data=heart", "model=knn", "mlflow.log_plots=false"]
+    result = train_in_process(uri, *args, f"hydra.run.dir={tmp}/run")
+    found = re.search(r"\(([0-9a-f]{32})\) FINISHED", result.stdout)
+    assert found, result.stdout + result.stderr
+    return uri, f"runs:/{found.group(1)}/model"
+
+
+HEART_HEADER = HEART_CSV.read_text().splitlines()[0].removesuffix(",num")
+PREDICT_FAULTS = [  # (id, the input CSV's text, what is printed)
+    ("empty", "", "in.csv' is empty"),
+    ("header_only", HEART_HEADER + "\n", "in.csv' has a header but no rows"),
+    (
+        "text_in_number",
+        HEART_HEADER + "\nabc" + ",1" * 12 + "\n",
+        "column 'age' must hold numbers: data row 1",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"), [p[1:] for p in PREDICT_FAULTS], ids=[p[0] for p in PREDICT_FAULTS]
+)
+def test_predict_fault(text: str, says: str, logged_model: tuple[str, str], tmp_path: Path) -> None:
+    """`python -m src.predict` on bad input: one line, exit 1."""
+    uri, model = logged_model
+    (tmp_path / "in.csv").write_text(text)
+    result = in_process(uri, "src.predict", "--model", model, "--input", str(tmp_path / "in.csv"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert says in result.stderr
+    lines = [x for x in result.stderr.splitlines() if x.strip() and "Downloading" not in x]
+    assert lines == [f"error: {lines[0].removeprefix('error: ')}"], result.stderr  # one line
 
 
 def runs_by_status(uri: str) -> tuple[Counter, Counter]:
