@@ -24,6 +24,7 @@ from src.store import keep_credentials_out_of_config, without_credentials
 from src.sweep_jobs import (
     OUR_OPTUNA,
     SweepContext,
+    check_launcher,
     check_sweeper_targets,
     describe_error,
     expand_jobs,
@@ -101,6 +102,7 @@ class MlflowSweepCallback(Callback):
         keep_credentials_out_of_config(config)
         use_our_launchers(config)
         try:
+            check_launcher(config)
             check_sweeper_targets(config)
             jobs = expand_jobs(config)
             n_jobs = len(jobs) if jobs is not None else search_size(config)

@@ -304,6 +304,20 @@ def is_search(config: DictConfig) -> bool:
     return not str(config.hydra.sweeper._target_).endswith("BasicSweeper")
 
 
+def check_launcher(config: DictConfig) -> None:
+    """hydra.launcher.n_jobs (the joblib launcher's workers), when the launcher has it, is a
+    count joblib takes: >= 1, or negative for all CPUs but some (-1: one per CPU)."""
+    n_jobs = OmegaConf.select(config, "hydra.launcher.n_jobs", default=None)
+    if n_jobs is None:
+        return
+    cpus = os.cpu_count() or 1
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -cpus:
+        raise SettingsError(
+            f"hydra.launcher.n_jobs={n_jobs!r} is not valid; use a number of workers >= 1, or "
+            f"-1 for one per CPU (down to -{cpus} on this machine)"
+        )
+
+
 def check_sweeper_targets(config: DictConfig) -> None:
     """Every `_target_` inside `hydra.sweeper` (its sampler) names an Optuna sampler class:
     Hydra instantiates them with the sweeper, after the callback's `on_multirun_start`. The
