@@ -32,6 +32,7 @@ from .conftest import (
     REPO,
     cli,
     free_port,
+    heart_sweep,
     in_process,
     mlflow_process,
     new_store,
@@ -339,6 +340,16 @@ def test_predict_fault(text: str, says: str, logged_model: tuple[str, str], tmp_
     assert says in result.stderr
     lines = [x for x in result.stderr.splitlines() if x.strip() and "Downloading" not in x]
     assert lines == [f"error: {lines[0].removeprefix('error: ')}"], result.stderr  # one line
+
+
+def test_html_in_values_is_shown_not_run_in_the_summary(tracking_uri: str, tmp_path: Path) -> None:
+    """A value (a label, a param) holding HTML is escaped in sweep_summary.md, which the MLflow
+    UI renders: raw only inside code spans, where markdown shows it as written."""
+    html = "<img src=x onerror=alert(1)>"
+    heart_sweep(tracking_uri, tmp_path / "sweep", "model=knn", f"+notes='{html}',plain")
+    text = (tmp_path / "sweep" / "sweep_summary.md").read_text()
+    assert "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "<img" not in re.sub(r"`[^`\n]*`", "", text), text
 
 
 def runs_by_status(uri: str) -> tuple[Counter, Counter]:
