@@ -29,6 +29,7 @@ from src.sweep_jobs import (
     describe_error,
     expand_jobs,
     is_search,
+    job_outcomes,
     reset_progress,
     search_size,
     set_current_sweep,
@@ -165,7 +166,11 @@ class MlflowSweepCallback(Callback):
             fail_parent_run(ctx, e)
             exit_guard.disarm()
             parent_id = ctx.target.parent_run_id
-            message = f"Summarising sweep {parent_id} failed: {type(e).__name__}: {e}"
+            failed, ended = job_outcomes(ctx)  # the closing count, from the progress file
+            message = (
+                f"Summarising sweep {parent_id} failed: {type(e).__name__}: {e}; "
+                f"{failed} of {ctx.n_jobs or ended} jobs failed"
+            )
             raise SystemExit(message) from e
         exit_guard.disarm()
         gc.freeze()

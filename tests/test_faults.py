@@ -352,6 +352,25 @@ def test_html_in_values_is_shown_not_run_in_the_summary(tracking_uri: str, tmp_p
     assert "<img" not in re.sub(r"`[^`\n]*`", "", text), text
 
 
+def test_a_failed_summary_still_counts_the_failed_jobs(tracking_uri: str, tmp_path: Path) -> None:
+    """The summary cannot be written (here a folder where its file goes; a full disk alike):
+    exit 1, the reason, and the closing count of failed jobs all the same."""
+    (tmp_path / "sweep" / "sweep_summary.md").mkdir(parents=True)
+    base = [a.format(heart=HEART_CSV) for a in BASE]
+    args = [
+        "-m",
+        *base,
+        "model=knn",
+        "model.n_neighbors=5,500",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+    ]
+    result = train_in_process(tracking_uri, *args)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "failed: IsADirectoryError" in output
+    assert "1 of 2 jobs failed" in output
+
+
 def runs_by_status(uri: str) -> tuple[Counter, Counter]:
     """How many parents and children the store holds, by status (deleted runs aside)."""
     client = MlflowClient(uri)
