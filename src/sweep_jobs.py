@@ -34,6 +34,8 @@ from src.store import ATTEMPT_TAG, RunTarget, redact_text
 from src.targets import TargetError, allowed_targets, config_targets, resolve_class
 
 PROGRESS_FILE = ".sweep_progress.tsv"
+MANY_JOBS = 200  # a grid this large says that its jobs are being checked, and how far
+PROGRESS_EVERY_S = 5.0
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
 _gc_settled: list[bool] = []  # per process: settle_gc has run
 _current: SweepContext | None = None  # the running job's sweep, in the process that runs it
@@ -408,7 +410,14 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]] | None) -> str:
     prefer = config.sweep.get("prefer")
     preferred_key = str(prefer).partition(":")[0] if prefer else None
     have_key = False
-    for job in jobs:
+    many = len(jobs) >= MANY_JOBS
+    if many:  # composing each takes a while: say so before the first line would come
+        print(f"Checking {len(jobs)} jobs before the sweep starts ...", flush=True)
+    said = time.monotonic()
+    for number, job in enumerate(jobs, 1):
+        if many and time.monotonic() - said >= PROGRESS_EVERY_S:
+            print(f"  {number - 1} of {len(jobs)} jobs checked", flush=True)
+            said = time.monotonic()
         cfg = loader.load_sweep_config(config, job)
         names.add(experiment_name(cfg))
         check_settings(cfg)

@@ -85,6 +85,7 @@ FAULTS = [
     Fault("test_size", "-m model=knn data.test_size=1.5", 1, "data.test_size=1.5"),
     Fault("test_size_one_job", "-m model=knn data.test_size=0.2,1.5", 1, "data.test_size=1.5", process=True, slow=SLOW),
     Fault("joblib_no_workers", "-m model=knn hydra/launcher=joblib hydra.launcher.n_jobs=0", 1, "hydra.launcher.n_jobs=0 is not valid; use a number of workers >= 1", process=True),
+    Fault("big_grid_checked", "-m model=knn model.n_neighbors=range(1,151) model.weights=uniform,bogus", 1, "Checking 300 jobs before the sweep starts"),
     Fault("seed", "-m model=knn seed=-1", 1, "seed=-1 is not valid"),
     Fault("metric", "-m sweep.metric=not_a_metric", 1, "sweep.metric='not_a_metric' is not valid; use one of cv_accuracy_mean"),
     Fault("metric_on_test", "-m sweep.metric=f1_score", 1, "tunes to the test set. Did you mean cv_f1_mean?"),
