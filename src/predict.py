@@ -25,7 +25,15 @@ def load_input(path: Path) -> pd.DataFrame:
     """Read a CSV the way training data is read (`?` is missing)."""
     if not path.is_file():
         raise InputError(f"--input {str(path)!r}: no such file")
-    return pd.read_csv(path, na_values="?", skipinitialspace=True)
+    try:
+        frame = pd.read_csv(path, na_values="?", skipinitialspace=True)
+    except pd.errors.EmptyDataError as e:
+        raise InputError(f"--input {str(path)!r} is empty") from e
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise InputError(f"--input {str(path)!r} is not a CSV table of UTF-8 text") from e
+    if frame.empty:
+        raise InputError(f"--input {str(path)!r} has a header but no rows")
+    return frame
 
 
 def check_columns(frame: pd.DataFrame, expected: list[str], drop_extra: bool) -> pd.DataFrame:
@@ -41,6 +49,21 @@ def check_columns(frame: pd.DataFrame, expected: list[str], drop_extra: bool) ->
     return frame[expected]
 
 
+def check_numeric(frame: pd.DataFrame, numeric: list[str]) -> pd.DataFrame:
+    """`frame` with its `numeric` columns as float64; a value that is not a number fails,
+    naming the column and the row (not the value)."""
+    for column in numeric:
+        converted = pd.to_numeric(frame[column], errors="coerce")
+        bad = converted.isna() & frame[column].notna()
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0]) + 1
+            raise InputError(
+                f"column {column!r} must hold numbers: data row {row} does not "
+                f"({int(bad.sum())} such rows)"
+            )
+    return frame.astype({c: "float64" for c in numeric})
+
+
 def predict_frame(model_uri: str, frame: pd.DataFrame, drop_extra: bool = False) -> pd.DataFrame:
     """Predictions and class probabilities for `frame`, checked against the model's signature."""
     info = mlflow.models.get_model_info(model_uri)
@@ -49,9 +72,11 @@ def predict_frame(model_uri: str, frame: pd.DataFrame, drop_extra: bool = False)
     schema = info.signature.inputs
     features = check_columns(frame, schema.input_names(), drop_extra)
     numeric = [
-        s.name for s in schema.inputs if str(s.type) in ("double", "float", "long", "integer")
+        s.name
+        for s in schema.inputs
+        if getattr(s.type, "name", str(s.type)) in ("double", "float", "long", "integer")
     ]
-    features = features.astype({c: "float64" for c in numeric})
+    features = check_numeric(features, numeric)
     model = mlflow.sklearn.load_model(model_uri)
     result = pd.DataFrame({"prediction": model.predict(features)}, index=frame.index)
     if hasattr(model, "predict_proba"):

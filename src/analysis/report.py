@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import tempfile
 import time
 from dataclasses import dataclass
@@ -52,9 +53,9 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame, link: UiLin
     parent, metric = summary.parent, summary.metric
     counts = summary.counts
     lines = [
-        f"# Sweep `{parent.info.run_name}`",
+        f"# Sweep {_code(parent.info.run_name)}",
         "",
-        *([f"`{note}`", ""] if (note := parent.data.tags.get("mlflow.note.content")) else []),
+        *([_code(note), ""] if (note := parent.data.tags.get("mlflow.note.content")) else []),
         f"Parent run `{parent.info.run_id}`: {counts['n_children']} children, "
         f"{counts['n_finished']} finished, {counts['n_failed']} failed. "
         f"Ranked by `{metric}` ({summary.direction}), a cross-validation score on the "
@@ -71,12 +72,15 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame, link: UiLin
         lines += [
             "## Best child",
             "",
-            f"- run: `{best['run_name']}` (`{best['run_id']}`), chosen by {summary.rule}",
+            f"- run: {_code(best['run_name'])} (`{best['run_id']}`), "
+            f"chosen by {_text(summary.rule)}",
             f"- {metric}: **{best[metric]:.4f}**",
         ]
         if "cv_accuracy_std" in best and pd.notna(best["cv_accuracy_std"]):
             lines.append(f"- cv_accuracy_std: {best['cv_accuracy_std']:.4f}")
-        lines += [f"- `{k}` = {best[k]}" for k in summary.swept if pd.notna(best.get(k))]
+        lines += [
+            f"- {_code(k)} = {_text(best[k])}" for k in summary.swept if pd.notna(best.get(k))
+        ]
         tests = [f"{m}={best[m]:.4f}" for m in TEST_METRICS if m in best and pd.notna(best[m])]
         lines.append("- test metrics: " + ", ".join(tests))
         confusion = [f"{m}={int(best[m])}" for m in CONFUSION if m in best and pd.notna(best[m])]
@@ -85,7 +89,7 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame, link: UiLin
     lines += [""]
     for note in (*reading_notes(summary), verdict_note(summary), nan_note(summary)):
         if note:
-            lines += [f"> {note}", ""]
+            lines += [f"> {_text(note)}", ""]
     spread_metrics = spread(summary)
     if spread_metrics:
         lines += [
@@ -116,7 +120,8 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame, link: UiLin
     if len(failed):
         lines += ["## Failed or interrupted jobs", ""]
         lines += [
-            f"- `{r.run_name!s}` ({r.status!s}): {r.error or 'no error recorded'!s}"
+            f"- {_code(r.run_name)} ({r.status!s}): "
+            f"{_code(r.error) if r.error else 'no error recorded'}"
             for r in failed.itertuples()
         ]
         lines += ["", "Tracebacks: the artifact `error/traceback.txt` of each failed child.", ""]
@@ -139,6 +144,18 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame, link: UiLin
     return "\n".join(lines)
 
 
+def _text(value: object) -> str:
+    """Text from the runs (labels, values, errors) for markdown: HTML in it is shown, not run
+    (the MLflow UI and any markdown viewer render raw HTML), and it stays on its line."""
+    return html.escape(str(value), quote=False).replace("\n", " ")
+
+
+def _code(value: object) -> str:
+    """A code span of `value` (HTML in a code span is shown as written); a backtick in it
+    would end the span early, so it becomes a quote."""
+    return "`" + str(value).replace("`", "'").replace("\n", " ") + "`"
+
+
 def _markdown_table(frame: pd.DataFrame, columns: list[str]) -> str:
     columns = [c for c in dict.fromkeys(columns) if c in frame.columns]
 
@@ -151,9 +168,9 @@ def _markdown_table(frame: pd.DataFrame, columns: list[str]) -> str:
             return str(int(value))
         if isinstance(value, float):
             return f"{value:.4f}"
-        return str(value).replace("|", "\\|")
+        return _text(value).replace("|", "\\|")
 
-    header = "| " + " | ".join(columns) + " |"
+    header = "| " + " | ".join(_text(c).replace("|", "\\|") for c in columns) + " |"
     rule = "|" + "---|" * len(columns)
     body = [
         "| " + " | ".join(cell(c, v) for c, v in zip(columns, row, strict=True)) + " |"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import os
+import re
 import urllib.error
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -26,6 +29,8 @@ HEART_COLUMNS = [
     "thalach", "exang", "oldpeak", "slope", "ca", "thal", "num",
 ]  # fmt: skip
 DOWNLOAD_TIMEOUT_S = 30
+# what a column name in a header looks like: a word, maybe with spaces, dots or dashes
+_HEADER_NAME = re.compile(r"[A-Za-z_][\w .()-]{0,63}")
 
 
 class DataError(ValueError):
@@ -157,7 +162,7 @@ def _load_heart(data_cfg: DictConfig) -> tuple[pd.DataFrame, pd.Series]:
     )  # fmt: skip
     target = str(data_cfg.target)
     if target not in frame.columns:
-        raise DataError(f"data.target={target!r} is not a column of {path}: {list(frame.columns)}")
+        raise DataError(_not_a_column(target, path, frame))
     y = (frame.pop(target) > 0).astype(int).rename(target)
     return frame, y
 
@@ -183,8 +188,20 @@ def _load_csv(path: Path, target: str, path_key: str) -> tuple[pd.DataFrame, pd.
         raise DataError(f"{path_key}={str(path)!r}: no such file")
     frame = _parse_csv(_read_text(path, path_key), path, path_key)
     if target not in frame.columns:
-        raise DataError(f"data.target={target!r} is not a column of {path}: {list(frame.columns)}")
+        raise DataError(_not_a_column(target, path, frame))
     return frame.drop(columns=[target]), frame[target]
+
+
+def _not_a_column(target: str, path: Path, frame: pd.DataFrame) -> str:
+    """Why `target` is not found, naming the file; its columns only when they look like a
+    header (names), never a line of a file that is not a table of ours (/etc/shadow)."""
+    columns = [str(c) for c in frame.columns]
+    if all(_HEADER_NAME.fullmatch(c) for c in columns):
+        return f"data.target={target!r} is not a column of {path}: {columns}"
+    return (
+        f"data.target={target!r} is not a column of {path}: its first line is not a header of "
+        f"column names ({len(columns)} fields, not shown)"
+    )
 
 
 def _read_text(path: Path, path_key: str) -> str:
@@ -213,6 +230,14 @@ def _parse_csv(
         raise DataError(f"{path_key}={str(path)!r} is not a valid CSV table: {reason}") from e
     if frame.empty:
         raise DataError(f"{path_key}={str(path)!r} has a header but no rows")
+    if header is not None:  # pandas renames a repeated name (age, age.1): a silent new column
+        names_read = next(csv.reader(io.StringIO(text), skipinitialspace=True))
+        repeated = [n for n, count in Counter(names_read).items() if count > 1]
+        if repeated:
+            raise DataError(
+                f"{path_key}={str(path)!r} has more than one column named {repeated[0]!r}: "
+                f"give each column its own name"
+            )
     return frame
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import pandas as pd
 from hydra.errors import InstantiationException
@@ -14,6 +15,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from src.ml.targets import TargetError, check_targets
+
 _PARAM_IN_MESSAGE = re.compile(r"The '(\w+)' parameter of")
 
 
@@ -21,8 +24,24 @@ class ModelConfigError(ValueError):
     """The `model` config does not describe a valid scikit-learn classifier."""
 
 
-def build_estimator(model_cfg: DictConfig) -> ClassifierMixin:
-    """Instantiate the `_target_` classifier and validate its parameters without fitting."""
+def check_model_targets(model_cfg: DictConfig, allowed: Iterable[str] = ()) -> None:
+    """`model._target_` names a scikit-learn classifier class and every nested `_target_` a
+    scikit-learn estimator class (or a name in `allowed`), checked before anything is called."""
+    try:
+        check_targets(
+            model_cfg, "model", "sklearn",
+            top=(ClassifierMixin, "a scikit-learn classifier class"),
+            nested=(BaseEstimator, "a scikit-learn estimator class"),
+            allowed=allowed,
+        )  # fmt: skip
+    except TargetError as e:
+        raise ModelConfigError(str(e)) from None
+
+
+def build_estimator(model_cfg: DictConfig, allowed: Iterable[str] = ()) -> ClassifierMixin:
+    """Instantiate the `_target_` classifier, once its targets are checked (`allowed`: names
+    `allowed_targets` adds), and validate its parameters without fitting."""
+    check_model_targets(model_cfg, allowed)
     target = model_cfg.get("_target_")
     try:
         estimator = instantiate(model_cfg)
@@ -47,7 +66,10 @@ def build_estimator(model_cfg: DictConfig) -> ClassifierMixin:
 
 
 def build_pipeline(
-    model_cfg: DictConfig, X: pd.DataFrame, categorical_codes: list[str] | None = None
+    model_cfg: DictConfig,
+    X: pd.DataFrame,
+    categorical_codes: list[str] | None = None,
+    allowed: Iterable[str] = (),
 ) -> Pipeline:
     """Impute and scale numeric columns; impute and one-hot encode the others and the numeric
     codes named in `categorical_codes` (data.categorical); then the estimator."""
@@ -66,4 +88,4 @@ def build_pipeline(
             ]), categorical)
         )  # fmt: skip
     preprocess = ColumnTransformer(transformers, verbose_feature_names_out=False)
-    return Pipeline([("preprocess", preprocess), ("model", build_estimator(model_cfg))])
+    return Pipeline([("preprocess", preprocess), ("model", build_estimator(model_cfg, allowed))])

@@ -21,15 +21,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from hydra_plugins.sweeps_cluster_launchers import handle_lost_jobs
 from src.sweep import exit_guard
-from src.sweep.checks import validate_jobs
+from src.sweep.checks import check_launcher, validate_jobs
 from src.sweep.context import Launch, SweepContext, set_current_sweep
 from src.sweep.lost_job import lost_job
 from src.sweep.overrides import expand_jobs, unresolved, varying_keys
 from src.sweep.parent import fail_parent_run, finish_parent_run, open_sweep
-from src.sweep.progress import reset_progress
-from src.sweep.search import is_search, mark_trials, search_size
+from src.sweep.progress import job_outcomes, reset_progress
+from src.sweep.search import check_sweeper_targets, is_search, mark_trials, search_size
 from src.sweep.task import describe_error, settle_gc
-from src.tracking.store import without_credentials
+from src.tracking.store import keep_credentials_out_of_config, without_credentials
 
 
 def launcher_workers(*, _root_: DictConfig) -> int:
@@ -77,10 +77,17 @@ class MlflowSweepCallback(Callback):
         self.context: SweepContext | None = None  # what every job gets (pickled with this)
         self.launch: Launch | None = None  # this process's: never pickled
 
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Keep a store's password out of what Hydra saves of a single run."""
+        keep_credentials_out_of_config(config)
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Check every job, then open the store and the experiment and create the parent run."""
+        keep_credentials_out_of_config(config)
         use_our_launchers(config)
         try:
+            check_launcher(config)
+            check_sweeper_targets(config)
             jobs = expand_jobs(config)
             n_jobs = len(jobs) if jobs is not None else search_size(config)
             experiment = validate_jobs(config, jobs)
@@ -148,7 +155,11 @@ class MlflowSweepCallback(Callback):
             fail_parent_run(launch, e)
             exit_guard.disarm()
             parent_id = ctx.target.parent_run_id
-            message = f"Summarising sweep {parent_id} failed: {type(e).__name__}: {e}"
+            failed, ended = job_outcomes(ctx)  # the closing count, from the progress file
+            message = (
+                f"Summarising sweep {parent_id} failed: {type(e).__name__}: {e}; "
+                f"{failed} of {ctx.n_jobs or ended} jobs failed"
+            )
             raise SystemExit(message) from e
         exit_guard.disarm()
         gc.freeze()

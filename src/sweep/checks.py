@@ -3,7 +3,10 @@ any run exists, each failure one line naming the key, the value and what is vali
 
 from __future__ import annotations
 
+import os
 import re
+import time
+from pathlib import PurePosixPath
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
@@ -13,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.ml.data import DataError, check_test_size, load_dataset
 from src.ml.evaluate import CV_SCORES, METRICS, PER_CLASS_METRIC, TEST_METRICS
 from src.ml.pipeline import build_estimator
+from src.ml.targets import allowed_targets
 from src.sweep import composition
 from src.sweep.overrides import task_overrides, unresolved
 from src.sweep.search import first_values
@@ -26,6 +30,10 @@ SELECTION_METRICS = tuple(f"cv_{name}_mean" for name in CV_SCORES)
 # the test-split metrics and their cross-validated twins (the two tuples name the same scores)
 CV_TWIN = dict(zip(TEST_METRICS, SELECTION_METRICS, strict=True))
 PREFER = re.compile(r"(?P<key>[^:\s]+):(?P<way>max|min)")
+
+
+MANY_JOBS = 200  # a grid this large says that its jobs are being checked, and how far
+PROGRESS_EVERY_S = 5.0
 
 
 class SettingsError(ValueError):
@@ -76,6 +84,14 @@ def check_settings(cfg: DictConfig) -> None:
     name = cfg.mlflow.experiment_name
     if not isinstance(name, str) or not name.strip():
         _fail("mlflow.experiment_name", name, "a non-empty name")
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or ".." in parts or "." in name.split("/"):
+        _fail(
+            "mlflow.experiment_name",
+            name,
+            "a name, not a path (no leading /, no . or .. parts): it names the experiment's "
+            "artifact folder, which must stay in the store's",
+        )
     if len(name.encode()) > MAX_NAME_BYTES:
         raise SettingsError(
             f"mlflow.experiment_name is {len(name.encode())} bytes long; at most "
@@ -180,13 +196,20 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]] | None) -> str:
     prefer = config.sweep.get("prefer")
     preferred_key = str(prefer).partition(":")[0] if prefer else None
     have_key = False
-    for job in jobs:
+    many = len(jobs) >= MANY_JOBS
+    if many:  # composing each takes a while: say so before the first line would come
+        print(f"Checking {len(jobs)} jobs before the sweep starts ...", flush=True)
+    said = time.monotonic()
+    for number, job in enumerate(jobs, 1):
+        if many and time.monotonic() - said >= PROGRESS_EVERY_S:
+            print(f"  {number - 1} of {len(jobs)} jobs checked", flush=True)
+            said = time.monotonic()
         cfg = loader.load_sweep_config(config, job)
         names.add(experiment_name(cfg))
         check_settings(cfg)
         if preferred_key and not have_key:
             have_key = OmegaConf.select(cfg, preferred_key, default=_ABSENT) is not _ABSENT
-        build_estimator(cfg.model)
+        build_estimator(cfg.model, allowed_targets(cfg))
         data_key = (OmegaConf.to_yaml(cfg.data, resolve=True), int(cfg.cv.folds))
         if data_key not in seen_data:
             seen_data.add(data_key)
@@ -211,3 +234,17 @@ def experiment_name(cfg: DictConfig) -> str:
     if "${hydra:" in str(unresolved(cfg.mlflow)["experiment_name"]):
         HydraConfig.instance().set_config(cfg)
     return str(cfg.mlflow.experiment_name)
+
+
+def check_launcher(config: DictConfig) -> None:
+    """hydra.launcher.n_jobs (the joblib launcher's workers), when the launcher has it, is a
+    count joblib takes: >= 1, or negative for all CPUs but some (-1: one per CPU)."""
+    n_jobs = OmegaConf.select(config, "hydra.launcher.n_jobs", default=None)
+    if n_jobs is None:
+        return
+    cpus = os.cpu_count() or 1
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -cpus:
+        raise SettingsError(
+            f"hydra.launcher.n_jobs={n_jobs!r} is not valid; use a number of workers >= 1, or "
+            f"-1 for one per CPU (down to -{cpus} on this machine)"
+        )

@@ -14,6 +14,7 @@ from src.ml.data import Dataset, load_dataset
 from src.ml.evaluate import TEST_METRICS, evaluate
 from src.ml.pipeline import build_pipeline
 from src.ml.plots import save_child_plots
+from src.ml.targets import allowed_targets
 from src.sweep.checks import check_folds, check_settings
 from src.sweep.context import current_sweep
 from src.sweep.overrides import (
@@ -37,6 +38,7 @@ from src.tracking.process import git_info
 from src.tracking.store import (
     RunTarget,
     ensure_experiment,
+    redact_text,
     resolve_tracking_uri,
     ui_url,
     with_retries,
@@ -70,10 +72,11 @@ def train(cfg: DictConfig) -> float:
                 title = f"{run_name} ({cfg.data.name}, run {run_id[:8]})"
                 save_child_plots(pipeline, data, result, artifacts / "plots", title)
             (artifacts / "config").mkdir()
-            config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+            # a password in a URI (a config file's tracking_uri) is not the run's to record
+            config_yaml = redact_text(OmegaConf.to_yaml(cfg, resolve=True))
             (artifacts / "config" / "config.yaml").write_text(config_yaml)
             (artifacts / "config" / "overrides.yaml").write_text(
-                OmegaConf.to_yaml(OmegaConf.create(overrides))
+                redact_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
             )
             client = MlflowClient(target.tracking_uri)
             n_train, n_test = result.fold_sizes
@@ -122,7 +125,8 @@ def prepare(cfg: DictConfig) -> tuple[Dataset, Pipeline]:
     check_settings(cfg)
     data = load_dataset(cfg.data)
     check_folds(cfg.cv.folds, data.y_train, str(cfg.data.name))
-    return data, build_pipeline(cfg.model, data.X_train, data.categorical)
+    allowed = allowed_targets(cfg)
+    return data, build_pipeline(cfg.model, data.X_train, data.categorical, allowed)
 
 
 def log_model(

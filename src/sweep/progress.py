@@ -53,5 +53,15 @@ def failures_so_far(ctx: SweepContext) -> int:
     return failed
 
 
+def job_outcomes(ctx: SweepContext) -> tuple[int, int]:
+    """How many jobs of this attempt failed, and how many ended in any way, in any process
+    (the progress file: what is known when the store cannot be read)."""
+    path = Path(ctx.sweep_dir) / PROGRESS_FILE
+    if not path.exists():
+        return 0, 0
+    statuses = [line.split("\t", 1)[0] for line in path.read_text().splitlines()]
+    return statuses.count("FAILED"), len(statuses)
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}min"

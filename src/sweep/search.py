@@ -19,6 +19,7 @@ from hydra_plugins.sweeps_optuna_sweeper import (
     missing_trials,
     search_space,
 )
+from src.ml.targets import TargetError, config_targets, resolve_class
 
 PARENT_ATTR = "mlflow_parent_run_id"  # the trial user attribute naming the sweep's parent run
 OUR_OPTUNA = "hydra_plugins.sweeps_optuna_sweeper.optuna_sweeper.SweepsOptunaSweeper"
@@ -133,3 +134,23 @@ def search_result(
             tags[f"search_{key}"] = str(verdict[key])
     best = verdict.get("best_value")
     return tags, None if best is None else float(best)
+
+
+def check_sweeper_targets(config: DictConfig) -> None:
+    """Every `_target_` inside `hydra.sweeper` (its sampler) names an Optuna sampler class:
+    Hydra instantiates them with the sweeper, after the callback's `on_multirun_start`. The
+    sweeper's own `_target_` is Hydra's to check (it must be an installed plugin)."""
+    sweeper = config.hydra.sweeper
+    found = [
+        found
+        for key in sweeper
+        if key != "_target_"
+        for found in config_targets(sweeper[key], f"hydra.sweeper.{key}")
+    ]
+    if not found:
+        return
+    from optuna.samplers import BaseSampler
+
+    for key, target in found:
+        if not issubclass(resolve_class(key, target, "optuna.samplers"), BaseSampler):
+            raise TargetError(f"{key}={target!r} is not an Optuna sampler class")

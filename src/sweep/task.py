@@ -18,6 +18,7 @@ from src.sweep.overrides import child_run_name, job_key, job_overrides
 from src.sweep.progress import failures_so_far, report_progress
 from src.tracking.child_run import RunFailed
 from src.tracking.interrupts import first_stop_signal
+from src.tracking.store import redact_text
 
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
 
@@ -77,8 +78,8 @@ def describe_error(error: BaseException) -> str:
     if isinstance(error, RunFailed) and error.__cause__ is not None:
         return f"{describe_error(error.__cause__)}; {error}"
     if isinstance(error, (ValueError, HydraException, OmegaConfBaseException)) and str(error):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
+        return redact_text(str(error))
+    return redact_text(f"{type(error).__name__}: {error}")
 
 
 def settle_gc() -> None:

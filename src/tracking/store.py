@@ -10,14 +10,15 @@ import fcntl
 import os
 import re
 import socket
+import sqlite3
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mlflow.entities import Experiment, Run, RunTag
 from mlflow.exceptions import MlflowException
@@ -25,10 +26,12 @@ from mlflow.store.entities.paged_list import PagedList
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from src.tracking.process import PROCESS_TAG, process_identity
 
 T = TypeVar("T")
+MLFLOW_TABLES = {"alembic_version", "experiments"}  # what makes a sqlite file MLflow's store
 PAGE_SIZE = 5000
 ATTEMPT_TAG = "sweep_attempt"  # on a child: the attempt of its sweep that made it
 COMMAND_TAG = "sweep_command"  # what a sweep ran: sweeper, swept values, fixed overrides
@@ -62,18 +65,48 @@ class RunTarget:
 
 
 def resolve_tracking_uri(configured: str) -> str:
-    """MLFLOW_TRACKING_URI if set, else `configured`; a relative sqlite/file path made absolute."""
+    """MLFLOW_TRACKING_URI if set, else `configured`; a relative sqlite/file path made absolute.
+    A URI with user-info turns off MLflow's own printing of run links (which would show it)."""
     uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
+    if redacted(uri) != uri:  # MLflow prints a run's link, user-info and all, as it ends one
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         path = Path(uri.removeprefix("sqlite:///")).resolve()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise TrackingError(f"tracking URI {uri}: cannot create {path.parent}: {e}") from e
+            raise TrackingError(
+                f"tracking URI {redacted(uri)}: cannot create {path.parent}: {e}"
+            ) from e
         return f"sqlite:///{path}"
     if "://" not in uri:  # a plain directory: MLflow's file store
         return Path(uri).resolve().as_uri()
     return uri
+
+
+def keep_credentials_out_of_config(config: DictConfig) -> None:
+    """A tracking URI with user-info in the config (`mlflow.tracking_uri=postgresql://u:pw@...`
+    typed on the command line) is redacted in the config and in its override lists, before Hydra
+    saves them (multirun.yaml, every job's .hydra/) and the runs record them (config artifacts,
+    tags); the URI itself moves to MLFLOW_TRACKING_URI of this process and the processes it
+    starts, which `resolve_tracking_uri` reads first (an MLFLOW_TRACKING_URI already set wins,
+    as it always does)."""
+    uri = OmegaConf.select(config, "mlflow.tracking_uri", throw_on_resolution_failure=False)
+    if not isinstance(uri, str) or redacted(uri) == uri:
+        return
+    if not os.environ.get("MLFLOW_TRACKING_URI"):  # set (not empty): it wins over the config
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+    with read_write(config), open_dict(config):
+        config.mlflow.tracking_uri = redacted(uri)
+        overrides = config.hydra.overrides
+        for group in ("task", "hydra"):
+            overrides[group] = [
+                redact_text(o) if o.lstrip("+~").startswith("mlflow.tracking_uri=") else o
+                for o in overrides[group]
+            ]
+        job = config.hydra.job  # its override_dirname was made of them
+        if isinstance(job.get("override_dirname"), str):
+            job.override_dirname = redact_text(job.override_dirname)
 
 
 @contextmanager
@@ -107,14 +140,46 @@ def default_artifact_location(tracking_uri: str, experiment_name: str) -> str | 
     if not tracking_uri.startswith("sqlite:///"):
         return None  # a server or file store decides for itself
     root = Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts"
-    return (root / _INVALID_KEY_CHARS.sub("_", experiment_name)).as_uri()
+    folder = root / _INVALID_KEY_CHARS.sub("_", experiment_name)
+    if not folder.resolve().is_relative_to(root.resolve()):  # settings refuse such names first
+        raise TrackingError(
+            f"mlflow.experiment_name={experiment_name!r} would put artifacts outside {root}"
+        )
+    return folder.as_uri()
 
 
 def ensure_experiment(tracking_uri: str, experiment_name: str) -> str:
     """Create the store (if new) and the experiment (if missing); return the experiment id."""
     check_reachable(tracking_uri)
     with store_creation_lock(tracking_uri):
+        check_sqlite_store(tracking_uri)
         return _ensure_experiment(tracking_uri, experiment_name)
+
+
+def check_sqlite_store(tracking_uri: str) -> None:
+    """A sqlite store's file, when it holds tables, must be an MLflow database: MLflow would
+    add its own tables beside another application's, and a file that is not a database fails
+    deep in SQLAlchemy. The file is only read (opened read-only), never changed."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    path = Path(tracking_uri.removeprefix("sqlite:///").partition("?")[0])
+    if not path.is_file() or path.stat().st_size == 0:
+        return  # MLflow creates it
+    try:
+        with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            query = "SELECT name FROM sqlite_master WHERE type = 'table'"
+            tables = {str(row[0]) for row in db.execute(query)}
+    except sqlite3.Error as e:
+        raise TrackingError(
+            f"MLflow tracking store {path} is not usable: {e} (not an SQLite database, or "
+            f"damaged); not touched: point mlflow.tracking_uri at an MLflow database or a new file"
+        ) from e
+    if tables and not tables >= MLFLOW_TABLES:
+        raise TrackingError(
+            f"MLflow tracking store {path} is another application's database ({len(tables)} "
+            f"tables, none of MLflow's); not touched: point mlflow.tracking_uri at an MLflow "
+            f"database or a new file"
+        )
 
 
 @contextmanager
@@ -131,7 +196,8 @@ def store_creation_lock(tracking_uri: str) -> Iterator[None]:
         fd = os.open(folder, os.O_RDONLY)
     except OSError as e:
         raise TrackingError(
-            f"MLflow tracking store {tracking_uri}: cannot create its folder {folder}: {e.strerror}"
+            f"MLflow tracking store {redacted(tracking_uri)}: cannot create its folder {folder}: "
+            f"{e.strerror}"
         ) from e
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -168,7 +234,9 @@ def _ensure_experiment(tracking_uri: str, experiment_name: str) -> str:
                 raise
             return str(existing.experiment_id)
     except MlflowException as e:
-        raise TrackingError(f"MLflow tracking store {tracking_uri} is not usable: {e}") from e
+        raise TrackingError(
+            redact_text(f"MLflow tracking store {tracking_uri} is not usable: {e}")
+        ) from e
 
 
 def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
@@ -176,14 +244,23 @@ def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
     would retry for minutes before giving up)."""
     if not tracking_uri.startswith(("http://", "https://")):
         return
+    import base64
     import urllib.error
     import urllib.request
 
+    parts = urlsplit(tracking_uri)
+    url = without_credentials(tracking_uri)
+    request = urllib.request.Request(f"{url.rstrip('/')}/health")
+    if parts.username is not None:  # as MLflow's client sends a URI's user-info: basic auth
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        request.add_header("Authorization", f"Basic {base64.b64encode(pair.encode()).decode()}")
     try:
-        with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout_s):
+        with urllib.request.urlopen(request, timeout=timeout_s):
             pass
     except (urllib.error.URLError, OSError) as e:
-        raise TrackingError(f"MLflow tracking server {tracking_uri} is unreachable: {e}") from e
+        raise TrackingError(
+            redact_text(f"MLflow tracking server {redacted(tracking_uri)} is unreachable: {e}")
+        ) from e
 
 
 def with_retries(call: Callable[[], T], attempts: int = _RETRY_ATTEMPTS) -> T:
@@ -212,11 +289,31 @@ def without_credentials(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
+_USER_INFO = re.compile(r"(?P<scheme>[A-Za-z][\w+.-]*://)(?P<info>[^/?#@\s]*)@")
+
+
+def redacted(uri: str) -> str:
+    """`uri` with its password (or a user-info without one, such as a token) replaced by
+    `***` (`postgresql://u:pw@host/db` -> `postgresql://u:***@host/db`): what is printed,
+    tagged, logged or written of a store's URI."""
+    return redact_text(uri)
+
+
+def redact_text(text: str) -> str:
+    """`text` with the user-info of every URI in it redacted as `redacted` does."""
+
+    def hide(found: re.Match[str]) -> str:
+        user, colon, _ = found["info"].partition(":")
+        return f"{found['scheme']}{user}:***@" if colon else f"{found['scheme']}***@"
+
+    return _USER_INFO.sub(hide, text)
+
+
 def ui_url(tracking_uri: str) -> str:
     """Where the MLflow UI of this store is: the tracking server itself, or the one `make ui`
     serves for a local store."""
     if tracking_uri.startswith(("http://", "https://")):
-        return tracking_uri.rstrip("/")
+        return without_credentials(tracking_uri).rstrip("/")  # a link a browser logs in to
     return DEFAULT_UI_URL
 
 

@@ -4,15 +4,40 @@ against the README's invariants."""
 
 from __future__ import annotations
 
+import base64
+import re
+import sqlite3
+import threading
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
-from ..helpers import HEART_CSV, cli, train_in_process
+from src.tracking.store import (
+    TrackingError,
+    check_reachable,
+    keep_credentials_out_of_config,
+    resolve_tracking_uri,
+)
+
+from ..helpers import (
+    HEART_CSV,
+    REPO,
+    cli,
+    free_port,
+    heart_sweep,
+    in_process,
+    mlflow_process,
+    new_store,
+    train_in_process,
+)
 
 # every row runs a small KNN sweep on the heart data, without models and plots (fast)
 BASE = ["data=heart", "data.path={heart}", "mlflow.log_model=false", "mlflow.log_plots=false"]
@@ -32,6 +57,7 @@ class Fault:
     tracking_uri: str | None = None  # default: the test's own fresh sqlite store
     slow: bool = False
     process: bool = False  # True: run as `python -m src.train` (others are called in this process)
+    hides: str | None = None  # what must not be printed (a secret the input holds)
 
 
 JOBLIB = "hydra/launcher=joblib hydra.launcher.n_jobs=2"
@@ -58,6 +84,8 @@ FAULTS = [
     # settings no run can use: one line, before the parent exists
     Fault("test_size", "-m model=knn data.test_size=1.5", 1, "data.test_size=1.5"),
     Fault("test_size_one_job", "-m model=knn data.test_size=0.2,1.5", 1, "data.test_size=1.5", process=True, slow=SLOW),
+    Fault("joblib_no_workers", "-m model=knn hydra/launcher=joblib hydra.launcher.n_jobs=0", 1, "hydra.launcher.n_jobs=0 is not valid; use a number of workers >= 1", process=True),
+    Fault("big_grid_checked", "-m model=knn model.n_neighbors=range(1,151) model.weights=uniform,bogus", 1, "Checking 300 jobs before the sweep starts"),
     Fault("seed", "-m model=knn seed=-1", 1, "seed=-1 is not valid"),
     Fault("metric", "-m sweep.metric=not_a_metric", 1, "sweep.metric='not_a_metric' is not valid; use one of cv_accuracy_mean"),
     Fault("metric_on_test", "-m sweep.metric=f1_score", 1, "tunes to the test set. Did you mean cv_f1_mean?"),
@@ -79,6 +107,9 @@ FAULTS = [
     Fault("resume_nonsense", "-m sweep.resume=nonsense", 1, "sweep.resume='nonsense'"),
     Fault("resume_nothing", "-m sweep.resume=latest", 1, "has no sweeps"),
     Fault("long_experiment", f"-m mlflow.experiment_name={LONG_NAME}", 1, "mlflow.experiment_name is 300 bytes long"),
+    Fault("experiment_escapes", "-m mlflow.experiment_name=../../escaped/x", 1, "mlflow.experiment_name='../../escaped/x' is not valid; use a name, not a path"),
+    Fault("experiment_absolute", "-m mlflow.experiment_name={tmp}/abs", 1, "is not valid; use a name, not a path"),
+    Fault("experiment_escapes_single", "mlflow.experiment_name=a/../../x", 1, "Run not started: mlflow.experiment_name='a/../../x' is not valid"),
     Fault("experiment_per_model", f"-m model=knn,logistic_regression {PER_MODEL}", 1, "mlflow.experiment_name differs between the jobs (knn-heart, logistic_regression-heart)"),
     # data files that are not tables: named in the message
     Fault("empty_csv", "-m data=csv data.path={empty} data.target=num", 1, "empty.csv' is empty"),
@@ -86,8 +117,23 @@ FAULTS = [
     Fault("latin1_csv", "-m data=csv data.path={latin1} data.target=num", 1, "latin1.csv' is not UTF-8 text"),
     Fault("ragged_csv", "-m data=csv data.path={ragged} data.target=num", 1, "ragged.csv' is not a valid CSV table"),
     Fault("heart_ragged", "-m data.path={ragged}", 1, "ragged.csv' is not a valid CSV table"),
+    # a `_target_` is code: only scikit-learn classes (Optuna samplers) are called, checked first
+    Fault("target_open", "-m model._target_=builtins.open +model.file={tmp}/a_file +model.mode=w", 1, "model._target_='builtins.open' is not allowed"),
+    Fault("target_open_single", "model._target_=builtins.open +model.file={tmp}/a_file +model.mode=w", 1, "Run not started: model._target_='builtins.open' is not allowed"),
+    Fault("target_nested", "-m model=svm model.estimator._target_=shutil.copyfile +model.estimator.src={heart} +model.estimator.dst={tmp}/copy.csv", 1, "model.estimator._target_='shutil.copyfile' is not allowed"),
+    Fault("target_private", "-m model._target_=sklearn.utils._testing.assert_run_python_script_without_output", 1, "is not allowed: use a public class under sklearn."),
+    Fault("target_not_classifier", "-m model._target_=sklearn.linear_model.LinearRegression", 1, "model._target_='sklearn.linear_model.LinearRegression' is not a scikit-learn classifier class"),
+    Fault("target_no_class", "-m model._target_=sklearn.neighbors.Nope", 1, "model._target_='sklearn.neighbors.Nope' cannot be imported"),
+    Fault("target_sampler", "-m sweeps=knn_optuna hydra.sweeper.sampler._target_=builtins.print", 1, "hydra.sweeper.sampler._target_='builtins.print' is not allowed"),
+    Fault("target_sampler_other", "-m sweeps=knn_optuna hydra.sweeper.sampler._target_=optuna.samplers.nsgaii.UniformCrossover", 1, "is not an Optuna sampler class"),
+    # a file that is not a table: named, its content not printed
+    Fault("secret_file", "-m data=csv data.path={secret} data.target=num", 1, "secret.csv: its first line is not a header", hides="S3CRET"),
+    Fault("duplicate_column", "-m data=csv data.path={duplicate} data.target=num", 1, "duplicate.csv' has more than one column named 'age'"),
     # a store that cannot be made
     Fault("store_path", "-m model=knn", 1, "cannot create its folder", tracking_uri="sqlite:///{tmp}/a_file/mlflow.db"),
+    Fault("foreign_store", "-m model=knn", 1, "foreign.db is another application's database (1 tables, none of MLflow's); not touched", tracking_uri="sqlite:///{tmp}/foreign.db"),
+    Fault("foreign_store_single", "model=knn", 1, "foreign.db is another application's database", tracking_uri="sqlite:///{tmp}/foreign.db"),
+    Fault("corrupt_store", "-m model=knn", 1, "corrupt.db is not usable: file is not a database", tracking_uri="sqlite:///{tmp}/corrupt.db"),
     # jobs that fail while running: FAILED children, a summary, exit 1 (more in test_failures.py)
     Fault("job_fails_single", "model=knn model.n_neighbors=500", 1, "Run failed: Expected n_neighbors <= n_samples_fit", process=True),
     Fault("one_job_fails", "-m model=knn model.n_neighbors=5,500", 1, "1 of 2 jobs failed", {"FINISHED": 1}, {"FINISHED": 1, "FAILED": 1}),
@@ -102,21 +148,31 @@ FAULTS = [
 # fmt: on
 
 
+A_FILE = "a file where the store's folder would go"
+
+
 def bad_files(tmp: Path) -> dict[str, str]:
     """CSV files a user may point data.path at by mistake, by the name the rows use."""
-    header = HEART_CSV.read_text().splitlines()[0]
+    header, *lines = HEART_CSV.read_text().splitlines()
+    rows = "\n".join(lines[:40]) + "\n"
     files = {
         "empty": "",
         "header": header + "\n",
         "latin1": header + "\n" + "café,1\n",
         "ragged": header + "\n1,2\n1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17\n",
+        "secret": "root:$6$S3CRET:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n",
+        "duplicate": header.replace("sex", "age", 1) + "\n" + rows,
     }
     paths = {}
     for name, text in files.items():
         path = tmp / f"{name}.csv"
         path.write_bytes(text.encode("latin-1"))
         paths[name] = str(path)
-    (tmp / "a_file").write_text("a file where the store's folder would go")
+    (tmp / "a_file").write_text(A_FILE)
+    with closing(sqlite3.connect(tmp / "foreign.db")) as db, db:
+        db.execute("CREATE TABLE contacts (name TEXT, phone TEXT)")
+        db.execute("INSERT INTO contacts VALUES ('Ada', '555-0100')")
+    (tmp / "corrupt.db").write_bytes(bytes(range(256)) * 64)
     return paths | {"heart": str(HEART_CSV), "tmp": str(tmp)}
 
 
@@ -126,6 +182,10 @@ def bad_files(tmp: Path) -> dict[str, str]:
 )
 def test_fault(fault: Fault, tracking_uri: str, tmp_path: Path) -> None:
     names = bad_files(tmp_path)
+    files = [
+        p for p in tmp_path.iterdir() if p.is_file() and p.name != "mlflow.db"
+    ]  # not the store
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
     args = [a.format(**names) if "{" in a and "${" not in a else a for a in fault.args.split()]
     uri = fault.tracking_uri.format(**names) if fault.tracking_uri else tracking_uri
     dirs = [f"hydra.sweep.dir={tmp_path}/sweep", f"hydra.run.dir={tmp_path}/run"]
@@ -139,10 +199,177 @@ def test_fault(fault: Fault, tracking_uri: str, tmp_path: Path) -> None:
     assert fault.says in output, output
     if fault.code and not fault.parents and not fault.children:  # bad input: one line
         assert "Traceback" not in output, output
+    if fault.hides is not None:
+        assert fault.hides not in output, output
+    # bad input touches no file of the user's (a store that is not MLflow's included)
+    assert before == {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in before}
+    assert not (tmp_path / "copy.csv").exists()
     if fault.tracking_uri is None:
         parents, children = runs_by_status(uri)
         assert (parents, children) == (Counter(fault.parents), Counter(fault.children))
         check_invariants(uri)
+
+
+SECRET = "S3CRETPW"  # a store's password, typed in a URI: printed, tagged, logged, written nowhere
+
+
+def leaks(folder: Path) -> list[Path]:
+    """The files under `folder` (sweep folders, the store's database and artifacts) holding
+    SECRET, read as bytes."""
+    return [p for p in folder.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+
+
+@pytest.mark.parametrize("sweep", [True, False], ids=["sweep", "single"])
+def test_store_password_in_override_is_nowhere(
+    sweep: bool, tracking_uri: str, tmp_path: Path
+) -> None:
+    """mlflow.tracking_uri typed with a password (MLFLOW_TRACKING_URI, set here, wins): not in
+    the output, multirun.yaml, any job's .hydra/ files, the runs' config artifacts, tags or
+    params (the sqlite database is read as bytes)."""
+    base = [a.format(heart=HEART_CSV) for a in BASE]
+    uri = f"mlflow.tracking_uri=postgresql+psycopg2://u:{SECRET}@db.invalid/mlflow"
+    dirs = [f"hydra.sweep.dir={tmp_path}/sweep", f"hydra.run.dir={tmp_path}/run"]
+    args = [*(["-m", "model.n_neighbors=3,5"] if sweep else []), *base, "model=knn", uri, *dirs]
+    result = train_in_process(tracking_uri, *args)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert SECRET not in output
+    assert not leaks(tmp_path)
+    saved = tmp_path / ("sweep/multirun.yaml" if sweep else "run/.hydra/overrides.yaml")
+    assert "u:***@db.invalid" in saved.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("given", ["override", "environment"])
+def test_store_reached_with_credentials(given: str, tmp_path: Path) -> None:
+    """A tracking server's URI with user-info, typed as mlflow.tracking_uri or set as
+    MLFLOW_TRACKING_URI: the sweep reaches the server (its reachability check sends them as
+    MLflow's client does) and the password is nowhere: output, files, the server's store."""
+    server = ["server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db"]
+    server += ["--serve-artifacts", "--artifacts-destination", (tmp_path / "served").as_uri()]
+    with mlflow_process(server, tmp_path / "server.log") as url:
+        uri = url.replace("http://", f"http://u:{SECRET}@")
+        base = [a.format(heart=HEART_CSV) for a in BASE]
+        args = ["-m", *base, "model=knn", "model.n_neighbors=3,5", f"hydra.sweep.dir={tmp_path}/s"]
+        if given == "override":
+            result = cli("", "src.train", *args, f"mlflow.tracking_uri={uri}")
+        else:
+            result = cli(uri, "src.train", *args)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert SECRET not in output
+    assert "Sweep parent run" in output
+    assert not leaks(tmp_path)
+
+
+def test_store_password_moves_out_of_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The typed URI is the one used (from MLFLOW_TRACKING_URI, which it moves to), its
+    password gone from the config and its overrides."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
+    monkeypatch.delenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", raising=False)
+    uri = f"http://u:{SECRET}@127.0.0.1:9/"
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        config = compose("config", [f"mlflow.tracking_uri={uri}"], return_hydra_config=True)
+    keep_credentials_out_of_config(config)
+    assert SECRET not in OmegaConf.to_yaml(config)
+    assert config.hydra.overrides.task == ["mlflow.tracking_uri=http://u:***@127.0.0.1:9/"]
+    assert resolve_tracking_uri(config.mlflow.tracking_uri) == uri
+
+
+def test_reachability_check_sends_credentials() -> None:
+    """A server that wants basic auth is reached with a URI's user-info; a refusal names the
+    server without the password."""
+    seen: list[str | None] = []
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(200 if seen[-1] else 401)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        check_reachable(f"http://u:{SECRET}@127.0.0.1:{port}")
+        assert seen == [f"Basic {base64.b64encode(f'u:{SECRET}'.encode()).decode()}"]
+        with pytest.raises(TrackingError) as refused:
+            check_reachable(f"http://u:{SECRET}@127.0.0.1:{free_port()}")
+        assert SECRET not in str(refused.value)
+        assert "http://u:***@127.0.0.1" in str(refused.value)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def logged_model(migrated_store: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A store holding one heart run with its model; the store's URI and the model's."""
+    tmp = tmp_path_factory.mktemp("model")
+    uri = new_store(migrated_store, tmp)
+    args = [f"data.path={HEART_CSV}", "data=heart", "model=knn", "mlflow.log_plots=false"]
+    result = train_in_process(uri, *args, f"hydra.run.dir={tmp}/run")
+    found = re.search(r"\(([0-9a-f]{32})\) FINISHED", result.stdout)
+    assert found, result.stdout + result.stderr
+    return uri, f"runs:/{found.group(1)}/model"
+
+
+HEART_HEADER = HEART_CSV.read_text().splitlines()[0].removesuffix(",num")
+PREDICT_FAULTS = [  # (id, the input CSV's text, what is printed)
+    ("empty", "", "in.csv' is empty"),
+    ("header_only", HEART_HEADER + "\n", "in.csv' has a header but no rows"),
+    (
+        "text_in_number",
+        HEART_HEADER + "\nabc" + ",1" * 12 + "\n",
+        "column 'age' must hold numbers: data row 1",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"), [p[1:] for p in PREDICT_FAULTS], ids=[p[0] for p in PREDICT_FAULTS]
+)
+def test_predict_fault(text: str, says: str, logged_model: tuple[str, str], tmp_path: Path) -> None:
+    """`python -m src.predict` on bad input: one line, exit 1."""
+    uri, model = logged_model
+    (tmp_path / "in.csv").write_text(text)
+    result = in_process(uri, "src.predict", "--model", model, "--input", str(tmp_path / "in.csv"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert says in result.stderr
+    lines = [x for x in result.stderr.splitlines() if x.strip() and "Downloading" not in x]
+    assert lines == [f"error: {lines[0].removeprefix('error: ')}"], result.stderr  # one line
+
+
+def test_html_in_values_is_shown_not_run_in_the_summary(tracking_uri: str, tmp_path: Path) -> None:
+    """A value (a label, a param) holding HTML is escaped in sweep_summary.md, which the MLflow
+    UI renders: raw only inside code spans, where markdown shows it as written."""
+    html = "<img src=x onerror=alert(1)>"
+    heart_sweep(tracking_uri, tmp_path / "sweep", "model=knn", f"+notes='{html}',plain")
+    text = (tmp_path / "sweep" / "sweep_summary.md").read_text()
+    assert "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "<img" not in re.sub(r"`[^`\n]*`", "", text), text
+
+
+def test_a_failed_summary_still_counts_the_failed_jobs(tracking_uri: str, tmp_path: Path) -> None:
+    """The summary cannot be written (here a folder where its file goes; a full disk alike):
+    exit 1, the reason, and the closing count of failed jobs all the same."""
+    (tmp_path / "sweep" / "sweep_summary.md").mkdir(parents=True)
+    base = [a.format(heart=HEART_CSV) for a in BASE]
+    args = [
+        "-m",
+        *base,
+        "model=knn",
+        "model.n_neighbors=5,500",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+    ]
+    result = train_in_process(tracking_uri, *args)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "failed: IsADirectoryError" in output
+    assert "1 of 2 jobs failed" in output
 
 
 def runs_by_status(uri: str) -> tuple[Counter, Counter]:
