@@ -247,6 +247,41 @@ def verdict_note(summary: SweepSummary) -> str | None:
     return " ".join(sentences)
 
 
+def interval_note(summary: SweepSummary) -> str | None:
+    """One sentence on why a lower score can be indistinguishable from the best and a closer
+    one not: the width of the interval of its fold differences (an example from this sweep
+    when it has one)."""
+    verdict, ranked = summary.verdict, summary.ranked
+    if verdict.missing is not None or not verdict.differences:
+        return None
+    rows = ranked.set_index("run_id")
+    gap = {i: abs(d[0]) for i, d in verdict.differences.items() if i in rows.index}
+    equal = [i for i in gap if verdict.equivalent(i)]
+    worse = [i for i in gap if not verdict.equivalent(i)]
+    closest_worse = min(worse, key=gap.__getitem__, default=None)
+    farther = [i for i in equal if closest_worse is not None and gap[i] > gap[closest_worse]]
+    if closest_worse is None or not farther:
+        return (
+            "A configuration is indistinguishable from the best when the interval of its "
+            "difference (diff_ci_low to diff_ci_high) reaches zero: fold differences that vary "
+            "give a wide interval that reaches zero from a lower mean, steady ones a narrow "
+            "interval that may not reach it from a closer one."
+        )
+    far = max(farther, key=gap.__getitem__)
+
+    def said(run_id: str) -> str:
+        mean, low, high = verdict.differences[run_id]
+        name = str(rows.loc[run_id, "run_name"])
+        return f"{name} ({mean:+.4f}, interval {low:+.4f} to {high:+.4f})"
+
+    return (
+        f"Why a lower score can still be indistinguishable from the best and a closer one not: "
+        f"{said(far)} differs from the best by folds that vary, so its wide interval reaches "
+        f"zero, while {said(closest_worse)} trails it by folds that agree, so its narrow "
+        f"interval stays clear of zero."
+    )
+
+
 def only_seeds(summary: SweepSummary) -> list[str]:
     """The swept keys, if every one of them is a seed (`seed`, `cv.seed`, `*.random_state`):
     such a sweep measures noise and has no winner; else []."""

@@ -16,6 +16,7 @@ from src.evaluate import TEST_METRICS
 from src.ranking import (
     CONFUSION,
     SweepSummary,
+    interval_note,
     load_summary,
     nan_note,
     parameter_importance,
@@ -83,7 +84,12 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame, link: UiLin
         if confusion:
             lines.append("- confusion counts (test): " + ", ".join(confusion))
     lines += [""]
-    for note in (*reading_notes(summary), verdict_note(summary), nan_note(summary)):
+    for note in (
+        *reading_notes(summary),
+        verdict_note(summary),
+        interval_note(summary),
+        nan_note(summary),
+    ):
         if note:
             lines += [f"> {note}", ""]
     spread_metrics = spread(summary)
@@ -144,7 +150,7 @@ def _markdown_table(frame: pd.DataFrame, columns: list[str]) -> str:
 
     def cell(column: str, value: object) -> str:
         if value is pd.NA or (
-            isinstance(value, float) and column.startswith("p_value") and pd.isna(value)
+            isinstance(value, float) and column in VERDICT_COLUMNS and pd.isna(value)
         ):
             return ""
         if column in ("rank", "n_values") and isinstance(value, float):

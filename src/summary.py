@@ -17,6 +17,7 @@ from src.ranking import (
     CONFUSION,
     SweepSummary,
     build_table,
+    interval_note,
     load_summary,
     nan_note,
     reading_notes,
@@ -97,7 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(summary))
     print()
     print(describe_best(summary))
-    for note in (*reading_notes(summary), verdict_note(summary), nan_note(summary)):
+    for note in (
+        *reading_notes(summary),
+        verdict_note(summary),
+        interval_note(summary),
+        nan_note(summary),
+    ):
         if note:
             print(f"\nNote: {note}")
     if args.csv:
