@@ -16,6 +16,7 @@ from src.evaluate import TEST_METRICS
 from src.ranking import (
     CONFUSION,
     SweepSummary,
+    interval_example,
     interval_note,
     load_summary,
     nan_note,
@@ -44,7 +45,10 @@ def write_summary_files(summary: SweepSummary, out_dir: Path, link: UiLink) -> l
     md_path.write_text(render_markdown(summary, importance, link))
     ranked = summary.ranked
     params = [k for k in summary.swept if k in ranked and ranked[k].nunique() > 1]
-    plots = save_sweep_plots(ranked, params, summary.metric, importance, out_dir)
+    also = interval_example(summary) or ()
+    plots = save_sweep_plots(
+        ranked, params, summary.metric, importance, out_dir, summary.heading, also
+    )
     return [csv_path, md_path, importance_path, *plots]
 
 
