@@ -144,7 +144,8 @@ def compare_families(
     files = write_family_files(table, verdict, metric, experiment_name, out)
     print(f"Model families of experiment {experiment_name!r}, by {metric} ({direction})\n")
     columns = ["model", "n_configs", "run_name", metric, metric.removesuffix("_mean") + "_std"]
-    columns += [*TEST_METRICS, "p_value_holm", "equivalent_to_best"]
+    columns += [*TEST_METRICS, "diff_vs_best", "diff_ci_low", "diff_ci_high", "p_value_holm"]
+    columns += ["equivalent_to_best"]
     shown = _blank_untested(table[[c for c in columns if c in table]].copy())
     options = ("display.width", 250, "display.max_colwidth", 40)
     with pd.option_context(*options, "display.float_format", "{:.4f}".format):
