@@ -16,6 +16,7 @@ from src.analysis.ranking import (
     CONFUSION,
     SweepSummary,
     build_table,
+    interval_note,
     load_summary,
     nan_note,
     reading_notes,
@@ -96,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(summary))
     print()
     print(describe_best(summary))
-    for note in (*reading_notes(summary), verdict_note(summary), nan_note(summary)):
+    for note in (
+        *reading_notes(summary),
+        verdict_note(summary),
+        interval_note(summary),
+        nan_note(summary),
+    ):
         if note:
             print(f"\nNote: {note}")
     if args.csv:
@@ -137,7 +143,8 @@ def compare_families(
     files = write_family_files(table, verdict, metric, experiment_name, out)
     print(f"Model families of experiment {experiment_name!r}, by {metric} ({direction})\n")
     columns = ["model", "n_configs", "run_name", metric, metric.removesuffix("_mean") + "_std"]
-    columns += [*TEST_METRICS, "p_value_holm", "equivalent_to_best"]
+    columns += [*TEST_METRICS, "diff_vs_best", "diff_ci_low", "diff_ci_high", "p_value_holm"]
+    columns += ["equivalent_to_best"]
     shown = _blank_untested(table[[c for c in columns if c in table]].copy())
     options = ("display.width", 250, "display.max_colwidth", 40)
     with pd.option_context(*options, "display.float_format", "{:.4f}".format):

@@ -345,7 +345,7 @@ def browse(mlflow_ui: str, visit) -> list[str]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1500, "height": 950})
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
 
             def loopback_only(route) -> None:  # the UI must need nothing beyond our server
                 if route.request.url.startswith(mlflow_ui):

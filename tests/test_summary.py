@@ -54,7 +54,8 @@ def test_sweep_with_failures_still_gets_a_complete_summary(failed_sweep) -> None
     markdown = (failed_sweep["dir"] / "sweep_summary.md").read_text()
     assert "## Failed or interrupted jobs" in markdown
     assert "n_neighbors=500" in markdown and "Expected n_neighbors <= n_samples_fit" in markdown
-    for name in ("metric_vs_params.png", "parallel_coordinates.png", "parameter_importance.png"):
+    pngs = ("metric_vs_params", "parallel_coordinates", "parameter_importance", "verdict")
+    for name in (f"{png}.png" for png in pngs):
         assert (failed_sweep["dir"] / name).read_bytes()[:4] == b"\x89PNG"
     artifacts = {a.path for a in MlflowClient(uri).list_artifacts(parent.info.run_id, "summary")}
     assert {

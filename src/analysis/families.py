@@ -12,11 +12,15 @@ matplotlib.use("Agg")  # headless
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from src.analysis.plots import BEST_COLOR, EQUAL_COLOR, WORSE_COLOR  # noqa: E402
 from src.analysis.ranking import build_table  # noqa: E402
-from src.analysis.verdict import (
+from src.analysis.verdict import (  # noqa: E402
     DEFAULT_ALPHA,
+    DIFF_COLUMNS,
     VERDICT_COLUMNS,
     Verdict,
     compare_with_best,
@@ -90,7 +94,7 @@ def write_family_files(
     md_path.write_text(render_families(table, verdict, metric, experiment, columns))
     fig = plot_families(table, metric, experiment)
     try:
-        fig.savefig(png_path, dpi=REPORT_DPI, bbox_inches="tight")
+        fig.savefig(png_path, dpi=REPORT_DPI)
     finally:
         plt.close(fig)
     return [csv_path, md_path, png_path]
@@ -159,27 +163,61 @@ def render_families(
 
 
 def plot_families(table: pd.DataFrame, metric: str, experiment: str) -> plt.Figure:
-    """Bars of each family's best `metric` with its CV standard deviation as error bars."""
+    """Dot-and-whisker per family's best: its `metric` ± CV standard deviation on an axis fitted
+    to the scores (left), and its fold difference to the best family's best with the verdict's
+    interval (right); colours say which are not significantly worse."""
     std = metric.removesuffix("_mean") + "_std"
-    fig, ax = plt.subplots(figsize=(6, 0.6 * max(len(table), 2) + 1.2))
-    ordered = table.iloc[::-1]
-    errors = ordered[std].astype(float) if std in ordered else None
-    equivalent = ordered["equivalent_to_best"].fillna(False).astype(bool)
-    colors = ["tab:blue" if e else "tab:grey" for e in equivalent]
-    ax.barh(ordered["model"].astype(str), ordered[metric].astype(float), xerr=errors,
-            color=colors, capsize=4)  # fmt: skip
-    spread = errors.fillna(0).to_numpy() if errors is not None else np.zeros(len(ordered))
-    for y, (value, err) in enumerate(zip(ordered[metric].astype(float), spread, strict=True)):
-        ax.text(float(value + err), y, f"  {value:.3f}", va="center", ha="left", fontsize="small")
-    top = float((ordered[metric].astype(float) + spread).max())
-    ax.set_xlim(0.0, max(1.0, top * 1.12) if top > 1 else 1.12)  # bars from 0: honest lengths
-    ax.set(xlabel=f"{metric} (± CV std) of each family's best",
-           title=f"{experiment}: best configuration per model")  # fmt: skip
-    ax.legend(
-        handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in ("tab:blue", "tab:grey")],
-        labels=["not significantly worse than the best", "significantly worse, or unpaired"],
+    n = len(table)
+    fig, (ax, dx) = plt.subplots(1, 2, sharey=True, figsize=(10, 0.55 * max(n, 2) + 2.2),
+                                 gridspec_kw={"width_ratios": (1.1, 1)})  # fmt: skip
+    y = np.arange(n)
+    means = table[metric].astype(float).to_numpy()
+    errors = table[std].astype(float).fillna(0).to_numpy() if std in table else np.zeros(n)
+    equivalent = table["equivalent_to_best"]
+    colors = [
+        BEST_COLOR if i == 0 else "tab:grey" if pd.isna(e) else EQUAL_COLOR if e else WORSE_COLOR
+        for i, e in enumerate(equivalent)
+    ]
+    for pos, mean, err, color in zip(y, means, errors, colors, strict=True):
+        ax.errorbar(mean, pos, xerr=err, fmt="o", color=color, capsize=4, markersize=6)
+        ax.annotate(f"{mean:.3f}", (mean, pos), textcoords="offset points", xytext=(0, 7),
+                    ha="center", fontsize="small")  # fmt: skip
+    low, high = float((means - errors).min()), float((means + errors).max())
+    pad = 0.08 * ((high - low) or 0.1)
+    ax.set_xlim(low - pad, high + pad)  # fitted to the scores: the differences show
+    ax.set_yticks(y, table["model"].astype(str))
+    ax.set_ylim(n - 0.5, -0.8)  # the best on top, room for its label
+    ax.grid(axis="x", alpha=0.3)
+    ax.set(xlabel=f"{metric} ± CV std of each family's best",
+           title="best configuration per model")  # fmt: skip
+    for pos, (_, row), color in zip(y, table.iterrows(), colors, strict=True):
+        if pos == 0:
+            dx.scatter([0], [pos], marker="D", s=45, color=BEST_COLOR, zorder=3)
+            continue
+        diff, lo, hi = (float(row.get(c, np.nan)) for c in DIFF_COLUMNS)
+        if np.isnan(diff):
+            dx.text(0, pos, " not paired with the best", va="center", fontsize="small",
+                    color="grey")  # fmt: skip
+            continue
+        whisker = [[diff - lo], [hi - diff]] if not np.isnan(lo) else None
+        dx.errorbar(diff, pos, xerr=whisker, fmt="o", color=color, capsize=4, markersize=6)
+    dx.axvline(0, color="black", linewidth=0.9, zorder=1)
+    dx.grid(axis="x", alpha=0.3)
+    dx.xaxis.set_major_locator(MaxNLocator(nbins=5))
+    dx.set(xlabel="family's best minus the best, over the paired folds",
+           title="difference to the best, with its interval")  # fmt: skip
+    fig.legend(
+        handles=[
+            Line2D([], [], marker="D", color=BEST_COLOR, linestyle="", label="the best"),
+            Line2D([], [], marker="o", color=EQUAL_COLOR, label="not significantly worse"),
+            Line2D([], [], marker="o", color=WORSE_COLOR, label="significantly worse"),
+            Line2D([], [], marker="o", color="tab:grey", label="not paired (other folds)"),
+        ],
         fontsize="small",
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.22),
+        loc="lower center",
+        ncol=4,
+        frameon=False,
     )
+    fig.suptitle(f"{experiment} · model comparison · {metric}", fontsize="medium")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig

@@ -33,6 +33,13 @@ class SweepSummary:
     chosen_id: str | None = None  # the child sweep.prefer chose (None: the top score)
     rule: str = "the best score"  # what chose `best`, for the reader
     logged: tuple[str, ...] = ()  # every metric key the children logged, per-fold ones included
+    dataset: str = ""  # the children's data.name
+
+    @property
+    def heading(self) -> str:
+        """What the sweep's figures are of: dataset, sweep and metric."""
+        parts = [self.dataset, self.parent.info.run_name, self.metric]
+        return " · ".join(p for p in parts if p)
 
     @property
     def ranked(self) -> pd.DataFrame:
@@ -134,9 +141,10 @@ def load_summary(
     ranked = table[table["rank"].notna()]
     verdict = compare_with_best(client, runs, ranked, metric, direction, alpha)
     logged = tuple(sorted({key for child in children for key in child.data.metrics}))
+    names = (str(c.data.params["data.name"]) for c in children if "data.name" in c.data.params)
     summary = SweepSummary(
         parent, verdict_columns(table, verdict), swept, metric, direction, verdict, prefer,
-        logged=logged,
+        logged=logged, dataset=next(names, ""),
     )  # fmt: skip
     summary.chosen_id, summary.rule = choose(summary)
     return summary
@@ -245,6 +253,51 @@ def verdict_note(summary: SweepSummary) -> str | None:
         for why, runs in reasons.items()
     ]
     return " ".join(sentences)
+
+
+def interval_example(summary: SweepSummary) -> tuple[str, str] | None:
+    """(far, close): the run ids of an indistinguishable child further from the best than a
+    significantly worse one (the farthest such, and the closest worse), or None."""
+    verdict = summary.verdict
+    if verdict.missing is not None:
+        return None
+    gap = {i: abs(d[0]) for i, d in verdict.differences.items()}
+    worse = [i for i in gap if not verdict.equivalent(i)]
+    close = min(worse, key=gap.__getitem__, default=None)
+    if close is None:
+        return None
+    farther = [i for i in gap if verdict.equivalent(i) and gap[i] > gap[close]]
+    return (max(farther, key=gap.__getitem__), close) if farther else None
+
+
+def interval_note(summary: SweepSummary) -> str | None:
+    """One sentence on why a lower score can be indistinguishable from the best and a closer
+    one not: the width of the interval of its fold differences (an example from this sweep
+    when it has one)."""
+    verdict = summary.verdict
+    if verdict.missing is not None or not verdict.differences:
+        return None
+    example = interval_example(summary)
+    if example is None:
+        return (
+            "A configuration is indistinguishable from the best when the interval of its "
+            "difference (diff_ci_low to diff_ci_high) reaches zero: fold differences that vary "
+            "give a wide interval that reaches zero from a lower mean, steady ones a narrow "
+            "interval that may not reach it from a closer one."
+        )
+    names = dict(zip(summary.table["run_id"], summary.table["run_name"].astype(str), strict=True))
+
+    def said(run_id: str) -> str:
+        mean, low, high = verdict.differences[run_id]
+        return f"{names[run_id]} ({mean:+.4f}, interval {low:+.4f} to {high:+.4f})"
+
+    far, close = example
+    return (
+        f"Why a lower score can still be indistinguishable from the best and a closer one not: "
+        f"{said(far)} differs from the best by folds that vary, so its wide interval reaches "
+        f"zero, while {said(close)} trails it by folds that agree, so its narrow interval stays "
+        f"clear of zero."
+    )
 
 
 def only_seeds(summary: SweepSummary) -> list[str]:

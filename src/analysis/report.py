@@ -17,6 +17,8 @@ from src.analysis.plots import save_sweep_plots
 from src.analysis.ranking import (
     CONFUSION,
     SweepSummary,
+    interval_example,
+    interval_note,
     load_summary,
     nan_note,
     parameter_importance,
@@ -44,7 +46,10 @@ def write_summary_files(summary: SweepSummary, out_dir: Path, link: UiLink) -> l
     md_path.write_text(render_markdown(summary, importance, link))
     ranked = summary.ranked
     params = [k for k in summary.swept if k in ranked and ranked[k].nunique() > 1]
-    plots = save_sweep_plots(ranked, params, summary.metric, importance, out_dir)
+    also = interval_example(summary) or ()
+    plots = save_sweep_plots(
+        ranked, params, summary.metric, importance, out_dir, summary.heading, also
+    )
     return [csv_path, md_path, importance_path, *plots]
 
 
@@ -87,7 +92,12 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame, link: UiLin
         if confusion:
             lines.append("- confusion counts (test): " + ", ".join(confusion))
     lines += [""]
-    for note in (*reading_notes(summary), verdict_note(summary), nan_note(summary)):
+    for note in (
+        *reading_notes(summary),
+        verdict_note(summary),
+        interval_note(summary),
+        nan_note(summary),
+    ):
         if note:
             lines += [f"> {_text(note)}", ""]
     spread_metrics = spread(summary)
@@ -161,7 +171,7 @@ def _markdown_table(frame: pd.DataFrame, columns: list[str]) -> str:
 
     def cell(column: str, value: object) -> str:
         if value is pd.NA or (
-            isinstance(value, float) and column.startswith("p_value") and pd.isna(value)
+            isinstance(value, float) and column in VERDICT_COLUMNS and pd.isna(value)
         ):
             return ""
         if column in ("rank", "n_values") and isinstance(value, float):

@@ -11,7 +11,7 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from src.ml.stats import corrected_ttest, holm
+from src.ml.stats import corrected_interval, corrected_ttest, holm
 from src.tracking.store import with_retries
 
 # what makes two children's folds the same folds: the split's params and the training data
@@ -19,7 +19,8 @@ SPLIT_PARAMS = ("cv.seed", "cv.folds", "cv.repeats")
 FINGERPRINT_TAG = "data.train_fingerprint"
 FOLD_SIZE_TAGS = ("cv.n_train", "cv.n_test")
 DEFAULT_ALPHA = 0.05
-VERDICT_COLUMNS = ("p_value_vs_best", "p_value_holm", "equivalent_to_best")
+DIFF_COLUMNS = ("diff_vs_best", "diff_ci_low", "diff_ci_high")
+VERDICT_COLUMNS = (*DIFF_COLUMNS, "p_value_vs_best", "p_value_holm", "equivalent_to_best")
 
 
 @dataclass
@@ -33,6 +34,15 @@ class Verdict:
     adjusted: dict[str, float] = field(default_factory=dict)  # Holm over the comparisons
     unpaired: dict[str, str] = field(default_factory=dict)  # run id -> why it cannot be paired
     missing: str | None = None  # why nothing could be compared, if so
+    # run id -> (mean, low, high) of its fold scores minus the best's: `interval_level`
+    differences: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+
+    def interval_level(self, run_id: str) -> float:
+        """The confidence of the run's difference interval: 1 - 2 alpha, widened as Holm widens
+        its p-value (alpha x p / p_holm), so the interval clears zero exactly when
+        p_value_holm < alpha, i.e. when it is not equivalent_to_best."""
+        p, adjusted = self.p_values[run_id], self.adjusted[run_id]
+        return 1 - 2 * (self.alpha * p / adjusted if adjusted > 0 else self.alpha)
 
     def equivalent(self, run_id: str) -> bool:
         """Not significantly worse than the best (Holm-adjusted p >= alpha)."""
@@ -87,6 +97,17 @@ def p_value_better(
     return corrected_ttest(better, worse, *sizes)[1]
 
 
+def difference_to_best(
+    best: list[float], other: list[float], sizes: tuple[int, int], level: float
+) -> tuple[float, float, float]:
+    """(mean, low, high) of `other - best` over the folds, with its corrected interval at
+    `level` (NaN ends when an alpha of 0.5 or more leaves no level to give it)."""
+    if not 0 < level < 1:
+        mean = sum(o - b for o, b in zip(other, best, strict=True)) / len(best)
+        return mean, float("nan"), float("nan")
+    return corrected_interval(other, best, *sizes, level)
+
+
 def fold_scores(client: MlflowClient, run: Run, key: str) -> list[float] | None:
     """The run's `key` by step (0..n-1, as many as its folds x repeats), or None if incomplete."""
     if key not in run.data.metrics:
@@ -127,6 +148,7 @@ def compare_with_best(
         )
         return verdict
     verdict.n_folds = len(best_folds)
+    paired: dict[str, list[float]] = {}
     for run_id in ranked["run_id"].iloc[1:]:
         run = runs[run_id]
         split = split_record(run)
@@ -139,16 +161,23 @@ def compare_with_best(
             verdict.unpaired[run_id] = f"scored on other CV folds (another {differs})"
             continue
         verdict.p_values[run_id] = p_value_better(best_folds, folds, sizes, direction)
+        paired[run_id] = folds
     ids = list(verdict.p_values)
     verdict.adjusted = dict(zip(ids, holm([verdict.p_values[i] for i in ids]), strict=True))
+    verdict.differences = {
+        i: difference_to_best(best_folds, paired[i], sizes, verdict.interval_level(i)) for i in ids
+    }
     return verdict
 
 
 def verdict_columns(table: pd.DataFrame, verdict: Verdict) -> pd.DataFrame:
-    """`table` with p_value_vs_best, p_value_holm and equivalent_to_best (blank where untested;
-    the best itself: equivalent, no p-value)."""
+    """`table` with diff_vs_best, diff_ci_low, diff_ci_high, p_value_vs_best, p_value_holm and
+    equivalent_to_best (blank where untested; the best itself: equivalent, no difference or
+    p-value)."""
     table = table.copy()
     ids = table["run_id"] if len(table) else pd.Series(dtype=str)
+    for i, column in enumerate(DIFF_COLUMNS):
+        table[column] = ids.map({k: v[i] for k, v in verdict.differences.items()}).astype(float)
     table["p_value_vs_best"] = ids.map(verdict.p_values).astype(float)
     table["p_value_holm"] = ids.map(verdict.adjusted).astype(float)
     equivalent = pd.Series(pd.NA, index=table.index, dtype="boolean")

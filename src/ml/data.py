@@ -48,6 +48,7 @@ class Dataset:
     y_test: pd.Series
     class_names: dict = field(default_factory=dict)  # label -> how a reader calls it
     categorical: list[str] = field(default_factory=list)  # numeric codes to one-hot encode
+    category_names: dict = field(default_factory=dict)  # column -> {code -> what it means}
 
     def class_name(self, label: object) -> str:
         """The label's name from `data.class_names`, or the label itself."""
@@ -112,7 +113,11 @@ def split_dataset(name: str, X: pd.DataFrame, y: pd.Series, data_cfg: DictConfig
     names = data_cfg.get("class_names") or {}
     class_names = {k: str(v) for k, v in dict(names).items()}
     categorical = [str(c) for c in data_cfg.get("categorical") or []]
-    return Dataset(name, X_train, X_test, y_train, y_test, class_names, categorical)
+    codes = data_cfg.get("category_names") or {}
+    category_names = {
+        str(c): {k: str(v) for k, v in dict(m).items()} for c, m in dict(codes).items()
+    }
+    return Dataset(name, X_train, X_test, y_train, y_test, class_names, categorical, category_names)
 
 
 def check_test_size(test_size: object) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +58,15 @@ def child_plots(
 ) -> ChildPlots:
     """The data of a child's plots (computes feature importance)."""
     classes = list(result.classes)
+    importance = feature_importance(pipeline, data)
+    names = [feature_label(str(n), data.categorical, data.category_names) for n in importance.names]
     return ChildPlots(
         y_test=np.asarray(data.y_test),
         y_score=result.y_score,
         classes=classes,
         confusion=result.confusion,
         roc_auc=result.metrics["roc_auc"],
-        importance=feature_importance(pipeline, data),
+        importance=replace(importance, names=names),
         title=title,
         class_names=tuple(data.class_name(c) for c in classes),
     )
@@ -99,15 +101,30 @@ def render_child_plots(plots: ChildPlots, out_dir: Path) -> None:
 def child_figure(name: str, plots: ChildPlots) -> plt.Figure:
     """One of the child's figures (`roc_curve`, `confusion_matrix`, `feature_importance`),
     titled with the run."""
-    fig, ax = plt.subplots(figsize=(5.5, 4.4))
+    features = name == "feature_importance"  # wider: room on the left for named categories
+    fig, ax = plt.subplots(figsize=(7.5 if features else 5.5, 4.4))
     DRAWINGS[name](ax, plots)
     if plots.title:
         fig.suptitle(_shorten(plots.title), fontsize="medium")
-    # fixed margins instead of tight_layout (a third of a plot's cost); room on the left for
-    # feature names
-    left = 0.34 if name == "feature_importance" else 0.2
-    fig.subplots_adjust(left=left, right=0.96, bottom=0.13, top=0.8)
+    # fixed margins instead of tight_layout (a third of a plot's cost)
+    fig.subplots_adjust(left=0.43 if features else 0.2, right=0.96, bottom=0.13, top=0.8)
     return fig
+
+
+def feature_label(name: str, categorical: list[str], category_names: dict) -> str:
+    """A one-hot column's name as a reader says it: `thal_7.0` -> `thal = 7 (reversible
+    defect)` with the data config's `category_names`, `thal = 7` without; others unchanged."""
+    for column in sorted(categorical, key=len, reverse=True):  # `cp_x` before `cp`
+        prefix = f"{column}_"
+        if not name.startswith(prefix):
+            continue
+        code: object = name.removeprefix(prefix)
+        number = pd.to_numeric(pd.Series([code]), errors="coerce").iloc[0]
+        if pd.notna(number):
+            code = int(number) if float(number).is_integer() else float(number)
+        meaning = category_names.get(column, {}).get(code)
+        return f"{column} = {code}" + (f" ({meaning})" if meaning is not None else "")
+    return name
 
 
 def _shorten(text: str, width: int = 58) -> str:

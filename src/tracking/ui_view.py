@@ -11,7 +11,13 @@ view in Chromium and fails when a new MLflow stops reading it:
   view (no search facet may be in the link, or the UI skips the view);
 - the state's search facets (`searchFilter`, `orderByKey`, ...) and chart cards
   (`compareRunCharts`: BAR, PARALLEL, SCATTER, LINE) and sections (`compareRunSections`, the
-  UI's "Model metrics" and "System metrics" last); `runsHiddenMode: SHOW_ALL` charts every run;
+  UI's "Model metrics" and "System metrics" last, each with its `columns` per row and
+  `cardHeight`; `isAccordionReordered` keeps them in the given order, else alphabetical);
+  `runsHiddenMode: FIRST_10_RUNS` charts the first 10 rows (a bar card's `runsCountToCompare`
+  is no longer read), a parallel card's `showAllRuns` every run; only a LINE card has log
+  axes (`scaleType`, and `xAxisScaleType` for steps): a param is never on a log axis;
+- in the chart view the run list shows run names only, at a width the view does not hold:
+  `selectedColumns` are the table view's columns;
 - children are listed flat (not under their parent, which a view cannot expand) when the runs
   are filtered by `tags.mlflow.parentRunId` and ordered by anything but the start time;
 - the UI adds a chart for every logged metric no card names: named by deleted cards.
@@ -69,13 +75,19 @@ def line(metric: str) -> dict[str, Any]:
         "LINE", f"line-{metric}", metricKey=metric, selectedMetricKeys=[metric],
         lineSmoothness=0, xAxisScaleType="linear", scaleType="linear", xAxisKey="step",
         selectedXAxisMetricKey="", yAxisKey="metric", yAxisExpressions=[], ignoreOutliers=False,
-        useGlobalXaxisKey=False, useGlobalLineSmoothing=True,
+        useGlobalXaxisKey=False, useGlobalLineSmoothing=True, displayPoints=True,
     )  # fmt: skip
 
 
+VISIBLE = 10  # the runs the view charts, best first: what a bar or line chart can show
+TESTS = "tests"  # the section of the test metrics' charts
+
+
 def charts(view: SweepView) -> list[dict[str, Any]]:
-    """The sweep's charts, then a deleted card for every other logged metric (else the UI adds
-    a chart for each)."""
+    """The sweep's charts: its question first (the best runs' selection metric, every run across
+    the swept params, the metric against each numeric param, the best runs' folds), then the
+    test metrics; a deleted card for every other logged metric (else the UI adds a chart for
+    each)."""
     cards = [
         card("BAR", f"bar-{view.metric}", metricKey=view.metric),
         card(
@@ -83,7 +95,7 @@ def charts(view: SweepView) -> list[dict[str, Any]]:
             "parallel",
             selectedParams=list(view.swept),
             selectedMetrics=[view.metric],
-            showAllRuns=True,
+            showAllRuns=True,  # the lines of every run: which values the good ones share
         ),  # fmt: skip
     ]
     for key in view.numeric:
@@ -91,10 +103,10 @@ def charts(view: SweepView) -> list[dict[str, Any]]:
             "xaxis": {"key": key, "type": "PARAM"},
             "yaxis": {"key": view.metric, "type": "METRIC"},
         }
-        cards.append(card("SCATTER", f"scatter-{key}", runsCountToCompare=100, **axes))
-    cards += [card("BAR", f"bar-{m}", metricKey=m) for m in view.tests]
+        cards.append(card("SCATTER", f"scatter-{key}", **axes))
     if view.folds is not None:
         cards.append(line(view.folds))
+    cards += [card("BAR", f"bar-{m}", metricSectionId=TESTS, metricKey=m) for m in view.tests]
     named = {c.get("metricKey") for c in cards}
     hidden = [m for m in view.logged if m not in named]
     cards += [
@@ -104,12 +116,16 @@ def charts(view: SweepView) -> list[dict[str, Any]]:
 
 
 def view_state(view: SweepView) -> dict[str, Any]:
-    """The page state the view restores: this sweep's children, best first, every one charted."""
+    """The page state the view restores: this sweep's children, best first, the best 10 charted
+    (every one in the parallel coordinates), in large cards two to a row."""
     sections = [
-        {"uuid": SECTION, "name": f"Sweep {view.name}", "display": True, "isReordered": False},
-        {"uuid": "model", "name": "Model metrics", "display": False, "isReordered": False},
-        {"uuid": "system", "name": "System metrics", "display": False, "isReordered": False},
-    ]
+        {"uuid": SECTION, "name": f"Sweep {view.name}: the best {VISIBLE}", "display": True,
+         "columns": 2, "cardHeight": 300},
+        {"uuid": TESTS, "name": f"Sweep {view.name}: test metrics", "display": True,
+         "columns": 3, "cardHeight": 260},
+        {"uuid": "model", "name": "Model metrics", "display": False},
+        {"uuid": "system", "name": "System metrics", "display": False},
+    ]  # fmt: skip
     return {
         "searchFilter": f"tags.mlflow.parentRunId = '{view.parent_run_id}'",
         "orderByKey": f"metrics.`{view.metric}`",
@@ -119,10 +135,12 @@ def view_state(view: SweepView) -> dict[str, Any]:
         "modelVersionFilter": "All Runs",
         "datasetsFilter": [],
         "selectedColumns": [f"params.`{k}`" for k in view.swept] + [f"metrics.`{view.metric}`"],
-        "runsHiddenMode": "SHOW_ALL",
-        "compareRunSections": [s | {"deleted": False, "isGenerated": False} for s in sections],
+        "runsHiddenMode": f"FIRST_{VISIBLE}_RUNS",
+        "compareRunSections": [
+            s | {"isReordered": False, "deleted": False, "isGenerated": False} for s in sections
+        ],
         "compareRunCharts": charts(view),
-        "isAccordionReordered": False,
+        "isAccordionReordered": True,  # keep the sections in this order, not alphabetical
         "hideEmptyCharts": True,
         "globalLineChartConfig": {
             "xAxisKey": "step",

@@ -82,6 +82,30 @@ def test_each_family_s_best_is_compared_with_the_best(families, tracking_uri, tm
     with Image.open(tmp_path / "out" / "model_comparison.png") as image:
         assert image.info["dpi"][0] == pytest.approx(150, abs=1)
     figure = plot_families(table, "cv_accuracy_mean", "families")
-    assert figure.axes[0].get_title() == "families: best configuration per model"
+    assert figure.axes[0].get_title() == "best configuration per model"
+    assert figure.get_suptitle() == "families · model comparison · cv_accuracy_mean"
     labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
     assert sorted(labels) == ["knn", "logistic_regression", "random_forest", "svm"]
+
+
+def test_model_comparison_png_is_dot_and_whisker_on_the_scores_axis(families) -> None:
+    """Points with error bars, not bars from 0: the axis spans the scores, so their
+    differences show; the right panel draws each family's difference to the best."""
+    client, experiment_id, _ = families
+    table, _ = family_table(client, experiment_id)
+    figure = plot_families(table, "cv_accuracy_mean", "families")
+    scores, differences = figure.axes[:2]
+    assert not scores.patches  # no bars
+    low, high = scores.get_xlim()
+    means = table["cv_accuracy_mean"].astype(float)
+    assert 0 < low < means.min() and means.max() < high <= 1  # not from 0
+    assert high - low < 0.5
+    points = [c for c in scores.containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(points) == len(table)
+    paired = table["diff_vs_best"].notna()
+    whiskers = [c for c in differences.containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(whiskers) == paired.sum() == 2  # logistic regression and random forest
+    for bar, (_, row) in zip(whiskers, table[paired].iterrows(), strict=True):
+        ends = bar.lines[2][0].get_segments()[0][:, 0]
+        assert sorted(ends) == pytest.approx([row["diff_ci_low"], row["diff_ci_high"]])
+    assert figure.get_suptitle() == "families · model comparison · cv_accuracy_mean"

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from functools import partial
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
+from scipy.stats import t as student_t
 
-from src.analysis.ranking import load_summary, reading_notes, verdict_note
+from src.analysis.ranking import interval_note, load_summary, reading_notes, verdict_note
 from src.ml.stats import corrected_ttest, holm
 
 from ..helpers import (
@@ -22,6 +24,17 @@ from ..helpers import (
     new_store,
     sweep_runs,
 )
+
+
+def reference_difference(best, other, n_train, n_test, alpha, p_holm):
+    """Nadeau & Bengio written out with scipy: (mean of other - best, low, high, one-sided p
+    that best is better), the interval at 1 - 2 alpha widened by p / p_holm as Holm widens p."""
+    d = np.asarray(other, dtype=float) - np.asarray(best, dtype=float)
+    n = len(d)
+    se = np.sqrt(d.var(ddof=1) * (1 / n + n_test / n_train))
+    p = student_t.sf(-d.mean() / se, n - 1)
+    half = student_t.ppf(1 - alpha * p / p_holm, n - 1) * se
+    return d.mean(), d.mean() - half, d.mean() + half, p
 
 
 @pytest.fixture
@@ -149,6 +162,22 @@ def test_a_heart_sweep_carries_its_verdict_everywhere(migrated_store, tmp_path) 
     printed = in_process(uri, "src.summary", "--experiment", "heart-classification")
     assert printed.returncode == 0, printed.stderr
     assert sentence in printed.stdout and "p_value_vs_best" in printed.stdout
+    for column in ("diff_vs_best", "diff_ci_low", "diff_ci_high"):
+        assert column in printed.stdout and column in markdown
+    # the differences and their intervals: the formula on the logged folds, with scipy
+    assert best[["diff_vs_best", "diff_ci_low", "diff_ci_high"]].isna().all()
+    for row in table.iloc[1:].itertuples():
+        other = folds(row.run_id)
+        if other == best_folds:  # the twin: no difference on any fold, a zero-width interval
+            assert (row.diff_vs_best, row.diff_ci_low, row.diff_ci_high) == (0, 0, 0)
+            continue
+        mean, low, high, p = reference_difference(
+            best_folds, other, n_train, n_test, 0.05, row.p_value_holm
+        )
+        assert row.p_value_vs_best == pytest.approx(p, rel=1e-9)
+        assert row.diff_vs_best == pytest.approx(mean, abs=1e-12)
+        assert (row.diff_ci_low, row.diff_ci_high) == pytest.approx((low, high), abs=1e-9)
+        assert row.diff_ci_low < row.diff_vs_best < row.diff_ci_high < 0  # C=0.0001: worse
 
 
 def test_a_best_at_the_edge_of_its_grid_is_said(hand_made) -> None:
@@ -190,3 +219,38 @@ def test_a_long_list_of_equivalents_names_the_fewer_worse_ones(tracking_uri) -> 
         "12 of 13 configurations are statistically indistinguishable from the best"
     )
     assert "all but the 1 significantly worse, far (equivalent_to_best in the table)" in note
+
+
+def test_the_interval_shows_why_a_lower_score_can_be_indistinguishable(tracking_uri) -> None:
+    """The issue's Chebyshev pair, made by hand: "wide" trails the best by 0.10 on average with
+    folds that disagree, "steady" by only 0.044 on every fold; the first is indistinguishable
+    from the best, the second not, and the intervals (checked with scipy) say why."""
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("why")
+    parent = client.create_run(experiment_id, run_name="why", tags={"sweep": "true"})
+    pid = parent.info.run_id
+    wide = [b + d for b, d in zip(BEST, [-0.30, 0.10, -0.25, 0.05, -0.10], strict=True)]
+    steady = [b - d for b, d in zip(BEST, [0.04, 0.05, 0.04, 0.05, 0.04], strict=True)]
+    for name, folds, k in (("best", BEST, 5), ("wide", wide, 15), ("steady", steady, 3)):
+        make_child(client, experiment_id, pid, name, folds, k)
+    summary = load_summary(client, client.get_run(pid))
+    table = summary.table.set_index("run_name")
+    assert list(table.index) == ["best", "steady", "wide"]  # steady scores higher
+    assert table.loc["wide", "equivalent_to_best"] and not table.loc["steady", "equivalent_to_best"]
+    for name, folds in (("wide", wide), ("steady", steady)):
+        mean, low, high, p = reference_difference(
+            BEST, folds, 194, 48, 0.05, table.loc[name, "p_value_holm"]
+        )
+        assert table.loc[name, "p_value_vs_best"] == pytest.approx(p, rel=1e-9)
+        assert table.loc[name, "diff_vs_best"] == pytest.approx(mean, abs=1e-12)
+        got = (table.loc[name, "diff_ci_low"], table.loc[name, "diff_ci_high"])
+        assert got == pytest.approx((low, high), abs=1e-9)
+    assert table.loc["wide", "diff_vs_best"] == pytest.approx(-0.10)
+    assert table.loc["steady", "diff_vs_best"] == pytest.approx(-0.044)
+    assert table.loc["wide", "diff_ci_low"] < 0 < table.loc["wide", "diff_ci_high"]  # reaches 0
+    assert table.loc["steady", "diff_ci_high"] < 0  # stays clear of it
+    note = interval_note(summary)
+    assert note is not None
+    assert note.startswith("Why a lower score can still be indistinguishable from the best")
+    assert "wide (-0.1000, interval " in note and "steady (-0.0440, interval " in note
+    assert note.index("wide") < note.index("its wide interval reaches zero") < note.index("steady")

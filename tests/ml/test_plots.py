@@ -91,6 +91,9 @@ def test_child_plots_read_as_a_report_needs(heart_csv, tmp_path) -> None:
     importance = plots.child_figure("feature_importance", child)
     ax = importance.axes[0]
     assert "> 0 pushes towards disease" in ax.get_xlabel()
+    names = [t.get_text() for t in ax.get_yticklabels()]  # one-hot columns named as codes mean
+    assert "thal = 7 (reversible defect)" in names and "cp = 4 (asymptomatic)" in names
+    assert not [n for n in names if "_" in n], names  # no raw thal_7.0
     assert child.importance.signed and (child.importance.values < 0).any()
     widths = [bar.get_width() for bar in ax.patches]
     assert min(widths) < 0 < max(widths)
@@ -109,3 +112,20 @@ def test_permutation_importance_has_error_bars(heart_csv) -> None:
     assert "± std over 30 shuffles" in ax.get_xlabel()
     assert any(type(c).__name__ == "ErrorbarContainer" for c in ax.containers)  # xerr drawn
     plots.plt.close(fig)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("thal_7.0", "thal = 7 (reversible defect)"),
+        ("ca_0.0", "ca = 0 (0 vessels)"),
+        ("cp_2", "cp = 2 (atypical angina)"),
+        ("slope_9.0", "slope = 9"),  # a code the config does not name
+        ("thalach", "thalach"),  # numeric: as it is
+        ("restecg_nan", "restecg = nan"),
+    ],
+)
+def test_one_hot_columns_are_named_by_the_data_config(name, expected) -> None:
+    names = {"thal": {7: "reversible defect"}, "ca": {0: "0 vessels"}, "cp": {2: "atypical angina"}}
+    categorical = ["cp", "restecg", "slope", "thal", "ca"]
+    assert plots.feature_label(name, categorical, names) == expected

@@ -23,6 +23,14 @@ pytestmark = [  # run by `make test` / CI via `pytest -m slow`; its module fixtu
 ]
 
 SCREENSHOTS = REPO / "tests" / "screenshots"
+# each plotly chart on the page: its axes' types and x title, and its traces' names and sizes
+PLOTLY_AXES = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(p => ({
+    x: p._fullLayout.xaxis && p._fullLayout.xaxis.type,
+    y: p._fullLayout.yaxis && p._fullLayout.yaxis.type,
+    x_title: p._fullLayout.xaxis && p._fullLayout.xaxis.title && p._fullLayout.xaxis.title.text,
+    traces: (p._fullData || []).map(d => d.name || ''),
+    points: (p._fullData || []).map(d => (d.x || []).length),
+}))"""
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +47,8 @@ def mlflow_ui(ui_store):
     tracking_uri, tmp = ui_store
     links = []
     swept = (
-        ["model.n_neighbors=3,7,11", "model.weights=uniform,distance"],
-        ["model.n_neighbors=5,9"],
+        ["model.n_neighbors=3,5,7,9,11,13", "model.weights=uniform,distance"],
+        ["model.n_neighbors=4,8"],
     )
     for extra in swept:
         result = train_in_process(
@@ -82,20 +90,23 @@ def test_each_sweeps_link_opens_its_own_chart_view(mlflow_ui, ui_store, tmp_path
         assert f"viewStateShareKey={parent.info.run_id}" in path
         assert f"{VIEW_TAG_PREFIX}{parent.info.run_id}" in experiment.tags  # two views
     assert links[1] in (sweeps_dir / "sweep" / "sweep_summary.md").read_text()  # the last one's
-    # the first sweep: 6 children, n_neighbors and weights swept: a bar of the selection metric,
-    # a parallel-coordinates chart, a scatter for n_neighbors (weights is not numeric), the 5
-    # test metrics, and the per-fold cv_accuracy by step
-    expected_charts = 1 + 1 + 1 + 5 + 1
+    # the first sweep: 12 children, n_neighbors and weights swept. Its section: a bar of the
+    # selection metric, a parallel-coordinates chart, a scatter for n_neighbors (weights is not
+    # numeric), and the per-fold cv_accuracy by step; then the 5 test metrics in their own
+    sweep_charts, test_charts = 4, 5
 
     def visit(page) -> None:
         page.goto(links[0].replace(DEFAULT_UI_URL, url))
         page.get_by_text("You're viewing a shared view").first.wait_for(timeout=90_000)
-        section = f"Sweep {first.info.run_name}"
+        section = f"Sweep {first.info.run_name}: the best 10"
         page.get_by_text(section).first.wait_for(timeout=60_000)
-        page.wait_for_timeout(2000)  # the section's chart count settles as the charts load
+        page.wait_for_timeout(3000)  # the section's chart count settles as the charts load
         body = page.inner_text("body")
-        assert re.search(rf"{re.escape(section)}\s*\({expected_charts}\)", body), body[:3000]
-        for title in ("Parallel Coordinates", "model.n_neighbors", "cv_accuracy_mean"):
+        assert re.search(rf"{re.escape(section)}\s*\({sweep_charts}\)", body), body[:3000]
+        tests = f"Sweep {first.info.run_name}: test metrics"
+        assert re.search(rf"{re.escape(tests)}\s*\({test_charts}\)", body), body[:3000]
+        assert body.index(section) < body.index(tests) < body.index("Model metrics")
+        for title in ("Parallel Coordinates", "Showing all runs", "model.n_neighbors"):
             page.get_by_text(title).first.wait_for(state="attached", timeout=30_000)
         table = page.get_by_text(f"{len(first_children)} matching runs").first
         table.wait_for(timeout=30_000)
@@ -103,15 +114,32 @@ def test_each_sweeps_link_opens_its_own_chart_view(mlflow_ui, ui_store, tmp_path
         for child in first_children:
             page.get_by_text(child.info.run_name).first.wait_for(timeout=10_000)
         shown = page.inner_text("body")
-        for child in second_children:  # not another sweep's (n_neighbors 5 and 9)
+        for child in second_children:  # not another sweep's (n_neighbors 4 and 8)
             assert child.info.run_name.split(" weights")[0] not in shown, child.info.run_name
         page.get_by_text("Model metrics").first.wait_for(timeout=10_000)  # and nothing else
         assert "Model metrics\n(0)" in page.inner_text("body")
-        close = page.get_by_role("button", name="Close")
-        if close.count():
-            close.first.click()
+        # what the charts draw, read from plotly: the best 10 of the 12 in the bar and the
+        # scatter (a linear axis: the UI has no log axis for a param), 10 runs' folds by step
+        plots = page.evaluate(PLOTLY_AXES)
+        bar, scatter, folds = (
+            next(p for p in plots if p["x_title"] == title)
+            for title in ("Click to enter X axis title", "model.n_neighbors", "Step")
+        )
+        assert bar["points"] == [10] and bar["y"] == "category"
+        assert scatter["points"] == [10] and (scatter["x"], scatter["y"]) == ("linear", "linear")
+        assert len(folds["traces"]) >= 10 and set(folds["points"]) == {5}  # 5 folds each
+        assert len({t.removesuffix(" (cv_accuracy)") for t in folds["traces"]}) == 10
+        hide = page.get_by_label("Hide banner")
+        if hide.count():
+            hide.first.click()
         page.wait_for_timeout(1500)
         page.screenshot(path=str(tmp_path / "sweep_view.png"))
+        # the same view as a table: the swept params and the selection metric as columns
+        page.goto(links[0].replace(DEFAULT_UI_URL, url).replace("=CHART", "=TABLE"))
+        headers = page.locator('[role="columnheader"]')
+        headers.filter(has_text="cv_accuracy_mean").first.wait_for(timeout=30_000)
+        names = {headers.nth(i).inner_text().strip() for i in range(headers.count())}
+        assert {"model.n_neighbors", "model.weights", "cv_accuracy_mean"} <= names, names
 
     assert browse(url, visit) == []
     keep_screenshots(tmp_path, "sweep_view.png")
@@ -129,7 +157,8 @@ def keep_screenshots(tmp_path: Path, *shots: str) -> None:
 def test_chart_view_shows_the_sweep_metrics_on_open(mlflow_ui, ui_store, tmp_path) -> None:
     mlflow_ui, _ = mlflow_ui
     tracking_uri, _ = ui_store
-    parent, children = sweeps(tracking_uri)[0]
+    # the latest sweep (2 children): its rows come first, within the 10 runs charted by default
+    parent, children = sweeps(tracking_uri)[-1]
     experiment = MlflowClient(tracking_uri).get_experiment(parent.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
