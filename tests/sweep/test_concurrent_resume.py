@@ -3,8 +3,11 @@ moment, or the killed sweep's workers still computing. Real processes, a real sq
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from src.tracking.process import PROCESS_TAG, process_identity
 
-from ..helpers import HEART_CSV, cli, sweep_runs, train_in_process
+from ..helpers import HEART_CSV, REPO, all_runs, cli, sweep_runs, train_in_process
 
 # three of four jobs fail (n_neighbors > the training rows): a resume reruns them
 SWEEP = [
@@ -100,3 +103,39 @@ def test_a_resume_never_deletes_a_child_whose_process_lives(
     finally:
         worker.kill()
         worker.wait()
+
+
+@pytest.mark.slow  # a joblib sweep killed while its workers compute; make test and CI run it
+def test_workers_end_when_their_launching_process_is_killed(
+    tracking_uri: str, tmp_path: Path
+) -> None:
+    """SIGKILL of `python -m src.train` under the joblib launcher: its workers, computing
+    their jobs, notice and end within seconds instead of computing on."""
+    args = [*SWEEP[:-2], "model=random_forest", "model.n_estimators=20000,20001"]
+    args += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path}/s"]
+    env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri}
+    with (tmp_path / "out.txt").open("w") as out:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "src.train", *args], cwd=REPO, env=env, stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 180
+        running: list = []
+        while len(running) < 2:
+            assert launcher.poll() is None, (tmp_path / "out.txt").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "out.txt").read_text()
+            time.sleep(0.5)
+            running = [r for r in all_runs(tracking_uri) if "mlflow.parentRunId" in r.data.tags]
+            running = [r for r in running if r.info.status == "RUNNING"]
+    finally:
+        launcher.kill()
+        launcher.wait()
+    workers = [r.data.tags[PROCESS_TAG] for r in running]
+    deadline = time.monotonic() + 30
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.5)
+        alive = [w for w in workers if process_identity(int(w.split(":")[1])) == w]
+    for worker in alive:  # leave nothing computing after the test, whatever it shows
+        os.kill(int(worker.split(":")[1]), signal.SIGKILL)
+    assert not alive, f"workers still computing 30 s after their launcher died: {alive}"
