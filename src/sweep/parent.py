@@ -19,10 +19,19 @@ from src.analysis.registry import default_model_name, describe, register_best
 from src.analysis.report import summarize_sweep
 from src.sweep.context import Launch
 from src.sweep.overrides import sweep_command, swept_values, task_overrides
-from src.sweep.recovery import end_orphans, mark_stale_runs, reopen_sweep, resume_parent
+from src.sweep.recovery import (
+    SweepHeldError,
+    check_no_live_children,
+    check_not_held,
+    end_orphans,
+    mark_stale_runs,
+    reopen_sweep,
+    resume_parent,
+    take_lease,
+)
 from src.sweep.search import is_search, search_result, search_settings
 from src.tracking.heartbeat import Heartbeat, first_beat
-from src.tracking.process import git_info
+from src.tracking.process import PROCESS_TAG, git_info
 from src.tracking.store import (
     COMMAND_TAG,
     NoSweepError,
@@ -74,6 +83,12 @@ def open_sweep(
         parent_id = parent.info.run_id
         attempt = run_tags(base, parent.info.run_name, attempt_tags(config, sweep_dir))
         attempt.pop(MLFLOW_RUN_NAME)
+        try:  # nothing is changed unless this attempt holds the sweep alone
+            check_not_held(parent, attempt.get(PROCESS_TAG, ""))
+            check_no_live_children(client, parent)
+            take_lease(client, parent_id, attempt.get(PROCESS_TAG, ""))
+        except SweepHeldError as e:
+            raise SweepSetupError(str(e)) from e
         study = is_search(config) and config.hydra.sweeper.get("storage") is not None
         finished = reopen_sweep(client, parent, attempt, is_search(config), keep_failed=study)
         print(f"Resuming sweep {parent_id}: {len(finished)} finished jobs are kept", flush=True)

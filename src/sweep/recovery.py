@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import socket
+import time
+import uuid
 from functools import partial
 
 from mlflow.entities import Run, RunTag
@@ -146,6 +148,61 @@ def command_difference(recorded: str | None, command: str) -> str:
     if only_here:
         parts.append(f"only here: {' '.join(only_here)}")
     return "; ".join(parts) or "the recorded command cannot be compared"
+
+
+class SweepHeldError(RuntimeError):
+    """A sweep cannot be resumed now: a live process holds it or runs one of its children."""
+
+
+LEASE_TAG = "sweep_lease"  # on a parent: `host:pid:start token` of the attempt that holds it
+LEASE_SETTLE_S = 1.0  # longer than a resume takes from checking the parent to taking it
+
+
+def check_no_live_children(client: MlflowClient, parent: Run) -> None:
+    """Refuse to resume while a RUNNING child's process lives (or cannot be told dead): the
+    killed sweep's workers may still compute it, and a resume would delete and rerun it."""
+    for child in children_of(client, parent):
+        if child.info.status != "RUNNING":
+            continue
+        gone, how = liveness(child)
+        if gone is not True:
+            raise SweepHeldError(
+                f"sweep {parent.info.run_id} has a RUNNING child {child.info.run_name!r} "
+                f"({child.info.run_id}) whose process may still compute it: {how} "
+                f"({child.data.tags.get(PROCESS_TAG, 'no process recorded')}); wait for it "
+                f"to end, or stop it, then resume"
+            )
+
+
+def check_not_held(parent: Run, identity: str) -> None:
+    """Refuse, naming it, when a live process other than `identity` holds the parent: it is
+    RUNNING and its `process` lives (or, on another host, its heartbeat is fresh)."""
+    holder = parent.data.tags.get(PROCESS_TAG)
+    if parent.info.status == "RUNNING" and holder != identity and liveness(parent)[0] is not True:
+        raise SweepHeldError(
+            f"sweep {parent.info.run_id} is held by process {holder} ({liveness(parent)[1]}): "
+            f"it is running or being resumed; wait for it to end, or stop that process"
+        )
+
+
+def take_lease(client: MlflowClient, parent_id: str, identity: str) -> None:
+    """Hold the parent for this attempt: RUNNING, with this process (`identity`) as its
+    `process` and a lease token. Refused, naming the holder, while another live process holds
+    it (the sweep itself still running, or another resume). Two resumes at the same moment both
+    write their lease; each waits LEASE_SETTLE_S and reads it back: only the last writer's
+    stayed, and only that one goes on."""
+    check_not_held(with_retries(lambda: client.get_run(parent_id)), identity)
+    token = f"{identity} {uuid.uuid4().hex}"
+    tags = [RunTag(LEASE_TAG, token), RunTag(PROCESS_TAG, identity)]
+    with_retries(lambda: client.log_batch(parent_id, tags=tags))
+    with_retries(lambda: client.update_run(parent_id, status="RUNNING"))
+    time.sleep(LEASE_SETTLE_S)
+    held = with_retries(lambda: client.get_run(parent_id)).data.tags.get(LEASE_TAG, "")
+    if held != token:
+        raise SweepHeldError(
+            f"sweep {parent_id} is held by process {held.split(' ')[0] or 'unknown'}: another "
+            f"resume took it at the same moment; wait for it to end"
+        )
 
 
 def reopen_sweep(

@@ -10,6 +10,10 @@ basic launcher. The jobs, their ids, numbers, directories and returns are the st
 
 import contextlib
 import logging
+import os
+import signal
+import threading
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +34,9 @@ log = logging.getLogger(__name__)
 # per worker process: (launch key, hydra context, sweep config, task function) of the launch
 # whose state this process holds
 _worker: tuple[str, HydraContext, DictConfig, TaskFunction] | None = None
+_watching: list[int] = []  # per worker process: the launching process its watchdog watches
+WATCH_EVERY_S = 1.0
+STOP_GRACE_S = 10.0  # after its SIGINT, how long a worker may take to end its run KILLED
 
 
 def joblib_kwargs(options: dict[str, Any]) -> dict[str, Any]:
@@ -68,12 +75,13 @@ def launch(
         log.info("\t#{} : {}".format(idx, " ".join(filter_overrides(overrides))))
 
     key = uuid.uuid4().hex
+    launcher_pid = os.getpid()
     state = (
         cloudpickle.dumps(Singleton.get_state()),
         cloudpickle.dumps((launcher.hydra_context, launcher.config, launcher.task_function)),
     )
     runs = Parallel(**kwargs)(
-        delayed(execute_job)(initial_job_idx + idx, list(overrides), key, state)
+        delayed(execute_job)(initial_job_idx + idx, list(overrides), key, state, launcher_pid)
         for idx, overrides in enumerate(job_overrides)
     )
     assert isinstance(runs, list)
@@ -82,9 +90,31 @@ def launch(
     return runs
 
 
-def execute_job(idx: int, overrides: list[str], key: str, state: tuple[bytes, bytes]) -> JobReturn:
+def watch_launcher(launcher_pid: int) -> None:
+    """In a worker the launching process started: once that process is gone (killed outright,
+    it could not stop its workers), interrupt the running job as Ctrl-C would (its run ends
+    KILLED), and exit. A worker would otherwise compute on, and a resume would meet its
+    RUNNING runs."""
+    if _watching or os.getpid() == launcher_pid or os.getppid() != launcher_pid:
+        return  # watched already; a job in the launching process; or not its child
+
+    def watch() -> None:
+        while os.getppid() == launcher_pid:  # an orphan is given another parent
+            time.sleep(WATCH_EVERY_S)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(STOP_GRACE_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="launcher-watchdog", daemon=True).start()
+    _watching.append(launcher_pid)
+
+
+def execute_job(
+    idx: int, overrides: list[str], key: str, state: tuple[bytes, bytes], launcher_pid: int
+) -> JobReturn:
     """Run one job in a worker; restore the launch's Hydra state first if this worker lacks it."""
     global _worker
+    watch_launcher(launcher_pid)
     setup_globals()
     if _worker is None or _worker[0] != key:
         singleton_state, job_state = state

@@ -1,0 +1,141 @@
+"""Resumes that meet other live processes of the same sweep: another resume at the same
+moment, or the killed sweep's workers still computing. Real processes, a real sqlite store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from src.tracking.process import PROCESS_TAG, process_identity
+
+from ..helpers import HEART_CSV, REPO, all_runs, cli, sweep_runs, train_in_process
+
+# three of four jobs fail (n_neighbors > the training rows): a resume reruns them
+SWEEP = [
+    "-m",
+    "data=heart",
+    f"data.path={HEART_CSV}",
+    "mlflow.log_model=false",
+    "mlflow.log_plots=false",
+    "model=knn",
+    "model.n_neighbors=5,500,501,502",
+]
+
+
+def first_attempt(uri: str, tmp_path: Path) -> None:
+    """The sweep to resume: one FINISHED child, three FAILED."""
+    result = train_in_process(uri, *SWEEP, f"hydra.sweep.dir={tmp_path}/first")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "3 of 4 jobs failed" in result.stderr
+
+
+# the first job fails and sweep.max_failures=0 skips the other 30: a resume runs them all,
+# for longer than two processes' start-up may differ
+LONG = [*SWEEP[:-1], f"model.n_neighbors=500,{','.join(map(str, range(1, 31)))}"]
+
+
+@pytest.mark.slow  # two sweeps of 31 jobs at once in processes; make test and CI run it
+def test_two_resumes_at_once_one_is_refused(tracking_uri: str, tmp_path: Path) -> None:
+    """Two `sweep.resume=latest` started together: one resumes, the other is refused in one
+    line naming the holder, and no configuration ends with two children."""
+    first = train_in_process(
+        tracking_uri, *LONG, "sweep.max_failures=0", f"hydra.sweep.dir={tmp_path}/first"
+    )
+    assert "30 of 31 jobs have no run" in first.stderr, first.stdout + first.stderr
+
+    def resume(n: int) -> subprocess.CompletedProcess:
+        args = [*LONG, "sweep.resume=latest", f"hydra.sweep.dir={tmp_path}/resume{n}"]
+        return cli(tracking_uri, "src.train", *args)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(resume, [1, 2]))
+    outputs = [r.stdout + r.stderr for r in results]
+    refused = [o for o in outputs if "Sweep not started" in o]
+    assert len(refused) == 1, outputs
+    assert "is held by process" in refused[0] and "Traceback" not in refused[0], refused[0]
+    resumed = [o for o in outputs if "Resuming sweep" in o]
+    assert len(resumed) == 1 and "1 of 31 jobs failed" in resumed[0], outputs
+    parent, children = sweep_runs(tracking_uri)  # deleted runs aside
+    assert len(children) == 31
+    assert len({c.data.tags["job_key"] for c in children}) == 31  # one child per configuration
+    assert not [c.info.run_name for c in children if c.info.status == "RUNNING"]
+
+
+def test_a_resume_never_deletes_a_child_whose_process_lives(
+    tracking_uri: str, tmp_path: Path
+) -> None:
+    """A RUNNING child whose process is alive (a killed sweep's worker still computing it):
+    the resume is refused, naming it, and the child is left as it is."""
+    first_attempt(tracking_uri, tmp_path)
+    parent, children = sweep_runs(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        identity = process_identity(worker.pid)
+        assert identity is not None
+        failed = next(c for c in children if c.info.status == "FAILED")
+        running = client.create_run(
+            parent.info.experiment_id,
+            run_name="still computing",
+            tags={
+                "mlflow.parentRunId": parent.info.run_id,
+                "job_key": failed.data.tags["job_key"],
+                PROCESS_TAG: identity,
+            },
+        )
+        args = [*SWEEP, "sweep.resume=latest", f"hydra.sweep.dir={tmp_path}/resume"]
+        result = train_in_process(tracking_uri, *args)
+        output = result.stdout + result.stderr
+        assert result.returncode == 1, output
+        assert "has a RUNNING child 'still computing'" in output, output
+        assert identity in output
+        kept = client.get_run(running.info.run_id)
+        assert (kept.info.status, kept.info.lifecycle_stage) == ("RUNNING", "active")
+        assert len(sweep_runs(tracking_uri)[1]) == 5  # nothing deleted
+    finally:
+        worker.kill()
+        worker.wait()
+
+
+@pytest.mark.slow  # a joblib sweep killed while its workers compute; make test and CI run it
+def test_workers_end_when_their_launching_process_is_killed(
+    tracking_uri: str, tmp_path: Path
+) -> None:
+    """SIGKILL of `python -m src.train` under the joblib launcher: its workers, computing
+    their jobs, notice and end within seconds instead of computing on."""
+    args = [*SWEEP[:-2], "model=random_forest", "model.n_estimators=20000,20001"]
+    args += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path}/s"]
+    env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri}
+    with (tmp_path / "out.txt").open("w") as out:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "src.train", *args], cwd=REPO, env=env, stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 180
+        running: list = []
+        while len(running) < 2:
+            assert launcher.poll() is None, (tmp_path / "out.txt").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "out.txt").read_text()
+            time.sleep(0.5)
+            running = [r for r in all_runs(tracking_uri) if "mlflow.parentRunId" in r.data.tags]
+            running = [r for r in running if r.info.status == "RUNNING"]
+    finally:
+        launcher.kill()
+        launcher.wait()
+    workers = [r.data.tags[PROCESS_TAG] for r in running]
+    deadline = time.monotonic() + 30
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.5)
+        alive = [w for w in workers if process_identity(int(w.split(":")[1])) == w]
+    for worker in alive:  # leave nothing computing after the test, whatever it shows
+        os.kill(int(worker.split(":")[1]), signal.SIGKILL)
+    assert not alive, f"workers still computing 30 s after their launcher died: {alive}"
