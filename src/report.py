@@ -160,7 +160,7 @@ def _markdown_table(frame: pd.DataFrame, columns: list[str]) -> str:
         if column in ("rank", "n_values") and isinstance(value, float):
             return str(int(value))
         if isinstance(value, float):
-            return f"{value:.4f}"
+            return f"{round(value, 4) + 0.0:.4f}"  # no -0.0000 from rounding noise
         return str(value).replace("|", "\\|")
 
     header = "| " + " | ".join(columns) + " |"
