@@ -185,10 +185,16 @@ def _blank_untested(table: pd.DataFrame) -> pd.DataFrame:
     unpaired children)."""
     for column in VERDICT_COLUMNS:
         if column in table:
-            table[column] = table[column].map(
-                lambda v: "" if pd.isna(v) else f"{v:.4f}" if isinstance(v, float) else str(v)
-            )
+            table[column] = table[column].map(_cell)
     return table
+
+
+def _cell(value: object) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{round(value, 4) + 0.0:.4f}"  # no -0.0000 from rounding noise
+    return str(value)
 
 
 def describe_best(summary: SweepSummary) -> str:

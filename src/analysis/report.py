@@ -177,8 +177,8 @@ def _markdown_table(frame: pd.DataFrame, columns: list[str]) -> str:
         if column in ("rank", "n_values") and isinstance(value, float):
             return str(int(value))
         if isinstance(value, float):
-            return f"{value:.4f}"
-        return _text(value).replace("|", "\\|")
+            return f"{round(value, 4) + 0.0:.4f}"  # no -0.0000 from rounding noise
+        return _text(value).replace("|", "\|")
 
     header = "| " + " | ".join(_text(c).replace("|", "\\|") for c in columns) + " |"
     rule = "|" + "---|" * len(columns)

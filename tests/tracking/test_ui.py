@@ -129,9 +129,10 @@ def test_each_sweeps_link_opens_its_own_chart_view(mlflow_ui, ui_store, tmp_path
         assert scatter["points"] == [10] and (scatter["x"], scatter["y"]) == ("linear", "linear")
         assert len(folds["traces"]) >= 10 and set(folds["points"]) == {5}  # 5 folds each
         assert len({t.removesuffix(" (cv_accuracy)") for t in folds["traces"]}) == 10
-        hide = page.get_by_label("Hide banner")
-        if hide.count():
-            hide.first.click()
+        for label in ("Hide banner", "Close"):  # the shared-view banner, the assistant's panel
+            shown = page.locator(f'[aria-label="{label}"]:visible')
+            if shown.count():
+                shown.first.click()
         page.wait_for_timeout(1500)
         page.screenshot(path=str(tmp_path / "sweep_view.png"))
         # the same view as a table: the swept params and the selection metric as columns
