@@ -178,7 +178,7 @@ def _markdown_table(frame: pd.DataFrame, columns: list[str]) -> str:
             return str(int(value))
         if isinstance(value, float):
             return f"{round(value, 4) + 0.0:.4f}"  # no -0.0000 from rounding noise
-        return _text(value).replace("|", "\|")
+        return _text(value).replace("|", "\\|")
 
     header = "| " + " | ".join(_text(c).replace("|", "\\|") for c in columns) + " |"
     rule = "|" + "---|" * len(columns)
