@@ -257,6 +257,10 @@ def stop_server(process: subprocess.Popen) -> None:
 
 @pytest.mark.slow  # every README command, the main sweep included: ~8 minutes
 def test_every_readme_command_runs_as_written(tmp_path: Path) -> None:
+    stamp = REPO / ".venv" / ".installed"  # the Makefile's: the copy's make must find it current
+    assert stamp.is_file() and stamp.stat().st_mtime >= (REPO / "pyproject.toml").stat().st_mtime, (
+        "this checkout's .venv is older than pyproject.toml: run make first"
+    )
     copy = fresh_copy(tmp_path)
     env = user_environment(copy)
     skipped, servers = [], []
