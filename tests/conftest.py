@@ -57,3 +57,12 @@ def run_train(tracking_uri: str, tmp_path: Path) -> Callable[..., subprocess.Com
         return train(tracking_uri, *args, *dirs, env=env)
 
     return run
+
+
+LONGEST = "tests/test_readme.py::test_every_readme_command_runs_as_written"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest test (every README command, minutes) first: a worker runs it while the
+    other runs the rest, instead of both waiting for it at the end."""
+    items.sort(key=lambda item: item.nodeid != LONGEST)
