@@ -102,9 +102,10 @@ def read(store):
 
 read(client._tracking_client.store)
 """
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
+    result = subprocess.run(  # in its own folder: the experiment's artifacts land there
+        [sys.executable, "-c", code], cwd=tmp_path, env=os.environ | {"PYTHONPATH": str(REPO)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
     assert result.returncode != 0 and "KeyboardInterrupt" in result.stderr
     assert "database is locked" not in result.stderr, result.stderr[-2000:]
     (parent,) = all_runs(tracking_uri)
