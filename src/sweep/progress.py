@@ -41,25 +41,16 @@ def report_progress(ctx: SweepContext, run_name: str, status: str, detail: str) 
     )
 
 
-def failures_so_far(ctx: SweepContext) -> int:
-    """How many jobs of this sweep have failed so far, in any process."""
-    path = Path(ctx.sweep_dir) / PROGRESS_FILE
-    if not path.exists():
-        return 0
-    with path.open() as f:
-        fcntl.flock(f, fcntl.LOCK_SH)
-        failed = sum(1 for line in f if line.startswith("FAILED\t"))
-        fcntl.flock(f, fcntl.LOCK_UN)
-    return failed
-
-
 def job_outcomes(ctx: SweepContext) -> tuple[int, int]:
     """How many jobs of this attempt failed, and how many ended in any way, in any process
     (the progress file: what is known when the store cannot be read)."""
     path = Path(ctx.sweep_dir) / PROGRESS_FILE
     if not path.exists():
         return 0, 0
-    statuses = [line.split("\t", 1)[0] for line in path.read_text().splitlines()]
+    with path.open() as f:
+        fcntl.flock(f, fcntl.LOCK_SH)  # jobs in other processes append to it
+        statuses = [line.split("\t", 1)[0] for line in f.read().splitlines()]
+        fcntl.flock(f, fcntl.LOCK_UN)
     return statuses.count("FAILED"), len(statuses)
 
 

@@ -15,7 +15,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from src.sweep.context import current_sweep
 from src.sweep.overrides import child_run_name, job_key, job_overrides
-from src.sweep.progress import failures_so_far, report_progress
+from src.sweep.progress import job_outcomes, report_progress
 from src.tracking.child_run import RunFailed
 from src.tracking.interrupts import first_stop_signal
 from src.tracking.store import redact_text
@@ -54,7 +54,7 @@ def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
     if key in ctx.finished:
         report_progress(ctx, name, "SKIPPED", "(finished in an earlier attempt)")
         return ctx.finished[key]
-    if ctx.max_failures is not None and failures_so_far(ctx) > ctx.max_failures:
+    if ctx.max_failures is not None and job_outcomes(ctx)[0] > ctx.max_failures:
         reason = f"sweep.max_failures={ctx.max_failures} exceeded"
         report_progress(ctx, name, "SKIPPED", f"({reason})")
         if ctx.search:
