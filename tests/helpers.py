@@ -3,6 +3,7 @@ process), stores, servers, and the runs they made."""
 
 from __future__ import annotations
 
+import atexit
 import gc
 import importlib
 import io
@@ -30,7 +31,6 @@ from mlflow.tracking import MlflowClient
 from playwright.sync_api import sync_playwright
 
 from hydra_plugins.sweeps_cluster_launchers import handle_lost_jobs
-from src.sweep import exit_guard
 from src.sweep.context import set_current_sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,6 +83,26 @@ def in_process(uri: str, module: str, *args: str) -> subprocess.CompletedProcess
     return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
 
 
+class ExitHandlers:
+    """Exit handlers registered by a run made in this process (atexit's register and unregister
+    stand in), run when `run` is called, last registered first, as at a process's exit."""
+
+    def __init__(self) -> None:
+        self.handlers: list[tuple] = []
+
+    def register(self, func, *args, **kwargs):
+        self.handlers.append((func, args, kwargs))
+        return func
+
+    def unregister(self, func) -> None:
+        self.handlers = [h for h in self.handlers if h[0] != func]
+
+    def run(self) -> None:
+        while self.handlers:
+            func, args, kwargs = self.handlers.pop()
+            func(*args, **kwargs)
+
+
 def train_in_process(
     uri: str, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
@@ -103,6 +123,9 @@ def train_in_process(
     sys.argv = [str(REPO / "src" / "train.py"), *args]
     out, err = io.StringIO(), io.StringIO()
     code = 0
+    at_exit = ExitHandlers()  # what the run registers to do at exit, done below
+    real_register, real_unregister = atexit.register, atexit.unregister
+    atexit.register, atexit.unregister = at_exit.register, at_exit.unregister
     try:
         with redirect_stdout(out), redirect_stderr(err):
             try:
@@ -114,8 +137,9 @@ def train_in_process(
             except Exception:  # noqa: BLE001 - uncaught (HYDRA_FULL_ERROR=1), as the interpreter
                 traceback.print_exc()
                 code = 1
-            exit_guard.close_on_exit()  # the exit handler it registered, as at the process's exit
+            at_exit.run()  # as the process's exit would
     finally:
+        atexit.register, atexit.unregister = real_register, real_unregister
         GlobalHydra.instance().clear()
         HydraConfig.instance().cfg = None
         set_current_sweep(None)

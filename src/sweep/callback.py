@@ -20,9 +20,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from hydra_plugins.sweeps_cluster_launchers import handle_lost_jobs
-from src.sweep import exit_guard
 from src.sweep.checks import check_launcher, validate_jobs
 from src.sweep.context import Launch, SweepContext, set_current_sweep
+from src.sweep.exit_guard import ExitGuard
 from src.sweep.lost_job import lost_job
 from src.sweep.overrides import expand_jobs, unresolved, varying_keys
 from src.sweep.parent import fail_parent_run, finish_parent_run, open_sweep
@@ -76,6 +76,7 @@ class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         self.context: SweepContext | None = None  # what every job gets (pickled with this)
         self.launch: Launch | None = None  # this process's: never pickled
+        self.exit_guard: ExitGuard | None = None  # this process's, with the launch
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Keep a store's password out of what Hydra saves of a single run."""
@@ -117,11 +118,12 @@ class MlflowSweepCallback(Callback):
             flush=True,
         )
         self.launch = Launch(self.context, heartbeat)
-        exit_guard.arm(self.launch)
+        self.exit_guard = ExitGuard(self.launch)
+        self.exit_guard.arm()
 
     def __getstate__(self) -> dict[str, Any]:
         """What a job gets: the context, not this process's launch (its heartbeat thread)."""
-        return {"context": self.context, "launch": None}
+        return {"context": self.context, "launch": None, "exit_guard": None}
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Hand the sweep context to the task in whatever process runs this job."""
@@ -141,8 +143,8 @@ class MlflowSweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Close the parent: FINISHED unless every job failed; exit non-zero if any failed."""
-        launch = self.launch
-        if launch is None:
+        launch, guard = self.launch, self.exit_guard
+        if launch is None or guard is None:
             return
         ctx = launch.context
         handle_lost_jobs(None)
@@ -153,7 +155,7 @@ class MlflowSweepCallback(Callback):
             counts = finish_parent_run(config, launch)
         except Exception as e:  # the children are safe in MLflow; say why the summary is missing
             fail_parent_run(launch, e)
-            exit_guard.disarm()
+            guard.disarm()
             parent_id = ctx.target.parent_run_id
             failed, ended = job_outcomes(ctx)  # the closing count, from the progress file
             message = (
@@ -161,7 +163,7 @@ class MlflowSweepCallback(Callback):
                 f"{failed} of {ctx.n_jobs or ended} jobs failed"
             )
             raise SystemExit(message) from e
-        exit_guard.disarm()
+        guard.disarm()
         gc.freeze()
         problems = []
         if counts["n_failed"]:

@@ -17,33 +17,36 @@ from src.sweep.context import Launch
 from src.tracking.interrupts import remember_and_interrupt
 from src.tracking.store import children_of
 
-_armed: list[Launch] = []  # the sweep whose parent this process must close at exit: one
-_installed: list[bool] = []
 
+class ExitGuard:
+    """Closes one launch's parent if this process ends (or is signalled) before the sweep
+    closes it; the interpreter's exit handlers hold it while it is armed."""
 
-def arm(launch: Launch) -> None:
-    """From now until `disarm`, close `launch`'s parent if this process exits or is
-    signalled."""
-    _armed[:] = [launch]
-    if not _installed:
-        atexit.register(close_on_exit)
+    def __init__(self, launch: Launch) -> None:
+        self.launch = launch
+
+    def arm(self) -> None:
+        """From now until `disarm`, close the parent at this process's exit; SIGTERM and
+        SIGINT become an interrupt (that the sweep handles) where nothing else handles them."""
+        atexit.register(self.close)
         for signum in (signal.SIGTERM, signal.SIGINT):
             if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler, None):
                 signal.signal(signum, remember_and_interrupt)
-        _installed.append(True)
+
+    def disarm(self) -> None:
+        """The parent is closed: nothing left to do at exit."""
+        atexit.unregister(self.close)
+
+    def close(self) -> None:
+        """End the parent KILLED (and its RUNNING children), after summarising what
+        finished; nothing if the sweep closed its parent itself."""
+        self.disarm()
+        close_launch(self.launch)
 
 
-def disarm() -> None:
-    """The parent is closed: nothing left to do at exit."""
-    _armed.clear()
-
-
-def close_on_exit() -> None:
-    """End the guarded parent KILLED (and its RUNNING children), after summarising what
-    finished; nothing if the sweep closed its parent itself."""
-    if not _armed:
-        return
-    launch = _armed.pop()
+def close_launch(launch: Launch) -> None:
+    """What the guard does at exit: summarise what finished, end RUNNING children and the
+    parent KILLED (a parent the sweep closed itself is left alone)."""
     ctx = launch.context
     launch.heartbeat.stop()
     # An interrupt inside a store call leaves that call's unfinished read open in the frames of

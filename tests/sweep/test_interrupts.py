@@ -92,7 +92,8 @@ experiment = client.create_experiment("interrupted")
 parent = client.create_run(experiment, tags={{"sweep": "true"}})
 target = store.RunTarget({tracking_uri!r}, experiment, parent.info.run_id)
 ctx = context.SweepContext(target, {str(tmp_path)!r}, 1, time.time(), None)
-exit_guard.arm(context.Launch(ctx, Heartbeat({tracking_uri!r}, parent.info.run_id, 30.0)))
+beat = Heartbeat({tracking_uri!r}, parent.info.run_id, 30.0)
+exit_guard.ExitGuard(context.Launch(ctx, beat)).arm()
 
 def read(store):
     with store.ManagedSessionMaker() as session:
