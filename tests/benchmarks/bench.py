@@ -88,7 +88,7 @@ def sweep(
     uri = uri or empty_store(template, work)
     env = os.environ | {"MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(repo)}
     command = [
-        sys.executable,
+        python_of(repo),
         "-m",
         "src.train",
         "-m",
@@ -100,6 +100,13 @@ def sweep(
     ]
     wall, rss = timed(command, env, repo)
     return wall, rss, uri
+
+
+def python_of(repo: Path) -> str:
+    """The interpreter of `repo`'s own environment (its editable install maps `src` and the
+    Hydra plugins to its own files), or this one's when it has none."""
+    own = repo / ".venv" / "bin" / "python"
+    return str(own) if repo != REPO and own.exists() else sys.executable
 
 
 def flatness(template: Path, work: Path) -> dict[str, float]:
@@ -159,7 +166,8 @@ def server_table(template: Path, work: Path) -> None:
 
 def against(other: Path, template: Path, work: Path, repeats: int) -> None:
     """Lean and full per-job cost of this checkout and of `other` (another commit's checkout,
-    e.g. a git worktree), run alternately: the before/after pair of one change."""
+    e.g. a git worktree with its own `.venv`: `make .venv/.installed` there), run alternately:
+    the before/after pair of one change."""
     print(f"\n{N_JOBS}-job KNN grid, this checkout against {other}, {repeats} pairs\n")
     print("| mode | this ms/job | other ms/job | this / other (median of pairs) | pairs |")
     print("|---|---|---|---|---|")
