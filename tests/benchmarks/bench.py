@@ -166,23 +166,31 @@ def server_table(template: Path, work: Path) -> None:
 
 def against(other: Path, template: Path, work: Path, repeats: int) -> None:
     """Lean and full per-job cost of this checkout and of `other` (another commit's checkout,
-    e.g. a git worktree with its own `.venv`: `make .venv/.installed` there), run alternately:
-    the before/after pair of one change."""
+    e.g. a git worktree with its own `.venv`: `make .venv/.installed` there), run alternately,
+    each pair beside a run of the plain floor: the before/after pair of one change, and both
+    against the floor of the same minutes."""
+    plain_cmd = [sys.executable, str(REPO / "tests" / "benchmarks" / "plain_loop.py"), str(HEART)]
     print(f"\n{N_JOBS}-job KNN grid, this checkout against {other}, {repeats} pairs\n")
-    print("| mode | this ms/job | other ms/job | this / other (median of pairs) | pairs |")
-    print("|---|---|---|---|---|")
+    print(
+        "| mode | this ms/job | other ms/job | this / other (median of pairs) | pairs "
+        "| this x floor | other x floor |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for mode, extra in (("lean", LEAN), ("full", [])):
-        pairs = []
+        pairs, floors = [], []
         for _ in range(repeats):
+            floors.append(timed(plain_cmd, os.environ)[0])
             pairs.append(
                 (sweep(extra, template, work)[0], sweep(extra, template, work, repo=other)[0])
             )
         mine = statistics.median(a for a, _ in pairs)
         theirs = statistics.median(b for _, b in pairs)
         ratios = [a / b for a, b in pairs]
+        floor = statistics.median(floors)
         print(
             f"| {mode} | {1000 * mine / N_JOBS:.0f} | {1000 * theirs / N_JOBS:.0f} | "
-            f"{statistics.median(ratios):.3f} | {', '.join(f'{r:.3f}' for r in ratios)} |",
+            f"{statistics.median(ratios):.3f} | {', '.join(f'{r:.3f}' for r in ratios)} | "
+            f"{mine / floor:.2f} | {theirs / floor:.2f} |",
             flush=True,
         )
 
