@@ -223,33 +223,46 @@ def permutation_importances(
     for accuracy, with the same shuffles (so the same numbers), but the permuted copies of X
     are stacked and predicted in a few large calls instead of one call per feature and repeat
     (390 for the heart data): a classifier predicts row by row, and the per-call overhead was
-    most of the cost. Each stacked column is taken from X by row numbers, in one step."""
+    most of the cost. A permuted row that shows the same value as the original row (common in
+    a column of few values: sex, a coded category) is the original row, whose prediction is
+    already known: only the others are predicted."""
     y = np.asarray(y)
     n_rows, n_features = X.shape
     seed = check_random_state(random_state).randint(np.iinfo(np.int32).max + 1)
-    baseline = accuracy_score(y, estimator.predict(X))
-    # the rows of X that permuted copy (j, r) shows in column j
+    predicted = np.asarray(estimator.predict(X))
+    baseline = accuracy_score(y, predicted)
+    # the rows of X that permuted copy (j, r) shows in column j, and whether that changes a row
     rows_shown = np.empty((n_features, n_repeats, n_rows), dtype=np.intp)
+    changes = np.empty((n_features, n_repeats, n_rows), dtype=bool)
     for j in range(n_features):
+        values = np.asarray(X.iloc[:, j] if hasattr(X, "iloc") else np.asarray(X)[:, j])
+        missing = np.asarray(pd.isna(values), dtype=bool)
         shown, order, rng = np.arange(n_rows), np.arange(n_rows), np.random.RandomState(seed)
         for r in range(n_repeats):  # sklearn shuffles the already shuffled column again
             rng.shuffle(order)
             shown = shown[order]
             rows_shown[j, r] = shown
+            same = (values[shown] == values) | (missing[shown] & missing)
+            changes[j, r] = ~np.asarray(same, dtype=bool)
     blocks = [(j, r) for j in range(n_features) for r in range(n_repeats)]
     per_call = max(1, PERMUTED_ROWS_PER_CALL // max(n_rows, 1))
     scores = np.empty(len(blocks))
     for start in range(0, len(blocks), per_call):
         chunk = blocks[start : start + per_call]
         rows = np.tile(np.arange(n_rows), (n_features, len(chunk)))  # column k's rows of X
+        changed = np.concatenate([changes[j, r] for j, r in chunk])
         for b, (j, r) in enumerate(chunk):
             rows[j, b * n_rows : (b + 1) * n_rows] = rows_shown[j, r]
-        if hasattr(X, "iloc"):
-            columns = {k: X.iloc[:, k].array.take(rows[k]) for k in range(n_features)}
-            stacked = pd.DataFrame(columns).set_axis(X.columns, axis=1)
-        else:
-            stacked = np.asarray(X)[rows, np.arange(n_features)[:, None]].T
-        hits = estimator.predict(stacked).reshape(len(chunk), n_rows) == y
+        rows = rows[:, changed]
+        predictions = np.tile(predicted, len(chunk))
+        if rows.shape[1]:
+            if hasattr(X, "iloc"):
+                columns = {k: X.iloc[:, k].array.take(rows[k]) for k in range(n_features)}
+                stacked = pd.DataFrame(columns).set_axis(X.columns, axis=1)
+            else:
+                stacked = np.asarray(X)[rows, np.arange(n_features)[:, None]].T
+            predictions[changed] = estimator.predict(stacked)
+        hits = predictions.reshape(len(chunk), n_rows) == y
         scores[start : start + len(chunk)] = hits.mean(axis=1)
     drops = baseline - scores.reshape(n_features, n_repeats)
     return drops.mean(axis=1), drops.std(axis=1)
