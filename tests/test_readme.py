@@ -263,7 +263,7 @@ def test_every_readme_command_runs_as_written(tmp_path: Path) -> None:
     )
     copy = fresh_copy(tmp_path)
     env = user_environment(copy)
-    skipped, servers = [], []
+    skipped, servers, took = [], [], []
     for block in readme_blocks((copy / "README.md").read_text()):
         if block.skip:
             skipped.append(f"line {block.line}: {block.skip}")
@@ -281,10 +281,12 @@ def test_every_readme_command_runs_as_written(tmp_path: Path) -> None:
                     start_server(Command(command.line, text, server=command.server), copy, env, log)
                 )
                 continue
+            began = time.monotonic()
             result = subprocess.run(
                 ["bash", "-c", text], cwd=copy, env=env, capture_output=True, text=True,
                 timeout=COMMAND_TIMEOUT_S,
             )  # fmt: skip
+            took.append((time.monotonic() - began, command.line, text))
             output = result.stdout + result.stderr
             code = result.returncode
             assert code == command.exit_code, (
@@ -305,6 +307,11 @@ def test_every_readme_command_runs_as_written(tmp_path: Path) -> None:
     for process in servers:
         stop_server(process)
     print("Not run here:\n  " + "\n  ".join(skipped))
+    slowest = sorted(took, reverse=True)[:10]  # where this test's minutes go (`pytest -s`)
+    print(
+        "Slowest commands:\n"
+        + "\n".join(f"  {s:6.1f} s  line {n}: {t[:90]}" for s, n, t in slowest)
+    )
     status = subprocess.run(
         ["git", "status", "--porcelain"], cwd=copy, capture_output=True, text=True, check=True
     ).stdout
