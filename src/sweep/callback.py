@@ -111,6 +111,7 @@ class MlflowSweepCallback(Callback):
             search=is_search(config),
             finished=finished,
             rounds=int(config.cv.repeats) if is_race(config) else 1,
+            resumed=bool(config.sweep.resume),
         )
         mark_trials(config, str(target.parent_run_id))
         start_race(config, self.context)

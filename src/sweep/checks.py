@@ -233,8 +233,9 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]] | None) -> str:
         check_settings(cfg)
         if config.sweep.get("race", False) is True and cfg.cv.repeats != config.cv.repeats:
             raise SettingsError(
-                f"sweep.race=true: every job must run the sweep's cv.repeats="
-                f"{config.cv.repeats} (its rounds); job {number} has cv.repeats={cfg.cv.repeats}"
+                f"sweep.race=true: cv.repeats is the race's number of rounds, one for every "
+                f"job, so it cannot be swept (job {number} has cv.repeats={cfg.cv.repeats}, the "
+                f"sweep {config.cv.repeats})"
             )
         if preferred_key and not have_key:
             have_key = OmegaConf.select(cfg, preferred_key, default=_ABSENT) is not _ABSENT

@@ -28,6 +28,7 @@ class SweepContext:
     search: bool = False  # a sweeper that picks values as it goes (Optuna)
     finished: dict[str, float] = field(default_factory=dict)  # resumed: job key -> its metric
     rounds: int = 1  # a race's most rounds (sweep.race: cv.repeats); each round a job per config
+    resumed: bool = False  # this attempt resumes an earlier one (sweep.resume)
     # this attempt of the sweep (a resume is another): its children carry it (store.ATTEMPT_TAG)
     attempt: str = field(default_factory=lambda: uuid.uuid4().hex)
 

@@ -40,6 +40,7 @@ from src.tracking.child_run import (
 )
 from src.tracking.process import git_info
 from src.tracking.store import (
+    ATTEMPT_TAG,
     RunTarget,
     ensure_experiment,
     redact_text,
@@ -126,7 +127,7 @@ def next_round(cfg: DictConfig, round_index: int, run_id: str | None) -> float:
     client = MlflowClient(target.tracking_uri)
     name = child_run_name(cfg, job_overrides(), ctx.swept)
     folds = int(cfg.cv.folds)
-    with job_run(target, name, {}, run_id=run_id):
+    with job_run(target, name, {ATTEMPT_TAG: ctx.attempt}, run_id=run_id):
         data, pipeline = prepare(cfg)
         scores, sizes = cross_validation(
             pipeline, data, folds, cfg.cv.seed, cfg.cv.repeats, round_index

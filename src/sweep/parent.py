@@ -90,10 +90,13 @@ def open_sweep(
         except SweepHeldError as e:
             raise SweepSetupError(str(e)) from e
         study = is_search(config) and config.hydra.sweeper.get("storage") is not None
-        finished = reopen_sweep(client, parent, attempt, is_search(config), keep_failed=study)
+        race = config.sweep.get("race", False) is True
+        finished = reopen_sweep(
+            client, parent, attempt, is_search(config), keep_failed=study, keep_started=race
+        )
         print(f"Resuming sweep {parent_id}: {len(finished)} finished jobs are kept", flush=True)
-        if study:  # the study holds what ran: its sweeper asks only the missing trials
-            finished = {}
+        if study or race:  # the study, or the race's children, hold what ran: the sweeper
+            finished = {}  # runs only what is missing
     else:
         parent_id = create_parent_run(config, base, jobs, sweep_dir, command)
     interval = float(config.sweep.heartbeat_s)

@@ -15,11 +15,18 @@ from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from hydra_plugins.sweeps_race_sweeper import ROUND_ENV, RUN_ENV, judge_rounds
+from hydra_plugins.sweeps_race_sweeper import (
+    ROUND_ENV,
+    RUN_ENV,
+    Recorded,
+    judge_rounds,
+)
 from src.analysis.race import eliminate, leader_of
+from src.analysis.verdict import fold_metric
 from src.sweep.context import SweepContext
-from src.tracking.child_run import RunScore
-from src.tracking.store import with_retries
+from src.sweep.overrides import job_key
+from src.tracking.child_run import RunScore, fold_values
+from src.tracking.store import children_of, with_retries
 
 RACE_SWEEPER = "hydra_plugins.sweeps_race_sweeper.race_sweeper.SweepsRaceSweeper"
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -35,8 +42,8 @@ def is_race(config: DictConfig) -> bool:
 
 
 def check_race(config: DictConfig) -> None:
-    """`sweep.race=true` races a grid: a search sweeper, or a resume, is refused (not raced
-    yet), before any run."""
+    """`sweep.race=true` races a grid: a search sweeper is refused (not raced yet), before any
+    run."""
     if not is_race(config):
         return
     sweeper = str(config.hydra.sweeper._target_)
@@ -44,11 +51,6 @@ def check_race(config: DictConfig) -> None:
         raise ValueError(
             f"sweep.race=true races a grid (Hydra's basic sweeper), not hydra.sweeper "
             f"{sweeper.rsplit('.', 1)[-1]}: drop sweep.race, or sweep a grid"
-        )
-    if config.sweep.resume:
-        raise ValueError(
-            f"sweep.race=true with sweep.resume={config.sweep.resume}: a race cannot be resumed "
-            f"yet; start it again without sweep.resume"
         )
 
 
@@ -78,14 +80,45 @@ def start_race(config: DictConfig, ctx: SweepContext) -> None:
         sweep = config.sweep
         rounds, folds = int(config.cv.repeats), int(config.cv.folds)
         judge = partial(
-            judge_round, ctx, rounds, folds, str(sweep.direction), float(sweep.race_alpha)
-        )
-        judge_rounds(judge)
+            judge_round, ctx, rounds, folds, str(sweep.direction), float(sweep.race_alpha),
+            str(sweep.metric),
+        )  # fmt: skip
+        judge_rounds(judge, partial(recall_race, ctx, folds))
 
 
 def stop_race() -> None:
     """No judge: a race sweeper started later in this process refuses to run."""
     judge_rounds(None)
+
+
+def recorded_score(client: MlflowClient, run_id: str, n_folds: int, metric: str) -> RunScore:
+    """A configuration's first `n_folds` folds of the selection metric as an earlier attempt
+    recorded them (fewer when it has fewer), as a round's job would have returned them."""
+    run = with_retries(lambda: client.get_run(run_id))
+    scores = fold_values(client, run_id, str(fold_metric(metric)))[:n_folds]
+    sizes = (int(run.data.tags.get("cv.n_train", 0)), int(run.data.tags.get("cv.n_test", 0)))
+    mean = sum(scores) / len(scores) if scores else math.nan
+    return RunScore(mean, run_id, tuple(scores), sizes)
+
+
+def recall_race(ctx: SweepContext, folds: int, jobs: list[list[str]]) -> dict[int, Recorded]:
+    """What the earlier attempts of a resumed race recorded of each job: its child (matched by
+    the job key its first round recorded), the rounds it completed (its folds logged) and the
+    round after which it was eliminated."""
+    if not ctx.resumed:
+        return {}
+    client = MlflowClient(ctx.target.tracking_uri)
+    parent = with_retries(lambda: client.get_run(str(ctx.target.parent_run_id)))
+    children = {c.data.tags.get("job_key"): c for c in children_of(client, parent)}
+    found = {}
+    for index, job in enumerate(jobs):
+        child = children.get(job_key(job))  # the round's environment is not in the key
+        if child is None:
+            continue
+        rounds = int(child.data.metrics.get(RACE_FOLDS, 0)) // folds
+        out = child.data.tags.get(ELIMINATED_TAG)
+        found[index] = Recorded(child.info.run_id, rounds, int(out) if out else None)
+    return found
 
 
 def judge_round(
@@ -94,23 +127,33 @@ def judge_round(
     folds: int,
     direction: str,
     alpha: float,
+    metric: str,
     round_index: int,
     results: list[tuple[int, Any]],
 ) -> set[int]:
     """After a round: eliminate the configurations significantly worse than the leader, record
     why on their runs, say it in one line; the job indices that go on. A job that failed (no
     fold scores) leaves the race as its FAILED child."""
+    client = MlflowClient(ctx.target.tracking_uri)
+    n_folds = (round_index + 1) * folds
+    # a str is the run of a round an earlier attempt ran (the plugin's `Earlier`: compared as a
+    # str, since Hydra's plugin scan executes the plugin's module again, making its classes anew)
+    given = {
+        i: recorded_score(client, v, n_folds, metric) if isinstance(v, str) else v
+        for i, v in results
+    }
     entrants = {
         index: value
-        for index, value in results
-        if isinstance(value, RunScore) and value.folds and all(map(math.isfinite, value.folds))
+        for index, value in given.items()
+        if isinstance(value, RunScore)
+        and len(value.folds) == n_folds
+        and all(map(math.isfinite, value.folds))
     }
     scores = {index: value.folds for index, value in entrants.items()}
     out = {}
     if len(entrants) >= 2 and round_index + 1 < rounds:  # the last round: the verdict's turn
         sizes = next(iter(entrants.values())).sizes
         out = eliminate(scores, sizes, direction, alpha)
-    client = MlflowClient(ctx.target.tracking_uri)
     leader = leader_of(scores, direction) if scores else None
     leader_name = ""
     if leader is not None:
@@ -128,7 +171,6 @@ def judge_round(
         batch = [RunTag(k, v) for k, v in tags.items()]
         with_retries(partial(client.log_batch, run_id, metrics=metrics, tags=batch))
     failed = len(results) - len(entrants)
-    n_folds = (round_index + 1) * folds
     head = f"Race round {round_index + 1}/{rounds} ({n_folds} folds each): "
     failures = f", {failed} failed" if failed else ""
     if round_index + 1 < rounds:

@@ -5,6 +5,9 @@ configured launcher, their returns handed to the app's judge in job order.
 Job order, not completion order: the launcher returns a batch's results in the order it was
 given, so the judge sees the same round on every launcher. A configuration keeps its job's
 overrides in every round; the round and the run of its first round travel in its environment.
+A resumed race starts from the last round every configuration still in it completed: that
+round is judged again on the recorded folds (with the configurations it eliminated: the same
+folds give the same decision), and only the rounds not yet run are launched.
 """
 
 from __future__ import annotations
@@ -17,16 +20,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 
-from . import ROUND_ENV, RUN_ENV, judge
+from . import Earlier, judge, recall, round_overrides
 
 log = logging.getLogger(__name__)
-
-
-def round_overrides(job: list[str], round_index: int, run_id: str | None) -> list[str]:
-    """A configuration's job in a round: its overrides, and the environment naming the round
-    (and, after the first, the run its first round recorded)."""
-    env = {ROUND_ENV: str(round_index)} | ({RUN_ENV: run_id} if run_id else {})
-    return job + [f"++hydra.job.env_set.{k}={v}" for k, v in env.items()]
 
 
 def race(sweeper: Any, arguments: list[str]) -> list[list[JobReturn]]:
@@ -39,29 +35,40 @@ def race(sweeper: Any, arguments: list[str]) -> list[list[JobReturn]]:
     sweep_dir = Path(str(sweeper.config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(sweeper.config, sweep_dir / "multirun.yaml")
-    alive = list(range(len(jobs)))
-    run_ids: dict[int, str] = {}
+    earlier = recall(jobs)
+    run_ids = {i: e.run_id for i, e in earlier.items()}
+    done = {i: e.rounds for i, e in earlier.items()}
+    out = {i: e.eliminated_after for i, e in earlier.items() if e.eliminated_after is not None}
+    alive = [i for i in range(len(jobs)) if i not in out]
+    start = min((done.get(i, 0) for i in alive), default=0)
+    if start > 0:  # judge the last complete round again, with those it eliminated
+        entrants = [i for i in range(len(jobs)) if i in alive or out[i] == start]
+        survivors = judge(start - 1, [(i, Earlier(run_ids[i])) for i in entrants])
+        alive = [i for i in alive if i in survivors]
     returns: list[list[JobReturn]] = []
     job_idx = 0  # every round's jobs get numbers of their own (their output folders)
-    for round_index in range(int(sweeper.rounds)):
-        results: list[tuple[int, Any]] = []
-        size = sweeper.max_batch_size or len(alive)
-        for start in range(0, len(alive), size):
-            chunk = alive[start : start + size]
+    for round_index in range(start, int(sweeper.rounds)):
+        if not alive:
+            break
+        results: list[tuple[int, Any]] = [
+            (i, Earlier(run_ids[i])) for i in alive if done.get(i, 0) > round_index
+        ]
+        to_run = [i for i in alive if done.get(i, 0) <= round_index]
+        size = sweeper.max_batch_size or max(1, len(to_run))
+        for first in range(0, len(to_run), size):
+            chunk = to_run[first : first + size]
             batch = [round_overrides(jobs[i], round_index, run_ids.get(i)) for i in chunk]
             if round_index == 0:
                 sweeper.validate_batch_is_legal(batch)
-            done = sweeper.launcher.launch(batch, initial_job_idx=job_idx)
+            ended = sweeper.launcher.launch(batch, initial_job_idx=job_idx)
             job_idx += len(batch)
-            returns.append(list(done))
-            for index, result in zip(chunk, done, strict=True):
+            returns.append(list(ended))
+            for index, result in zip(chunk, ended, strict=True):
                 value = result.return_value  # raises what ended the job, as the basic sweeper
                 run_id = getattr(value, "run_id", None)
-                if round_index == 0 and run_id is not None:
+                if index not in run_ids and run_id is not None:
                     run_ids[index] = str(run_id)
                 results.append((index, value))
-        survivors = judge(round_index, results)
+        survivors = judge(round_index, sorted(results, key=lambda r: r[0]))
         alive = [i for i in alive if i in survivors]
-        if not alive:
-            break
     return returns
