@@ -19,6 +19,7 @@ from src.analysis.ranking import (
     interval_note,
     load_summary,
     nan_note,
+    race_note,
     reading_notes,
     verdict_note,
 )
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         *reading_notes(summary),
         verdict_note(summary),
         interval_note(summary),
+        race_note(summary),
         nan_note(summary),
     ):
         if note:
@@ -169,7 +171,7 @@ def format_table(summary: SweepSummary, limit: int | None = None) -> str:
     """The ranked table as plain text, best first, with the swept params."""
     metrics = [summary.metric]
     metrics += [c for c in ("cv_accuracy_std", "test_accuracy", "roc_auc") if c != summary.metric]
-    metrics += VERDICT_COLUMNS
+    metrics += [*VERDICT_COLUMNS, "race_folds", "race_eliminated_round"]
     columns = ["rank", "run_name", "status", *summary.swept, *metrics]
     table = summary.table[[c for c in dict.fromkeys(columns) if c in summary.table.columns]]
     table = table.head(limit) if limit is not None else table.copy()
@@ -186,6 +188,9 @@ def _blank_untested(table: pd.DataFrame) -> pd.DataFrame:
     for column in VERDICT_COLUMNS:
         if column in table:
             table[column] = table[column].map(_cell)
+    for column in ("race_folds", "race_eliminated_round"):  # counts, blank when not raced out
+        if column in table:
+            table[column] = table[column].map(lambda v: "" if pd.isna(v) else str(int(float(v))))
     return table
 
 

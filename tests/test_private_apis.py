@@ -24,6 +24,7 @@ USED = [
                                                       "kv_sep"]),
     ("CachingConfigRepository", CachingConfigRepository.__init__, ["delegate"]),
     ("BasicSweeper.split_arguments", BasicSweeper.split_arguments, ["overrides", "max_batch_size"]),
+    ("BasicSweeper, subclassed", BasicSweeper.__init__, ["max_batch_size", "params"]),
     ("mlflow _use_tracking_uri", _use_tracking_uri, ["uri"]),
     ("scikit-learn BaseEstimator._validate_params", BaseEstimator._validate_params, []),
 ]  # fmt: skip
@@ -39,3 +40,14 @@ def test_the_readme_lists_every_private_api_we_use() -> None:
     listed = (REPO / "README.md").read_text().split("### Private APIs we rely on", 1)[1]
     for name, _, _ in USED:
         assert name.rsplit(" ", 1)[-1].rsplit(".", 1)[-1] in listed, f"README misses {name}"
+
+
+def test_the_race_sweeper_finds_what_it_reads_on_the_basic_sweeper() -> None:
+    """SweepsRaceSweeper (a BasicSweeper) reads these attributes, set by `__init__` and
+    `setup`, and calls `validate_batch_is_legal` and `split_arguments`."""
+    import hydra._internal.core_plugins.basic_sweeper as basic  # as Hydra's plugin scan left it
+
+    sweeper = basic.BasicSweeper(max_batch_size=None, params={})
+    for name in ("config", "launcher", "hydra_context", "params", "max_batch_size"):
+        assert hasattr(sweeper, name), f"BasicSweeper has no {name} any more"
+    assert callable(sweeper.validate_batch_is_legal)

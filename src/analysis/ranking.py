@@ -13,6 +13,9 @@ from src.analysis.verdict import DEFAULT_ALPHA, Verdict, compare_with_best, verd
 from src.ml.evaluate import FOLD_METRICS, TEST_METRICS
 from src.tracking.store import children_of
 
+# what a race recorded on an eliminated child: the round, the leader it lost to (name, run id)
+ELIMINATED = "race_eliminated_round"
+RACE_TAGS = (ELIMINATED, "race_leader", "race_leader_run_id")
 SEED_KEYS = ("seed", "random_state")  # a sweep over only these measures noise
 MAX_LISTED = 10  # the verdict names the equivalent configurations up to this many
 
@@ -85,6 +88,7 @@ def build_table(children: list[Run], swept: list[str], metric: str, direction: s
         # a per-fold metric's latest value is one fold's score, not the run's: left out
         row |= {k: v for k, v in run.data.metrics.items() if k not in FOLD_METRICS}
         row["error"] = run.data.tags.get("error_message")
+        row |= {k: run.data.tags[k] for k in RACE_TAGS if k in run.data.tags}
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
@@ -92,7 +96,7 @@ def build_table(children: list[Run], swept: list[str], metric: str, direction: s
     if metric not in table.columns:
         table[metric] = np.nan
     score = pd.to_numeric(table[metric], errors="coerce")
-    finite = (table["status"] == "FINISHED") & np.isfinite(score)
+    finite = (table["status"] == "FINISHED") & np.isfinite(score) & ~eliminated(table)
     ascending = direction == "minimize"
     std = table["cv_accuracy_std"] if "cv_accuracy_std" in table else pd.Series(0.0, table.index)
     order = pd.DataFrame(
@@ -107,6 +111,13 @@ def build_table(children: list[Run], swept: list[str], metric: str, direction: s
     ranks = np.where(finite.loc[table.index], np.arange(1, len(table) + 1), np.nan)
     table.insert(0, "rank", pd.Series(ranks, index=table.index, dtype="Int64"))  # 1, not 1.0
     return table.drop(columns=["start_time"]).reset_index(drop=True)
+
+
+def eliminated(table: pd.DataFrame) -> pd.Series:
+    """The rows of children a race eliminated (they ran fewer folds: never ranked)."""
+    if ELIMINATED not in table:
+        return pd.Series(False, index=table.index)
+    return table[ELIMINATED].notna()
 
 
 def swept_keys(parent: Run, children: list[Run]) -> list[str]:
@@ -336,10 +347,50 @@ def reading_notes(summary: SweepSummary) -> list[str]:
     return notes
 
 
+def race_counts(summary: SweepSummary) -> dict[str, int]:
+    """A race's counts (empty for a sweep that did not race): n_eliminated, the fold-fits
+    done (race_fold_fits: every child's folds run) and those a full run would have done
+    (race_full_fold_fits: every child on every fold)."""
+    if summary.parent.data.tags.get("sweep_race") != "true":
+        return {}
+    table = summary.table
+    folds = int(summary.parent.data.tags.get("sweep_race_folds", 0))  # cv.folds x cv.repeats
+    done = pd.to_numeric(table.get("race_folds", pd.Series(dtype=float)), errors="coerce")
+    return {
+        "n_eliminated": int(eliminated(table).sum()),
+        "race_fold_fits": int(done.fillna(0).sum()),
+        "race_full_fold_fits": folds * len(table),
+    }
+
+
+def race_note(summary: SweepSummary) -> str | None:
+    """What racing did: how many configurations it eliminated, in which rounds, and the
+    fold-fits it saved against a full run of every configuration on every fold."""
+    counts = race_counts(summary)
+    if not counts:
+        return None
+    table = summary.table
+    out = table[eliminated(table)]
+    alpha = summary.parent.data.tags.get("sweep_race_alpha", "")
+    done, full = counts["race_fold_fits"], counts["race_full_fold_fits"]
+    share = f" ({done / full:.0%})" if full else ""
+    saved = f"{done} of the {full} fold-fits a full run does{share}"
+    if out.empty:
+        return f"Racing eliminated none of the {len(table)} configurations: {saved}."
+    rounds = pd.to_numeric(out[ELIMINATED]).astype(int).value_counts().sort_index()
+    when = ", ".join(f"{n} after round {r}" for r, n in rounds.items())
+    return (
+        f"Racing eliminated {len(out)} of {len(table)} configurations ({when}), each "
+        f"significantly worse than the leader on the folds run so far (one-sided corrected "
+        f"resampled t-test, Holm-adjusted, race alpha {alpha}); they are never ranked "
+        f"(race_eliminated_round, race_leader, race_p_value). The sweep did {saved}."
+    )
+
+
 def nan_note(summary: SweepSummary) -> str | None:
     """Why finished children without a finite selection metric were not ranked."""
     table = summary.table
-    unranked = table[(table["status"] == "FINISHED") & table["rank"].isna()]
+    unranked = table[(table["status"] == "FINISHED") & table["rank"].isna() & ~eliminated(table)]
     if unranked.empty:
         return None
     return (

@@ -16,12 +16,16 @@ from mlflow.tracking import MlflowClient
 from src.analysis.plots import save_sweep_plots
 from src.analysis.ranking import (
     CONFUSION,
+    ELIMINATED,
     SweepSummary,
+    eliminated,
     interval_example,
     interval_note,
     load_summary,
     nan_note,
     parameter_importance,
+    race_counts,
+    race_note,
     reading_notes,
     spread,
     verdict_note,
@@ -96,6 +100,7 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame, link: UiLin
         *reading_notes(summary),
         verdict_note(summary),
         interval_note(summary),
+        race_note(summary),
         nan_note(summary),
     ):
         if note:
@@ -126,6 +131,17 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame, link: UiLin
             *VERDICT_COLUMNS,
         ]
         lines += [f"## Top {len(ranked)}", "", _markdown_table(ranked, columns), ""]
+    out = summary.table[eliminated(summary.table)]
+    if len(out):
+        lines += ["## Eliminated by the race", ""]
+        lines += [
+            f"- {_code(r['run_name'])}: round {r[ELIMINATED]}, after "
+            f"{_folds(r.get('race_folds'))} folds, {summary.metric}={r[summary.metric]:.4f}; "
+            f"lost to {_code(r.get('race_leader', ''))} (race_p_value "
+            f"{r.get('race_p_value', float('nan')):.4f})"
+            for _, r in out.iterrows()
+        ]
+        lines.append("")
     failed = summary.table[summary.table["status"] != "FINISHED"]
     if len(failed):
         lines += ["## Failed or interrupted jobs", ""]
@@ -152,6 +168,14 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame, link: UiLin
             "",
         ]
     return "\n".join(lines)
+
+
+def _folds(value: object) -> str:
+    """A fold count as recorded (a float metric), as a whole number."""
+    try:
+        return str(int(float(str(value))))
+    except ValueError:  # NaN: not recorded
+        return "?"
 
 
 def _text(value: object) -> str:
@@ -218,6 +242,7 @@ def record_on_parent(
                 metrics[f"best_{name}"] = float(best[name])
         with_retries(lambda: client.set_tag(best["run_id"], "best_in_sweep", "true"))
     metrics |= spread(summary)
+    metrics |= race_counts(summary)
     with_retries(
         lambda: client.log_batch(
             parent_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()], tags=tags

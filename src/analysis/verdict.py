@@ -120,6 +120,16 @@ def fold_scores(client: MlflowClient, run: Run, key: str) -> list[float] | None:
     return [float(by_step[step]) for step in range(expected)]
 
 
+def unfinished_race(run: Run) -> str | None:
+    """Why a raced child has fewer folds than its CV split: its race was interrupted (or its
+    later round failed) before every round ran; None for any other run."""
+    ran = run.data.metrics.get("race_folds")
+    expected = _int(run.data.params.get("cv.folds")) * _int(run.data.params.get("cv.repeats"))
+    if ran is None or ran >= expected:
+        return None
+    return f"its race stopped after {ran:.0f} of {expected} folds: sweep.resume runs the rest"
+
+
 def compare_with_best(
     client: MlflowClient,
     runs: dict[str, Run],
@@ -146,6 +156,8 @@ def compare_with_best(
             f"the best child has no per-fold {key} scores with a record of its CV splits "
             f"(a sweep from an older version)"
         )
+        if (why := unfinished_race(best)) is not None:
+            verdict.missing = f"the best child has not run every fold: {why}"
         return verdict
     verdict.n_folds = len(best_folds)
     paired: dict[str, list[float]] = {}
@@ -154,7 +166,8 @@ def compare_with_best(
         split = split_record(run)
         folds = fold_scores(client, run, key) if split is not None else None
         if split is None or folds is None:
-            verdict.unpaired[run_id] = f"no per-fold {key} scores (an older version)"
+            why = unfinished_race(run) or "an older version"
+            verdict.unpaired[run_id] = f"no per-fold {key} scores ({why})"
             continue
         differs = split_differences(best_split, split, values=False)
         if differs:  # said once for all the children that differ the same way

@@ -53,18 +53,16 @@ class Evaluation:
 
 
 def evaluate(
-    pipeline: Pipeline, data: Dataset, folds: int, seed: int, repeats: int = 1
+    pipeline: Pipeline,
+    data: Dataset,
+    folds: int,
+    seed: int,
+    repeats: int = 1,
+    repeat: int | None = None,
 ) -> Evaluation:
-    """Stratified K-fold CV (repeated `repeats` times) of the five CV scores on the training
-    split, then fit on it and score on the test split."""
-    cv = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
-    scores = cross_validate(
-        pipeline, data.X_train, data.y_train, cv=cv, error_score="raise",
-        scoring=cv_scorers(sorted(np.unique(data.y_train))), return_indices=True,
-    )  # fmt: skip
-    first = scores["indices"]
-    fold_sizes = (len(first["train"][0]), len(first["test"][0]))
-    fold_scores = {f"cv_{name}": [float(v) for v in scores[f"test_{name}"]] for name in CV_SCORES}
+    """Stratified K-fold CV (repeated `repeats` times; with `repeat`, that repeat's folds only)
+    of the five CV scores on the training split, then fit on it and score on the test split."""
+    fold_scores, fold_sizes = cross_validation(pipeline, data, folds, seed, repeats, repeat)
 
     started = time.perf_counter()
     pipeline.fit(data.X_train, data.y_train)
@@ -90,6 +88,32 @@ def evaluate(
         tn, fp, fn, tp = confusion.ravel()
         metrics.update(tn=float(tn), fp=float(fp), fn=float(fn), tp=float(tp))
     return Evaluation(metrics, classes, y_pred, y_score, confusion, fold_scores, fold_sizes)
+
+
+def cross_validation(
+    pipeline: Pipeline,
+    data: Dataset,
+    folds: int,
+    seed: int,
+    repeats: int = 1,
+    repeat: int | None = None,
+) -> tuple[dict[str, list[float]], tuple[int, int]]:
+    """The five CV scores per fold (cv_<name> -> scores in split order) and the first fold's
+    training and test rows. With `repeat` (0-based), only that repeat's `folds` folds: the same
+    splits as in the full `repeats`, since the repeats are drawn in order from one seed."""
+    cv = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+    splits = list(cv.split(data.X_train, data.y_train))
+    if repeat is not None:
+        splits = splits[repeat * folds : (repeat + 1) * folds]
+    scores = cross_validate(
+        pipeline, data.X_train, data.y_train, cv=splits, error_score="raise",
+        scoring=cv_scorers(sorted(np.unique(data.y_train))), return_indices=True,
+    )  # fmt: skip
+    first = scores["indices"]
+    fold_sizes = (len(first["train"][0]), len(first["test"][0]))
+    return {
+        f"cv_{name}": [float(v) for v in scores[f"test_{name}"]] for name in CV_SCORES
+    }, fold_sizes
 
 
 def cv_scorers(classes: list) -> dict:

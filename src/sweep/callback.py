@@ -27,6 +27,7 @@ from src.sweep.lost_job import lost_job
 from src.sweep.overrides import expand_jobs, unresolved, varying_keys
 from src.sweep.parent import fail_parent_run, finish_parent_run, open_sweep
 from src.sweep.progress import job_outcomes, reset_progress
+from src.sweep.racing import check_race, is_race, start_race, stop_race, use_race_sweeper
 from src.sweep.search import check_sweeper_targets, is_search, mark_trials, search_size
 from src.sweep.task import describe_error, settle_gc
 from src.tracking.store import keep_credentials_out_of_config, without_credentials
@@ -87,6 +88,7 @@ class MlflowSweepCallback(Callback):
         keep_credentials_out_of_config(config)
         use_our_launchers(config)
         try:
+            check_race(config)
             check_launcher(config)
             check_sweeper_targets(config)
             jobs = expand_jobs(config)
@@ -95,6 +97,7 @@ class MlflowSweepCallback(Callback):
             sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
             target, finished, heartbeat = open_sweep(config, jobs, sweep_dir, experiment)
             reset_progress(sweep_dir)
+            use_race_sweeper(config)
         except Exception as e:
             # Hydra only warns about a callback's exception and launches the jobs anyway:
             # SystemExit stops the sweep here, before any job and before any parent exists
@@ -108,8 +111,11 @@ class MlflowSweepCallback(Callback):
             swept=varying_keys(config),
             search=is_search(config),
             finished=finished,
+            rounds=int(config.cv.repeats) if is_race(config) else 1,
+            resumed=bool(config.sweep.resume),
         )
         mark_trials(config, str(target.parent_run_id))
+        start_race(config, self.context)
         handle_lost_jobs(partial(lost_job, self.context))  # our cluster launchers' lost jobs
         print(
             f"Sweep parent run {target.parent_run_id} in experiment "
@@ -148,6 +154,7 @@ class MlflowSweepCallback(Callback):
             return
         ctx = launch.context
         handle_lost_jobs(None)
+        stop_race()
         # what the sweep left is not garbage: frozen, the collector walks only what the summary
         # allocates, and Python's last collection at exit skips it too
         gc.freeze()

@@ -68,6 +68,7 @@ def check_settings(cfg: DictConfig) -> None:
         isinstance(sweep.prefer, str) and PREFER.fullmatch(sweep.prefer)
     ):
         _fail("sweep.prefer", sweep.prefer, "null or <param key>:max|min, e.g. model.C:min")
+    check_race(cfg)
     beat = sweep.heartbeat_s
     if not _is_number(beat) or not beat > 0:
         _fail("sweep.heartbeat_s", beat, "seconds between a running run's heartbeats, e.g. 30")
@@ -104,6 +105,29 @@ def check_settings(cfg: DictConfig) -> None:
     served = cfg.mlflow.get("pyfunc_predict_fn", "predict")
     if served not in PREDICT_FNS:
         _fail("mlflow.pyfunc_predict_fn", served, " | ".join(PREDICT_FNS))
+
+
+def check_race(cfg: DictConfig) -> None:
+    """sweep.race and sweep.race_alpha: a race needs rounds (cv.repeats >= 2) and folds to test
+    on (a cross-validated sweep.metric, so not sweep.select_on_test)."""
+    sweep = cfg.sweep
+    race = sweep.get("race", False)
+    _boolean("sweep.race", race)
+    alpha = sweep.get("race_alpha", 0.01)
+    if not _is_number(alpha) or not 0 < alpha < 1:
+        _fail("sweep.race_alpha", alpha, "a significance level between 0 and 1, e.g. 0.01")
+    if not race:
+        return
+    if cfg.cv.repeats < 2:
+        raise SettingsError(
+            f"sweep.race=true with cv.repeats={cfg.cv.repeats}: a race runs one CV repeat per "
+            f"round, so one repeat leaves nothing to race; set cv.repeats=10 (up to 10 rounds)"
+        )
+    if sweep.select_on_test:
+        raise SettingsError(
+            "sweep.race=true with sweep.select_on_test=true: a race compares configurations "
+            "on their CV folds; it cannot select on the test split"
+        )
 
 
 def check_metric(metric: object, select_on_test: bool) -> None:
@@ -207,6 +231,12 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]] | None) -> str:
         cfg = loader.load_sweep_config(config, job)
         names.add(experiment_name(cfg))
         check_settings(cfg)
+        if config.sweep.get("race", False) is True and cfg.cv.repeats != config.cv.repeats:
+            raise SettingsError(
+                f"sweep.race=true: cv.repeats is the race's number of rounds, one for every "
+                f"job, so it cannot be swept (job {number} has cv.repeats={cfg.cv.repeats}, the "
+                f"sweep {config.cv.repeats})"
+            )
         if preferred_key and not have_key:
             have_key = OmegaConf.select(cfg, preferred_key, default=_ABSENT) is not _ABSENT
         build_estimator(cfg.model, allowed_targets(cfg))

@@ -10,12 +10,13 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from sklearn.pipeline import Pipeline
 
+from src.analysis.verdict import fold_metric
 from src.ml.data import Dataset, load_dataset
-from src.ml.evaluate import TEST_METRICS, evaluate
+from src.ml.evaluate import TEST_METRICS, cross_validation, evaluate
 from src.ml.pipeline import build_pipeline
 from src.ml.plots import save_child_plots
 from src.ml.targets import allowed_targets
-from src.sweep.checks import check_folds, check_settings
+from src.sweep.checks import SettingsError, check_folds, check_settings
 from src.sweep.context import current_sweep
 from src.sweep.overrides import (
     child_run_name,
@@ -25,17 +26,21 @@ from src.sweep.overrides import (
     job_tags,
     model_choice,
 )
+from src.sweep.racing import RACE_FOLDS, race_round
 from src.sweep.search import trial_tags
 from src.tracking.child_run import (
     RunScore,
     flatten_config,
+    fold_values,
     job_run,
     log_results,
+    log_round,
     log_sklearn_model,
     node_tags,
 )
 from src.tracking.process import git_info
 from src.tracking.store import (
+    ATTEMPT_TAG,
     RunTarget,
     ensure_experiment,
     redact_text,
@@ -49,6 +54,14 @@ from src.tracking.store import (
 def train(cfg: DictConfig) -> float:
     """Fit and evaluate `cfg`, record it in MLflow, and return the selection metric."""
     ctx = current_sweep()
+    race = race_round() if ctx is not None else None
+    if ctx is None and cfg.sweep.get("race", False) is True:
+        raise SettingsError(
+            "sweep.race=true races the jobs of a sweep: add -m and the values to sweep "
+            "(a single run runs every fold)"
+        )
+    if race is not None and race[0] > 0:
+        return next_round(cfg, *race)
     # a single run checks its input before its run exists; a sweep checked every job's before
     # its parent existed, so what still fails in a job is recorded on the job's FAILED child
     prepared = prepare(cfg) if ctx is None else None
@@ -59,7 +72,8 @@ def train(cfg: DictConfig) -> float:
     run_name = child_run_name(cfg, overrides, swept)
     with job_run(target, run_name, tags) as run_id:
         data, pipeline = prepared or prepare(cfg)
-        result = evaluate(pipeline, data, cfg.cv.folds, cfg.cv.seed, cfg.cv.repeats)
+        repeat = 0 if race is not None else None  # a race's first round: the first repeat
+        result = evaluate(pipeline, data, cfg.cv.folds, cfg.cv.seed, cfg.cv.repeats, repeat)
         params = flatten_config(cfg) | group_choices()
         params |= {"model": model_choice(cfg), "data": str(cfg.data.name)}
         params.pop("sweep.resume", None)  # how this attempt started, not the job's config
@@ -85,13 +99,52 @@ def train(cfg: DictConfig) -> float:
                 "cv.n_train": str(n_train),
                 "cv.n_test": str(n_test),
             }
+            metrics = result.metrics
+            if race is not None:
+                metrics = metrics | {RACE_FOLDS: float(cfg.cv.folds)}
             log_results(
-                client, run_id, params, result.metrics, artifacts, model_id, result.fold_scores,
+                client, run_id, params, metrics, artifacts, model_id, result.fold_scores,
                 splits,
             )  # fmt: skip
     if ctx is None:
         print(describe_single_run(cfg, target, run_id, result.metrics), flush=True)
-    return RunScore(result.metrics[str(cfg.sweep.metric)], run_id)
+    value = result.metrics[str(cfg.sweep.metric)]
+    if race is None:
+        return RunScore(value, run_id)
+    folds = result.fold_scores[str(fold_metric(str(cfg.sweep.metric)))]
+    return RunScore(value, run_id, tuple(folds), result.fold_sizes)
+
+
+def next_round(cfg: DictConfig, round_index: int, run_id: str | None) -> float:
+    """A race's later round: the next CV repeat of the configuration, its folds appended to the
+    run its first round made (steps go on), its `cv_*_mean` and `cv_*_std` over every fold so
+    far logged at step = the round; the test metrics, model and plots stay the first round's."""
+    ctx = current_sweep()
+    assert ctx is not None
+    if run_id is None:
+        raise RuntimeError(f"race round {round_index + 1}: its first round recorded no run")
+    target = ctx.target
+    client = MlflowClient(target.tracking_uri)
+    name = child_run_name(cfg, job_overrides(), ctx.swept)
+    folds = int(cfg.cv.folds)
+    with job_run(target, name, {ATTEMPT_TAG: ctx.attempt}, run_id=run_id):
+        data, pipeline = prepare(cfg)
+        scores, sizes = cross_validation(
+            pipeline, data, folds, cfg.cv.seed, cfg.cv.repeats, round_index
+        )
+        so_far = {}
+        for key, new in scores.items():
+            earlier = fold_values(client, run_id, key)
+            if len(earlier) != round_index * folds:  # a round lost or run twice
+                raise RuntimeError(
+                    f"race round {round_index + 1}: run {run_id} holds {len(earlier)} folds of "
+                    f"{key}, not the {round_index * folds} of the rounds before"
+                )
+            so_far[key] = earlier + new
+        log_round(client, run_id, scores, so_far, round_index, folds)
+    key = str(fold_metric(str(cfg.sweep.metric)))
+    mean = sum(so_far[key]) / len(so_far[key])
+    return RunScore(mean, run_id, tuple(so_far[key]), sizes)
 
 
 def describe_single_run(

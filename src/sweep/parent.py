@@ -14,7 +14,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 from omegaconf import DictConfig
 
-from src.analysis.ranking import SweepSummary, more_folds_hint
+from src.analysis.ranking import SweepSummary, more_folds_hint, race_note
 from src.analysis.registry import default_model_name, describe, register_best
 from src.analysis.report import summarize_sweep
 from src.sweep.context import Launch
@@ -90,10 +90,13 @@ def open_sweep(
         except SweepHeldError as e:
             raise SweepSetupError(str(e)) from e
         study = is_search(config) and config.hydra.sweeper.get("storage") is not None
-        finished = reopen_sweep(client, parent, attempt, is_search(config), keep_failed=study)
+        race = config.sweep.get("race", False) is True
+        finished = reopen_sweep(
+            client, parent, attempt, is_search(config), keep_failed=study, keep_started=race
+        )
         print(f"Resuming sweep {parent_id}: {len(finished)} finished jobs are kept", flush=True)
-        if study:  # the study holds what ran: its sweeper asks only the missing trials
-            finished = {}
+        if study or race:  # the study, or the race's children, hold what ran: the sweeper
+            finished = {}  # runs only what is missing
     else:
         parent_id = create_parent_run(config, base, jobs, sweep_dir, command)
     interval = float(config.sweep.heartbeat_s)
@@ -156,6 +159,12 @@ def create_parent_run(
     } | attempt_tags(config, sweep_dir)
     if config.sweep.prefer:
         tags["sweep_prefer"] = str(config.sweep.prefer)
+    if config.sweep.get("race", False) is True:
+        tags |= {
+            "sweep_race": "true",
+            "sweep_race_alpha": str(config.sweep.race_alpha),
+            "sweep_race_folds": str(int(config.cv.folds) * int(config.cv.repeats)),
+        }
     if config.mlflow.get("ui_url"):  # where its UI link points (default: ui_url of the store)
         tags["ui_url"] = str(config.mlflow.ui_url)
     run = with_retries(
@@ -209,6 +218,8 @@ def finish_parent_run(config: DictConfig, launch: Launch) -> dict[str, int]:
                 f"statistically indistinguishable from the best on {verdict.n_folds} paired CV "
                 f"folds (not shown equal: these folds cannot tell them apart{more})"
             )
+    if (raced := race_note(summary)) is not None:
+        lines.append(raced)
     files = Path(ctx.sweep_dir) / "sweep_summary.md"
     lines.append(f"Summary: {files} (and on the parent run, under summary/)")
     lines.append(f"MLflow UI: {link}")

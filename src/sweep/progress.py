@@ -31,9 +31,10 @@ def report_progress(ctx: SweepContext, run_name: str, status: str, detail: str) 
         fcntl.flock(f, fcntl.LOCK_UN)
     done = len(statuses)
     elapsed = time.time() - ctx.started_at
-    total = f"/{ctx.n_jobs}" if ctx.n_jobs else ""
+    # a race's rounds run as many jobs as its eliminations leave: no total to count down to
+    total = f"/{ctx.n_jobs}" if ctx.n_jobs and ctx.rounds == 1 else ""
     eta = ""
-    if ctx.n_jobs and done < ctx.n_jobs:
+    if total and ctx.n_jobs and done < ctx.n_jobs:
         eta = f", ~{_duration(elapsed / done * (ctx.n_jobs - done))} left"
     print(
         f"[{done}{total}] {run_name}: {status} {detail} ({_duration(elapsed)} elapsed{eta})",

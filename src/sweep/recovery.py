@@ -18,6 +18,7 @@ from functools import partial
 from mlflow.entities import Run, RunTag
 from mlflow.tracking import MlflowClient
 
+from src.sweep.racing import RACE_FOLDS
 from src.tracking.child_run import RunScore
 from src.tracking.heartbeat import STALE_INTERVALS, heartbeat_age
 from src.tracking.process import PROCESS_TAG, process_identity
@@ -211,13 +212,16 @@ def reopen_sweep(
     attempt_tags: dict[str, str],
     keep_repeats: bool,
     keep_failed: bool = False,
+    keep_started: bool = False,
 ) -> dict[str, float]:
     """Prepare a parent for another attempt: the finished children's job keys and metrics are
     kept (their jobs are skipped); failed, killed or stale children are soft-deleted (they are
     rerun, and stay recoverable in MLflow's trash), and so are repeated finished children of a
     grid, so no config ends with two; a search (`keep_repeats`) keeps every finished trial, and
     a persistent study's (`keep_failed`) its failed ones too, which the study counts as ended
-    (only killed and stale children are deleted: their trials are asked again).
+    (only killed and stale children are deleted: their trials are asked again); a race
+    (`keep_started`) keeps every child that completed a round, whatever its status, since its
+    folds go on in the next round (only those without one are deleted and run again).
     The parent then describes this attempt: RUNNING, `attempt_tags` (its process, sweep dir,
     launcher), and none of an earlier attempt's error or end tags."""
     finished: dict[str, float] = {}
@@ -231,6 +235,8 @@ def reopen_sweep(
             continue
         failed = child.info.status == "FAILED" and child.data.tags.get("error_type") != "Stale"
         if keep_failed and failed:
+            continue
+        if keep_started and RACE_FOLDS in child.data.metrics:
             continue
         with_retries(partial(client.delete_run, child.info.run_id))
     parent_id = parent.info.run_id

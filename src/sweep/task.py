@@ -16,6 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 from src.sweep.context import current_sweep
 from src.sweep.overrides import child_run_name, job_key, job_overrides
 from src.sweep.progress import job_outcomes, report_progress
+from src.sweep.racing import race_round
 from src.tracking.child_run import RunFailed
 from src.tracking.interrupts import first_stop_signal
 from src.tracking.store import redact_text
@@ -68,7 +69,10 @@ def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
         if ctx.search:
             raise
         return float("nan")
-    report_progress(ctx, name, "FINISHED", detail=f"{cfg.sweep.metric}={value:.4f}")
+    detail = f"{cfg.sweep.metric}={value:.4f}"
+    if (race := race_round()) is not None:
+        detail = f"round {race[0] + 1}/{ctx.rounds} {detail}"
+    report_progress(ctx, name, "FINISHED", detail=detail)
     return value
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_ENTITIES_PER_BATCH, MAX_PARAM_VAL_LENGTH
@@ -61,18 +62,29 @@ def flatten_config(cfg: DictConfig) -> dict[str, str]:
 
 class RunScore(float):
     """A job's selection metric that knows the run it was recorded in: a float, as Hydra's
-    sweepers expect, whose `run_id` a search records on its trial."""
+    sweepers expect, whose `run_id` a search records on its trial; in a race also the
+    selection metric's fold scores so far and the folds' training and test rows."""
 
     run_id: str
+    folds: tuple[float, ...]
+    sizes: tuple[int, int]
 
-    def __new__(cls, value: float, run_id: str) -> RunScore:
+    def __new__(
+        cls,
+        value: float,
+        run_id: str,
+        folds: tuple[float, ...] = (),
+        sizes: tuple[int, int] = (0, 0),
+    ) -> RunScore:
         score = super().__new__(cls, value)
-        score.run_id = run_id
+        score.run_id, score.folds, score.sizes = run_id, tuple(folds), sizes
         return score
 
-    def __reduce__(self) -> tuple[type[RunScore], tuple[float, str]]:
-        """Pickled (to and from joblib workers) with its run."""
-        return RunScore, (float(self), self.run_id)
+    def __reduce__(
+        self,
+    ) -> tuple[type[RunScore], tuple[float, str, tuple[float, ...], tuple[int, int]]]:
+        """Pickled (to and from joblib workers) with its run and folds."""
+        return RunScore, (float(self), self.run_id, self.folds, self.sizes)
 
 
 def node_tags() -> dict[str, str]:
@@ -100,21 +112,29 @@ class RunFailed(RuntimeError):
 
 
 @contextmanager
-def job_run(target: RunTarget, run_name: str, tags: dict[str, str]) -> Iterator[str]:
-    """Create a run (nested when `target` has a parent), yield its id, and always end it.
+def job_run(
+    target: RunTarget, run_name: str, tags: dict[str, str], run_id: str | None = None
+) -> Iterator[str]:
+    """Create a run (nested when `target` has a parent), or reopen `run_id` (RUNNING again, in
+    this process: a race's later round), yield its id, and always end it.
 
     An exception inside marks the run FAILED with the exception's type and message as tags and
     the traceback as an artifact, then raises `RunFailed` from the error; an interrupt marks it
     KILLED, also one that reached here as another error (see `interrupts`), and goes on.
     """
     client = MlflowClient(target.tracking_uri)
-    tags = tags | first_beat(target.heartbeat_s)
-    run = with_retries(
-        lambda: client.create_run(
-            target.experiment_id, run_name=run_name, tags=run_tags(target, run_name, tags)
+    tags = run_tags(target, run_name, tags | first_beat(target.heartbeat_s))
+    if run_id is None:
+        run = with_retries(
+            lambda: client.create_run(target.experiment_id, run_name=run_name, tags=tags)
         )
-    )
-    run_id = run.info.run_id
+        run_id = run.info.run_id
+    else:
+        reopened = run_id
+        with_retries(
+            lambda: client.log_batch(reopened, tags=[RunTag(k, v) for k, v in tags.items()])
+        )
+        with_retries(lambda: client.update_run(reopened, status="RUNNING"))
     stops = stop_requests()
     try:
         with remembering_sigint(), beating(target.tracking_uri, run_id, target.heartbeat_s):
@@ -169,6 +189,38 @@ def log_results(
         chunk = batch_metrics[start : start + MAX_ENTITIES_PER_BATCH]
         with_retries(partial(client.log_batch, run_id, metrics=chunk))
     with_retries(lambda: client.log_artifacts(run_id, str(artifact_dir)))
+
+
+def fold_values(client: MlflowClient, run_id: str, key: str) -> list[float]:
+    """The run's per-fold `key` scores as logged, in step order."""
+    history = with_retries(partial(client.get_metric_history, run_id, key))
+    return [m.value for m in sorted(history, key=lambda m: m.step)]
+
+
+def log_round(
+    client: MlflowClient,
+    run_id: str,
+    new: dict[str, list[float]],
+    so_far: dict[str, list[float]],
+    round_index: int,
+    folds: int,
+) -> None:
+    """A race round on its run: the round's fold scores at the steps after the earlier rounds',
+    `<key>_mean` and `<key>_std` over every fold so far and `race_folds` at step = the round."""
+    now = int(time.time() * 1000)
+    start = round_index * folds
+    metrics = [
+        Metric(key, float(value), now, start + i)
+        for key, values in new.items()
+        for i, value in enumerate(values)
+    ]
+    for key, values in so_far.items():
+        metrics.append(Metric(f"{key}_mean", float(np.mean(values)), now, round_index))
+        metrics.append(Metric(f"{key}_std", float(np.std(values)), now, round_index))
+    metrics.append(Metric("race_folds", float(start + folds), now, round_index))
+    for first in range(0, len(metrics), MAX_ENTITIES_PER_BATCH):
+        chunk = metrics[first : first + MAX_ENTITIES_PER_BATCH]
+        with_retries(partial(client.log_batch, run_id, metrics=chunk))
 
 
 def log_sklearn_model(

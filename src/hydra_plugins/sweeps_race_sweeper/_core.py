@@ -1,0 +1,74 @@
+"""The race: the grid expanded as Hydra's basic sweeper expands it, then round after round the
+configurations still in the race launched as one batch (in `max_batch_size` chunks) through the
+configured launcher, their returns handed to the app's judge in job order.
+
+Job order, not completion order: the launcher returns a batch's results in the order it was
+given, so the judge sees the same round on every launcher. A configuration keeps its job's
+overrides in every round; the round and the run of its first round travel in its environment.
+A resumed race starts from the last round every configuration still in it completed: that
+round is judged again on the recorded folds (with the configurations it eliminated: the same
+folds give the same decision), and only the rounds not yet run are launched.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn
+from omegaconf import OmegaConf
+
+from . import Earlier, judge, recall, round_overrides
+
+log = logging.getLogger(__name__)
+
+
+def race(sweeper: Any, arguments: list[str]) -> list[list[JobReturn]]:
+    """Run the race; every round's returns, in launch order."""
+    assert sweeper.config is not None and sweeper.launcher is not None
+    params = [f"{k}={v}" for k, v in (sweeper.params or {}).items()] + list(arguments)
+    parser = OverridesParser.create(config_loader=sweeper.hydra_context.config_loader)
+    jobs = [job for batch in sweeper.split_arguments(parser.parse_overrides(params), None)
+            for job in batch]  # fmt: skip
+    sweep_dir = Path(str(sweeper.config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(sweeper.config, sweep_dir / "multirun.yaml")
+    earlier = recall(jobs)
+    run_ids = {i: e.run_id for i, e in earlier.items()}
+    done = {i: e.rounds for i, e in earlier.items()}
+    out = {i: e.eliminated_after for i, e in earlier.items() if e.eliminated_after is not None}
+    alive = [i for i in range(len(jobs)) if i not in out]
+    start = min((done.get(i, 0) for i in alive), default=0)
+    if start > 0:  # judge the last complete round again, with those it eliminated
+        entrants = [i for i in range(len(jobs)) if i in alive or out[i] == start]
+        survivors = judge(start - 1, [(i, Earlier(run_ids[i])) for i in entrants])
+        alive = [i for i in alive if i in survivors]
+    returns: list[list[JobReturn]] = []
+    job_idx = 0  # every round's jobs get numbers of their own (their output folders)
+    for round_index in range(start, int(sweeper.rounds)):
+        if not alive:
+            break
+        results: list[tuple[int, Any]] = [
+            (i, Earlier(run_ids[i])) for i in alive if done.get(i, 0) > round_index
+        ]
+        to_run = [i for i in alive if done.get(i, 0) <= round_index]
+        size = sweeper.max_batch_size or max(1, len(to_run))
+        for first in range(0, len(to_run), size):
+            chunk = to_run[first : first + size]
+            batch = [round_overrides(jobs[i], round_index, run_ids.get(i)) for i in chunk]
+            if round_index == 0:
+                sweeper.validate_batch_is_legal(batch)
+            ended = sweeper.launcher.launch(batch, initial_job_idx=job_idx)
+            job_idx += len(batch)
+            returns.append(list(ended))
+            for index, result in zip(chunk, ended, strict=True):
+                value = result.return_value  # raises what ended the job, as the basic sweeper
+                run_id = getattr(value, "run_id", None)
+                if index not in run_ids and run_id is not None:
+                    run_ids[index] = str(run_id)
+                results.append((index, value))
+        survivors = judge(round_index, sorted(results, key=lambda r: r[0]))
+        alive = [i for i in alive if i in survivors]
+    return returns

@@ -1,0 +1,23 @@
+"""The sweeper class Hydra's plugin scan finds: light to import, its work in `_core`."""
+
+from typing import Any
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # private: see README
+from omegaconf import DictConfig
+
+
+class SweepsRaceSweeper(BasicSweeper):
+    """Hydra's basic sweeper's grid and options, run in `rounds` rounds: every round launches
+    the configurations still in the race, and the app's judge says who goes on."""
+
+    def __init__(
+        self, max_batch_size: int | None, params: DictConfig | None = None, rounds: int = 1
+    ) -> None:
+        super().__init__(max_batch_size, params)  # type: ignore[arg-type]
+        self.rounds = rounds
+
+    def sweep(self, arguments: list[str]) -> Any:
+        """Race the grid: round after round, launch the survivors, then ask the judge."""
+        from . import _core
+
+        return _core.race(self, arguments)

@@ -1,0 +1,183 @@
+"""The one door to the race sweeper (`hydra_plugins.sweeps_race_sweeper`, through its public
+face): `sweep.race=true` swaps it in for Hydra's basic sweeper, hands it the judge that applies
+the elimination rule (src/analysis/race.py) after every round, and tells a job its round."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+from mlflow.entities import Metric, RunTag
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from hydra_plugins.sweeps_race_sweeper import (
+    ROUND_ENV,
+    RUN_ENV,
+    Recorded,
+    judge_rounds,
+)
+from src.analysis.race import eliminate, leader_of
+from src.analysis.verdict import fold_metric
+from src.sweep.context import SweepContext
+from src.sweep.overrides import job_key
+from src.tracking.child_run import RunScore, fold_values
+from src.tracking.store import children_of, with_retries
+
+RACE_SWEEPER = "hydra_plugins.sweeps_race_sweeper.race_sweeper.SweepsRaceSweeper"
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+# what an eliminated child records (with the metrics race_p_value and race_folds)
+ELIMINATED_TAG = "race_eliminated_round"
+RACE_FOLDS = "race_folds"  # a raced child's metric: the folds it has run (step = its round)
+LEADER_TAGS = ("race_leader", "race_leader_run_id")
+
+
+def is_race(config: DictConfig) -> bool:
+    """`sweep.race=true`."""
+    return config.sweep.get("race", False) is True
+
+
+def check_race(config: DictConfig) -> None:
+    """`sweep.race=true` races a grid: a search sweeper is refused (not raced yet), before any
+    run."""
+    if not is_race(config):
+        return
+    sweeper = str(config.hydra.sweeper._target_)
+    if sweeper != BASIC_SWEEPER:
+        raise ValueError(
+            f"sweep.race=true races a grid (Hydra's basic sweeper), not hydra.sweeper "
+            f"{sweeper.rsplit('.', 1)[-1]}: drop sweep.race, or sweep a grid"
+        )
+
+
+def use_race_sweeper(config: DictConfig) -> None:
+    """With `sweep.race=true`, the grid runs on the race sweeper, in `cv.repeats` rounds (Hydra
+    makes the sweeper after the callback's `on_multirun_start`)."""
+    if not is_race(config):
+        return
+    options = OmegaConf.to_container(config.hydra.sweeper, resolve=False)
+    assert isinstance(options, dict)
+    options |= {"_target_": RACE_SWEEPER, "rounds": int(config.cv.repeats)}
+    with read_write(config), open_dict(config):
+        config.hydra.sweeper = OmegaConf.create(options)  # the basic sweeper's typed node
+
+
+def race_round(env: Mapping[str, str] = os.environ) -> tuple[int, str | None] | None:
+    """The round this job runs in a race (0, 1, ...) and, after the first, the run its
+    configuration's first round recorded; None outside a race."""
+    if ROUND_ENV not in env:
+        return None
+    return int(env[ROUND_ENV]), env.get(RUN_ENV) or None
+
+
+def start_race(config: DictConfig, ctx: SweepContext) -> None:
+    """Hand the race sweeper the judge of this sweep (in the launching process)."""
+    if is_race(config):
+        sweep = config.sweep
+        rounds, folds = int(config.cv.repeats), int(config.cv.folds)
+        judge = partial(
+            judge_round, ctx, rounds, folds, str(sweep.direction), float(sweep.race_alpha),
+            str(sweep.metric),
+        )  # fmt: skip
+        judge_rounds(judge, partial(recall_race, ctx, folds))
+
+
+def stop_race() -> None:
+    """No judge: a race sweeper started later in this process refuses to run."""
+    judge_rounds(None)
+
+
+def recorded_score(client: MlflowClient, run_id: str, n_folds: int, metric: str) -> RunScore:
+    """A configuration's first `n_folds` folds of the selection metric as an earlier attempt
+    recorded them (fewer when it has fewer), as a round's job would have returned them."""
+    run = with_retries(lambda: client.get_run(run_id))
+    scores = fold_values(client, run_id, str(fold_metric(metric)))[:n_folds]
+    sizes = (int(run.data.tags.get("cv.n_train", 0)), int(run.data.tags.get("cv.n_test", 0)))
+    mean = sum(scores) / len(scores) if scores else math.nan
+    return RunScore(mean, run_id, tuple(scores), sizes)
+
+
+def recall_race(ctx: SweepContext, folds: int, jobs: list[list[str]]) -> dict[int, Recorded]:
+    """What the earlier attempts of a resumed race recorded of each job: its child (matched by
+    the job key its first round recorded), the rounds it completed (its folds logged) and the
+    round after which it was eliminated."""
+    if not ctx.resumed:
+        return {}
+    client = MlflowClient(ctx.target.tracking_uri)
+    parent = with_retries(lambda: client.get_run(str(ctx.target.parent_run_id)))
+    children = {c.data.tags.get("job_key"): c for c in children_of(client, parent)}
+    found = {}
+    for index, job in enumerate(jobs):
+        child = children.get(job_key(job))  # the round's environment is not in the key
+        if child is None:
+            continue
+        rounds = int(child.data.metrics.get(RACE_FOLDS, 0)) // folds
+        out = child.data.tags.get(ELIMINATED_TAG)
+        found[index] = Recorded(child.info.run_id, rounds, int(out) if out else None)
+    return found
+
+
+def judge_round(
+    ctx: SweepContext,
+    rounds: int,
+    folds: int,
+    direction: str,
+    alpha: float,
+    metric: str,
+    round_index: int,
+    results: list[tuple[int, Any]],
+) -> set[int]:
+    """After a round: eliminate the configurations significantly worse than the leader, record
+    why on their runs, say it in one line; the job indices that go on. A job that failed (no
+    fold scores) leaves the race as its FAILED child."""
+    client = MlflowClient(ctx.target.tracking_uri)
+    n_folds = (round_index + 1) * folds
+    # a str is the run of a round an earlier attempt ran (the plugin's `Earlier`: compared as a
+    # str, since Hydra's plugin scan executes the plugin's module again, making its classes anew)
+    given = {
+        i: recorded_score(client, v, n_folds, metric) if isinstance(v, str) else v
+        for i, v in results
+    }
+    entrants = {
+        index: value
+        for index, value in given.items()
+        if isinstance(value, RunScore)
+        and len(value.folds) == n_folds
+        and all(map(math.isfinite, value.folds))
+    }
+    scores = {index: value.folds for index, value in entrants.items()}
+    out = {}
+    if len(entrants) >= 2 and round_index + 1 < rounds:  # the last round: the verdict's turn
+        sizes = next(iter(entrants.values())).sizes
+        out = eliminate(scores, sizes, direction, alpha)
+    leader = leader_of(scores, direction) if scores else None
+    leader_name = ""
+    if leader is not None:
+        leader_id = entrants[leader].run_id
+        leader_name = str(with_retries(lambda: client.get_run(leader_id)).info.run_name)
+    now = int(time.time() * 1000)
+    for index, why in out.items():
+        run_id = entrants[index].run_id
+        tags = {
+            ELIMINATED_TAG: str(round_index + 1),
+            LEADER_TAGS[0]: leader_name,
+            LEADER_TAGS[1]: entrants[why.leader].run_id,
+        }
+        metrics = [Metric("race_p_value", why.p_value, now, round_index)]
+        batch = [RunTag(k, v) for k, v in tags.items()]
+        with_retries(partial(client.log_batch, run_id, metrics=metrics, tags=batch))
+    failed = len(results) - len(entrants)
+    head = f"Race round {round_index + 1}/{rounds} ({n_folds} folds each): "
+    failures = f", {failed} failed" if failed else ""
+    if round_index + 1 < rounds:
+        said = (
+            f"{len(out)} of {len(results)} eliminated{failures}, {len(entrants) - len(out)} go on"
+        )
+    else:
+        said = f"{len(entrants)} of {len(results)} ran every fold{failures}"
+    print(head + said + (f"; leader {leader_name}" if leader_name else ""), flush=True)
+    return set(entrants) - set(out)
