@@ -23,13 +23,14 @@ from hydra_plugins.sweeps_cluster_launchers import handle_lost_jobs
 from src.sweep import exit_guard
 from src.sweep.checks import check_launcher, validate_jobs
 from src.sweep.context import Launch, SweepContext, set_current_sweep
+from src.sweep.credentials import CredentialsError, keep_credentials_out
 from src.sweep.lost_job import lost_job
 from src.sweep.overrides import expand_jobs, unresolved, varying_keys
 from src.sweep.parent import fail_parent_run, finish_parent_run, open_sweep
 from src.sweep.progress import job_outcomes, reset_progress
 from src.sweep.search import check_sweeper_targets, is_search, mark_trials, search_size
 from src.sweep.task import describe_error, settle_gc
-from src.tracking.store import keep_credentials_out_of_config, without_credentials
+from src.tracking.store import without_credentials
 
 
 def launcher_workers(*, _root_: DictConfig) -> int:
@@ -79,13 +80,16 @@ class MlflowSweepCallback(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Keep a store's password out of what Hydra saves of a single run."""
-        keep_credentials_out_of_config(config)
+        try:
+            keep_credentials_out(config)
+        except CredentialsError as e:  # Hydra only warns about a callback's exception
+            raise SystemExit(f"Run not started: {e}") from e
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Check every job, then open the store and the experiment and create the parent run."""
-        keep_credentials_out_of_config(config)
         use_our_launchers(config)
         try:
+            keep_credentials_out(config)
             check_launcher(config)
             check_sweeper_targets(config)
             jobs = expand_jobs(config)

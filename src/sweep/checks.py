@@ -183,10 +183,11 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]] | None) -> str:
     """Compose every job's config and build its model and data, so that bad input fails before
     the parent run exists. With sweep.compose_cache (the default), composition goes through
     `composition.CachingConfigLoader` (once per distinct set of group choices), which then
-    serves the launcher and Hydra's own batch check the same configs from its cache. Returns
+    serves the launcher and Hydra's own batch check the same configs from its cache (without it,
+    it composes each with Hydra's code; either way it keeps passwords out of them). Returns
     the experiment the jobs go to (one for all of them)."""
     cached = config.sweep.get("compose_cache", True)
-    loader = composition.install() if cached else composition.hydra_loader()
+    loader = composition.install(cache=bool(cached))
     if jobs is None:  # the sweeper picks values later: what is fixed, and one of each range
         parsed = OverridesParser.create().parse_overrides(task_overrides(config))
         jobs = [[str(o.input_line) for o in parsed if not o.is_sweep_override()]]

@@ -37,6 +37,7 @@ from src.tracking.child_run import (
 from src.tracking.process import git_info
 from src.tracking.store import (
     RunTarget,
+    check_credentials_here,
     ensure_experiment,
     redact_text,
     resolve_tracking_uri,
@@ -162,6 +163,7 @@ def run_target(cfg: DictConfig) -> RunTarget:
     """The sweep's parent and store inside a sweep; a top-level run in `cfg`'s store otherwise."""
     ctx = current_sweep()
     if ctx is not None:
+        check_credentials_here(ctx.target)
         return ctx.target
     uri = resolve_tracking_uri(cfg.mlflow.tracking_uri)
     experiment_id = ensure_experiment(uri, cfg.mlflow.experiment_name)

@@ -20,10 +20,10 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
+from src.sweep.credentials import keep_credentials_out
 from src.tracking.store import (
     TrackingError,
     check_reachable,
-    keep_credentials_out_of_config,
     resolve_tracking_uri,
 )
 
@@ -270,7 +270,7 @@ def test_store_password_moves_out_of_the_config(monkeypatch: pytest.MonkeyPatch)
     uri = f"http://u:{SECRET}@127.0.0.1:9/"
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         config = compose("config", [f"mlflow.tracking_uri={uri}"], return_hydra_config=True)
-    keep_credentials_out_of_config(config)
+    keep_credentials_out(config)
     assert SECRET not in OmegaConf.to_yaml(config)
     assert config.hydra.overrides.task == ["mlflow.tracking_uri=http://u:***@127.0.0.1:9/"]
     assert resolve_tracking_uri(config.mlflow.tracking_uri) == uri
