@@ -143,31 +143,39 @@ def test_a_resume_never_deletes_a_child_whose_process_lives(
         worker.wait()
 
 
-@pytest.mark.slow  # a joblib sweep killed while its workers compute; make test and CI run it
+LAUNCHERS = {
+    "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+    "submitit_local": ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"],
+}
+
+
+@pytest.mark.slow  # a sweep killed while its workers compute; make test and CI run it
+@pytest.mark.parametrize("launcher", list(LAUNCHERS))
 def test_workers_end_when_their_launching_process_is_killed(
-    tracking_uri: str, tmp_path: Path
+    launcher: str, tracking_uri: str, tmp_path: Path
 ) -> None:
-    """SIGKILL of `python -m src.train` under the joblib launcher: its workers, computing
-    their jobs, notice and end within seconds instead of computing on."""
+    """SIGKILL of `python -m src.train` under the joblib launcher or submitit's local one
+    (whose controller process, the job's parent, lives on): the processes computing its jobs
+    notice and end within seconds, their runs KILLED, instead of computing on."""
     args = [*SWEEP[:-2], "model=random_forest", "model.n_estimators=20000,20001"]
-    args += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path}/s"]
+    args += [*LAUNCHERS[launcher], f"hydra.sweep.dir={tmp_path}/s"]
     env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri}
     with (tmp_path / "out.txt").open("w") as out:
-        launcher = subprocess.Popen(
+        sweep = subprocess.Popen(
             [sys.executable, "-m", "src.train", *args], cwd=REPO, env=env, stdout=out, stderr=out
         )
     try:
         deadline = time.monotonic() + 180
         running: list = []
         while len(running) < 2:
-            assert launcher.poll() is None, (tmp_path / "out.txt").read_text()
+            assert sweep.poll() is None, (tmp_path / "out.txt").read_text()
             assert time.monotonic() < deadline, (tmp_path / "out.txt").read_text()
             time.sleep(0.5)
             running = [r for r in all_runs(tracking_uri) if "mlflow.parentRunId" in r.data.tags]
             running = [r for r in running if r.info.status == "RUNNING"]
     finally:
-        launcher.kill()
-        launcher.wait()
+        sweep.kill()
+        sweep.wait()
     workers = [r.data.tags[PROCESS_TAG] for r in running]
     deadline = time.monotonic() + 30
     alive = workers
@@ -177,3 +185,6 @@ def test_workers_end_when_their_launching_process_is_killed(
     for worker in alive:  # leave nothing computing after the test, whatever it shows
         os.kill(int(worker.split(":")[1]), signal.SIGKILL)
     assert not alive, f"workers still computing 30 s after their launcher died: {alive}"
+    client = MlflowClient(tracking_uri)
+    ended = [client.get_run(r.info.run_id).info.status for r in running]
+    assert ended == ["KILLED", "KILLED"], ended
