@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from src.ml.targets import TargetError
 from src.sweep.checks import check_typed_hydra_targets
+from src.sweep.credentials import RedactingStream
 from src.sweep.job import train
 from src.sweep.task import run_task
 from src.tracking.interrupts import first_stop_signal
@@ -23,6 +24,7 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    sys.stderr = RedactingStream(sys.stderr)  # type: ignore[assignment]  # Hydra's own errors
     try:  # Hydra makes its callbacks before any hook of ours: their typed targets, first
         check_typed_hydra_targets(sys.argv[1:])
     except TargetError as e:

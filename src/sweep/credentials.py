@@ -1,6 +1,6 @@
 """Keep the passwords of URIs out of every config Hydra saves or sends to a job: the tracking
 store's moves to MLFLOW_TRACKING_URI, the Optuna storage's to the sweeper's memory, and a
-password in any other value is refused.
+password in any other value is refused; and out of what Hydra itself prints to stderr.
 
 Hydra saves the sweep's config (multirun.yaml) and every job's (`.hydra/config.yaml`,
 `hydra.yaml`, `overrides.yaml`) before any code of a job runs, and a cluster launcher pickles
@@ -14,6 +14,7 @@ real tracking URI from MLFLOW_TRACKING_URI, which it inherits from the launching
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
@@ -85,3 +86,19 @@ def _refused(key: str, value: str) -> CredentialsError:
         f"files; only {STORE_KEY} and {STORAGE_KEY} keep theirs out: give it as "
         f"${{oc.env:VARIABLE}} (resolved when used, never saved)"
     )
+
+
+class RedactingStream:
+    """A text stream (the command's stderr) that writes with the user-info of URIs redacted:
+    Hydra echoes an override it refuses (`Could not override 'mlflow.trackinguri'. To append
+    to your config use +mlflow.trackinguri=...`), password and all, before any code of ours."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        """Write `text`, redacted."""
+        return int(self.stream.write(redact_text(text)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)

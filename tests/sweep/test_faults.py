@@ -135,6 +135,8 @@ FAULTS = [
     Fault("target_callback_ours", "-m hydra.callbacks.mlflow_sweep._target_=shutil.copyfile +hydra.callbacks.mlflow_sweep.src={heart} +hydra.callbacks.mlflow_sweep.dst={tmp}/copy.csv", 1, "hydra.callbacks.mlflow_sweep._target_='shutil.copyfile' is not allowed"),
     Fault("target_callback_nested", "-m +hydra.callbacks.x._target_=hydra.experimental.callbacks.LogJobReturnCallback +hydra.callbacks.x.y._target_=shutil.copyfile +hydra.callbacks.x.y.src={heart} +hydra.callbacks.x.y.dst={tmp}/copy.csv", 1, "a callback takes no nested _target_"),
     Fault("target_launcher_nested", "-m +hydra.launcher.x._target_=shutil.copyfile +hydra.launcher.x.src={heart} +hydra.launcher.x.dst={tmp}/copy.csv", 1, "a launcher takes no _target_"),
+    # Hydra refuses a typo before our code runs, echoing the override: stderr is redacted
+    Fault("password_in_a_typo", "model=knn mlflow.trackinguri=http://u:S3CRETPW@127.0.0.1:9/", 1, "+mlflow.trackinguri=http://u:***@127.0.0.1:9/", hides="S3CRETPW", process=True),
     Fault("target_sampler_other", "-m sweeps=knn_optuna hydra.sweeper.sampler._target_=optuna.samplers.nsgaii.UniformCrossover", 1, "is not an Optuna sampler class"),
     # a file that is not a table: named, its content not printed
     Fault("secret_file", "-m data=csv data.path={secret} data.target=num", 1, "secret.csv: its first line is not a header", hides="S3CRET"),
