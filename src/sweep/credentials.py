@@ -38,12 +38,14 @@ def keep_credentials_out(config: DictConfig) -> None:
         carried = key in (STORE_KEY, STORAGE_KEY) or key.startswith(DERIVED)
         if not carried and redact_text(value) != value:
             raise _refused(key, value)
-    overrides = OmegaConf.select(config, "hydra.overrides", default=None) or {}
-    for group in ("task", "hydra"):
-        for line in overrides.get(group) or []:
-            key = str(line).lstrip("+~").partition("=")[0]
-            if redact_text(str(line)) != str(line) and key not in (STORE_KEY, STORAGE_KEY):
-                raise _refused(key, str(line).partition("=")[2])
+    overrides = OmegaConf.select(config, "hydra.overrides", default=None)
+    # as typed: an override's `${...}` is text here, not an interpolation to resolve
+    lines = OmegaConf.to_container(overrides, resolve=False) if overrides is not None else {}
+    assert isinstance(lines, dict)
+    for line in [str(o) for group in ("task", "hydra") for o in lines.get(group) or []]:
+        key = line.lstrip("+~").partition("=")[0]
+        if redact_text(line) != line and key not in (STORE_KEY, STORAGE_KEY):
+            raise _refused(key, line.partition("=")[2])
     uri = _selected(config, STORE_KEY)
     storage = _selected(config, STORAGE_KEY)
     if uri is None and storage is None:
@@ -58,8 +60,8 @@ def keep_credentials_out(config: DictConfig) -> None:
         if storage is not None:
             config.hydra.sweeper.storage = redacted(storage)
         for group in ("task", "hydra"):
-            if group in overrides:
-                overrides[group] = [redact_text(str(o)) for o in overrides[group]]
+            if overrides is not None and group in lines:
+                overrides[group] = [redact_text(str(o)) for o in lines[group]]
         job = OmegaConf.select(config, "hydra.job", default=None)
         if job is not None and isinstance(job.get("override_dirname"), str):
             job.override_dirname = redact_text(job.override_dirname)
