@@ -9,6 +9,9 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from src.ml.targets import TargetError
+from src.sweep.checks import check_typed_hydra_targets
+from src.sweep.credentials import RedactingStream
 from src.sweep.job import train
 from src.sweep.task import run_task
 from src.tracking.interrupts import first_stop_signal
@@ -21,6 +24,11 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    sys.stderr = RedactingStream(sys.stderr)  # type: ignore[assignment]  # Hydra's own errors
+    try:  # Hydra makes its callbacks before any hook of ours: their typed targets, first
+        check_typed_hydra_targets(sys.argv[1:])
+    except TargetError as e:
+        sys.exit(f"Not started: {e}")
     try:
         main()
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM: the exit guard closes the sweep at exit

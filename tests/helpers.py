@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import atexit
 import gc
+import glob
 import importlib
 import io
 import logging
 import os
+import pwd
 import re
 import runpy
 import shutil
@@ -16,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 import urllib.request
@@ -215,6 +218,75 @@ def mlflow_process(
     finally:
         process.terminate()
         process.wait(timeout=60)
+
+
+def as_postgres(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run its tools as the `postgres` user when we are root."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@contextmanager
+def running_postgres() -> Iterator[str]:
+    """Start PostgreSQL with a database `mlflow`; yield its SQLAlchemy URI; stop and delete it."""
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    assert binaries, "PostgreSQL server binaries are required: apt-get install postgresql"
+    bin_dir = Path(binaries[-1]).parent
+    data = Path(tempfile.mkdtemp(prefix="sweep-pg-"))
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(data, user.pw_uid, user.pw_gid)
+    port = free_port()
+    subprocess.run(
+        as_postgres(
+            [str(bin_dir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "postgres"]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
+    subprocess.run(
+        as_postgres(
+            [
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(data / "db"),
+                "-o",
+                options,
+                "-l",
+                str(data / "log"),
+                "-w",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    try:
+        for database in ("mlflow", "optuna"):  # each its own schema (both name alembic_version)
+            subprocess.run(
+                as_postgres(
+                    [
+                        str(bin_dir / "createdb"),
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(port),
+                        "-U",
+                        "postgres",
+                        database,
+                    ]
+                ),
+                check=True,
+                capture_output=True,
+            )
+        # the driver named: with SQLAlchemy 2.1 a bare postgresql:// means psycopg 3
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/mlflow"
+    finally:
+        subprocess.run(
+            as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "stop"]),
+            capture_output=True,
+        )
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def all_runs(tracking_uri: str) -> list[Run]:

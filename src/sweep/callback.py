@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from hydra_plugins.sweeps_cluster_launchers import handle_lost_jobs
 from src.sweep.checks import check_launcher, validate_jobs
 from src.sweep.context import Launch, SweepContext, set_current_sweep
+from src.sweep.credentials import CredentialsError, keep_credentials_out
 from src.sweep.exit_guard import ExitGuard
 from src.sweep.lost_job import lost_job
 from src.sweep.overrides import expand_jobs, unresolved, varying_keys
@@ -30,7 +31,7 @@ from src.sweep.progress import job_outcomes, reset_progress
 from src.sweep.racing import check_race, is_race, start_race, stop_race, use_race_sweeper
 from src.sweep.search import check_sweeper_targets, is_search, mark_trials, search_size
 from src.sweep.task import describe_error, settle_gc
-from src.tracking.store import keep_credentials_out_of_config, without_credentials
+from src.tracking.store import without_credentials
 
 
 def launcher_workers(*, _root_: DictConfig) -> int:
@@ -81,13 +82,16 @@ class MlflowSweepCallback(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Keep a store's password out of what Hydra saves of a single run."""
-        keep_credentials_out_of_config(config)
+        try:
+            keep_credentials_out(config)
+        except CredentialsError as e:  # Hydra only warns about a callback's exception
+            raise SystemExit(f"Run not started: {e}") from e
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Check every job, then open the store and the experiment and create the parent run."""
-        keep_credentials_out_of_config(config)
         use_our_launchers(config)
         try:
+            keep_credentials_out(config)
             check_race(config)
             check_launcher(config)
             check_sweeper_targets(config)

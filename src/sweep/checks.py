@@ -1,5 +1,6 @@
 """Check a job's run settings (seed, cv, the data split, sweep.*, registry.*, mlflow.*) before
-any run exists, each failure one line naming the key, the value and what is valid."""
+any run exists, each failure one line naming the key, the value and what is valid; and the
+`_target_`s of Hydra's own nodes (callbacks, launcher) before Hydra instantiates them."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.ml.data import DataError, check_test_size, load_dataset
 from src.ml.evaluate import CV_SCORES, METRICS, PER_CLASS_METRIC, TEST_METRICS
 from src.ml.pipeline import build_estimator
-from src.ml.targets import allowed_targets
+from src.ml.targets import TargetError, allowed_targets, config_targets, resolve_class
 from src.sweep import composition
 from src.sweep.overrides import task_overrides, unresolved
 from src.sweep.search import first_values
@@ -207,10 +208,11 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]] | None) -> str:
     """Compose every job's config and build its model and data, so that bad input fails before
     the parent run exists. With sweep.compose_cache (the default), composition goes through
     `composition.CachingConfigLoader` (once per distinct set of group choices), which then
-    serves the launcher and Hydra's own batch check the same configs from its cache. Returns
+    serves the launcher and Hydra's own batch check the same configs from its cache (without it,
+    it composes each with Hydra's code; either way it keeps passwords out of them). Returns
     the experiment the jobs go to (one for all of them)."""
     cached = config.sweep.get("compose_cache", True)
-    loader = composition.install() if cached else composition.hydra_loader()
+    loader = composition.install(cache=bool(cached))
     if jobs is None:  # the sweeper picks values later: what is fixed, and one of each range
         parsed = OverridesParser.create().parse_overrides(task_overrides(config))
         jobs = [[str(o.input_line) for o in parsed if not o.is_sweep_override()]]
@@ -266,9 +268,65 @@ def experiment_name(cfg: DictConfig) -> str:
     return str(cfg.mlflow.experiment_name)
 
 
+def check_typed_hydra_targets(arguments: list[str]) -> None:
+    """The `_target_`s typed on the command line (`arguments`, as Hydra gets them) under
+    hydra.callbacks and hydra.launcher, checked before Hydra runs: it instantiates every
+    callback as soon as it has composed the config, before any hook of ours. A callback must
+    name a Hydra `Callback` class of Hydra's or this app's (imported, nothing called; a module
+    of another package is not even imported) and holds no nested `_target_`; a
+    launcher's own `_target_` is Hydra's to check (an installed plugin class), any other under
+    it is refused. Overrides Hydra cannot parse are left to Hydra's own message."""
+    from hydra.experimental.callback import Callback
+
+    parser = OverridesParser.create()
+    for argument in arguments:
+        if argument.startswith("-") or "=" not in argument:
+            continue
+        try:
+            override = parser.parse_overrides([argument])[0]
+            values = (
+                list(override.sweep_iterator())
+                if override.is_sweep_override()
+                else [override.value()]
+            )
+        except Exception:  # noqa: BLE001 - Hydra reports a malformed override itself
+            continue
+        key = str(override.key_or_group)
+        if not key.startswith(("hydra.callbacks", "hydra.launcher")):
+            continue
+        for value in values:
+            if isinstance(value, dict):  # a whole node: +hydra.callbacks.x={_target_: ...}
+                found = list(config_targets(value, key))
+            else:
+                found = [(key, value)] if key.endswith("._target_") else []
+            for name, target in found:
+                _check_hydra_target(name, target, Callback)
+
+
+def _check_hydra_target(key: str, target: Any, callback: type) -> None:
+    parts = key.split(".")
+    if parts[:2] == ["hydra", "launcher"]:
+        if key != "hydra.launcher._target_":
+            raise TargetError(f"{key}={target!r} is not allowed: a launcher takes no _target_")
+        return
+    if len(parts) != 4 or parts[3] != "_target_":  # hydra.callbacks.<name>._target_
+        raise TargetError(f"{key}={target!r} is not allowed: a callback takes no nested _target_")
+    ours = isinstance(target, str) and target.startswith(("src.", "hydra."))
+    if not ours or not issubclass(resolve_class(key, target, target.split(".")[0]), callback):
+        raise TargetError(
+            f"{key}={target!r} is not allowed: a callback typed on the command line must be a "
+            f"Hydra Callback class of Hydra's or this app's (hydra.*, src.*); name others in a "
+            f"conf file"
+        )
+
+
 def check_launcher(config: DictConfig) -> None:
     """hydra.launcher.n_jobs (the joblib launcher's workers), when the launcher has it, is a
-    count joblib takes: >= 1, or negative for all CPUs but some (-1: one per CPU)."""
+    count joblib takes: >= 1, or negative for all CPUs but some (-1: one per CPU). No
+    `_target_` inside the launcher's options (Hydra would call it as it makes the launcher)."""
+    for key, target in config_targets(config.hydra.launcher, "hydra.launcher"):
+        if key != "hydra.launcher._target_":
+            raise TargetError(f"{key}={target!r} is not allowed: a launcher takes no _target_")
     n_jobs = OmegaConf.select(config, "hydra.launcher.n_jobs", default=None)
     if n_jobs is None:
         return

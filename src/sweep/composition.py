@@ -11,6 +11,10 @@ job-specific `hydra.overrides.task` and `hydra.job.override_dirname` as Hydra do
 the config Hydra would compose (tests/sweep/test_composition.py compares them, key by key and
 flag by flag).
 
+It also keeps passwords out of every job's config (`credentials.keep_credentials_out`, with
+`sweep.compose_cache=false` too, which composes each job with Hydra's own code): Hydra saves a
+job's config in its `.hydra/` folder before any code of the job runs.
+
 The sweep callback installs it on the running Hydra instance before the sweeper exists
 (`install`), so every launcher that composes through `config_loader.load_sweep_config` (basic,
 joblib, submitit, ray, rq) uses it; joblib and submitit pickle the loader into their workers,
@@ -28,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra._internal.config_repository import CachingConfigRepository
-from hydra.core.config_loader import ConfigLoader
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
@@ -36,6 +39,8 @@ from hydra.errors import ConfigCompositionException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from src.sweep.credentials import keep_credentials_out
 
 if TYPE_CHECKING:  # for the annotation only
     from hydra._internal.hydra import Hydra
@@ -53,12 +58,24 @@ _repos: OrderedDict[tuple, CachingConfigRepository] = OrderedDict()
 
 
 class CachingConfigLoader(ConfigLoaderImpl):
-    """Hydra's config loader; a sweep job's config is composed once per group-choice set."""
+    """Hydra's config loader; a sweep job's config is composed once per group-choice set (when
+    `cache`), and its passwords kept out."""
+
+    cache = True
 
     def load_sweep_config(
         self, master_config: DictConfig, sweep_overrides: list[str]
     ) -> DictConfig:
-        """The config of one job of the sweep `master_config` (same result as Hydra's)."""
+        """The config of one job of the sweep `master_config` (same result as Hydra's, but for
+        the user-info of its URIs)."""
+        if self.cache:
+            cfg = self._load_cached(master_config, sweep_overrides)
+        else:
+            cfg = super().load_sweep_config(master_config, sweep_overrides)
+        keep_credentials_out(cfg)
+        return cfg
+
+    def _load_cached(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         hydra_overrides = OmegaConf.to_container(master_config.hydra.overrides.hydra)
         assert isinstance(hydra_overrides, list)
         config_name = master_config.hydra.job.config_name
@@ -144,16 +161,13 @@ def _running_hydra() -> Hydra:
     return hydra
 
 
-def hydra_loader() -> ConfigLoader:
-    """The running Hydra's config loader, as it is."""
-    return _running_hydra().config_loader
-
-
-def install() -> CachingConfigLoader:
-    """Make the running Hydra compose sweep jobs with a `CachingConfigLoader`; return it."""
+def install(cache: bool = True) -> CachingConfigLoader:
+    """Make the running Hydra compose sweep jobs with a `CachingConfigLoader` (its cache on or
+    off); return it."""
     hydra = _running_hydra()
     if not isinstance(hydra.config_loader, CachingConfigLoader):
         loader = hydra.config_loader
         assert isinstance(loader, ConfigLoaderImpl)
         hydra.config_loader = CachingConfigLoader(loader.config_search_path)
+    hydra.config_loader.cache = cache
     return hydra.config_loader

@@ -42,6 +42,7 @@ from src.tracking.process import git_info
 from src.tracking.store import (
     ATTEMPT_TAG,
     RunTarget,
+    check_credentials_here,
     ensure_experiment,
     redact_text,
     resolve_tracking_uri,
@@ -215,6 +216,7 @@ def run_target(cfg: DictConfig) -> RunTarget:
     """The sweep's parent and store inside a sweep; a top-level run in `cfg`'s store otherwise."""
     ctx = current_sweep()
     if ctx is not None:
+        check_credentials_here(ctx.target)
         return ctx.target
     uri = resolve_tracking_uri(cfg.mlflow.tracking_uri)
     experiment_id = ensure_experiment(uri, cfg.mlflow.experiment_name)

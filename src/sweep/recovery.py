@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 import uuid
 from functools import partial
 
 from mlflow.entities import Run, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from src.sweep.racing import RACE_FOLDS
@@ -156,7 +156,11 @@ class SweepHeldError(RuntimeError):
 
 
 LEASE_TAG = "sweep_lease"  # on a parent: `host:pid:start token` of the attempt that holds it
-LEASE_SETTLE_S = 1.0  # longer than a resume takes from checking the parent to taking it
+# a parent's params `sweep_lease.1`, `.2`, ...: the attempts that took it, in order. A param is
+# written once (MLflow refuses another value for its key: in a database store the key is part
+# of the table's primary key, so of two writers at once exactly one succeeds): claiming the
+# next number is the compare-and-set of the lease.
+LEASE_PARAM = "sweep_lease"
 
 
 def check_no_live_children(client: MlflowClient, parent: Run) -> None:
@@ -189,21 +193,64 @@ def check_not_held(parent: Run, identity: str) -> None:
 def take_lease(client: MlflowClient, parent_id: str, identity: str) -> None:
     """Hold the parent for this attempt: RUNNING, with this process (`identity`) as its
     `process` and a lease token. Refused, naming the holder, while another live process holds
-    it (the sweep itself still running, or another resume). Two resumes at the same moment both
-    write their lease; each waits LEASE_SETTLE_S and reads it back: only the last writer's
-    stayed, and only that one goes on."""
-    check_not_held(with_retries(lambda: client.get_run(parent_id)), identity)
-    token = f"{identity} {uuid.uuid4().hex}"
-    tags = [RunTag(LEASE_TAG, token), RunTag(PROCESS_TAG, identity)]
-    with_retries(lambda: client.log_batch(parent_id, tags=tags))
-    with_retries(lambda: client.update_run(parent_id, status="RUNNING"))
-    time.sleep(LEASE_SETTLE_S)
-    held = with_retries(lambda: client.get_run(parent_id)).data.tags.get(LEASE_TAG, "")
-    if held != token:
+    it (the sweep itself still running, or another resume)."""
+    parent = with_retries(lambda: client.get_run(parent_id))
+    check_not_held(parent, identity)
+    claim_lease(client, parent, identity)
+
+
+def claim_lease(client: MlflowClient, parent: Run, identity: str) -> None:
+    """Claim the attempt after the last one `parent` (as read) shows, atomically: the claim is
+    the param `sweep_lease.<n>`, which only one writer can set. Refused, naming the holder,
+    when the last attempt's process still holds the parent, or when another process claimed
+    the same number first (two resumes that read the parent at the same moment)."""
+    slots = lease_slots(parent)
+    last = max(slots, default=0)
+    if last and lease_held(parent, slots[last], identity):
         raise SweepHeldError(
-            f"sweep {parent_id} is held by process {held.split(' ')[0] or 'unknown'}: another "
-            f"resume took it at the same moment; wait for it to end"
+            f"sweep {parent.info.run_id} is held by process {slots[last].split(' ')[0]} "
+            f"(attempt {last}, its process lives or cannot be told gone); wait for it to end"
         )
+    token = f"{identity} {uuid.uuid4().hex}"
+    key = f"{LEASE_PARAM}.{last + 1}"
+    try:
+        with_retries(lambda: client.log_param(parent.info.run_id, key, token))
+    except MlflowException as e:
+        if e.error_code != "INVALID_PARAMETER_VALUE":
+            raise
+        held = with_retries(lambda: client.get_run(parent.info.run_id)).data.params.get(key, "")
+        raise SweepHeldError(
+            f"sweep {parent.info.run_id} is held by process {held.split(' ')[0] or 'unknown'}: "
+            f"another resume took it at the same moment; wait for it to end"
+        ) from e
+    tags = [RunTag(LEASE_TAG, token), RunTag(PROCESS_TAG, identity)]
+    with_retries(lambda: client.log_batch(parent.info.run_id, tags=tags))
+    with_retries(lambda: client.update_run(parent.info.run_id, status="RUNNING"))
+
+
+def lease_slots(parent: Run) -> dict[int, str]:
+    """The attempts that claimed `parent` (`sweep_lease.<n>` params): number -> token."""
+    prefix = f"{LEASE_PARAM}."
+    return {
+        int(key.removeprefix(prefix)): value
+        for key, value in parent.data.params.items()
+        if key.startswith(prefix) and key.removeprefix(prefix).isdigit()
+    }
+
+
+def lease_held(parent: Run, token: str, identity: str) -> bool:
+    """Whether the attempt of `token` (`host:pid:start uuid`) still holds `parent`: not this
+    process's, not ended (the parent no longer RUNNING under it), and its process not gone (on
+    this host /proc tells; elsewhere the parent's heartbeat, once the attempt has tagged it)."""
+    holder = token.split(" ")[0]
+    if holder == identity:
+        return False
+    tagged = parent.data.tags.get(PROCESS_TAG) == holder
+    if tagged and parent.info.status != "RUNNING":
+        return False  # that attempt ended the parent
+    if holder.split(":", 1)[0] == socket.gethostname():
+        return process_identity(int(holder.split(":", 2)[1])) == holder
+    return not (tagged and liveness(parent)[0] is True)
 
 
 def reopen_sweep(

@@ -16,6 +16,7 @@ from hydra_plugins.sweeps_optuna_sweeper import (
     STORAGE_ENV,
     STUDY_ENV,
     TRIAL_ENV,
+    keep_storage,
     missing_trials,
     search_space,
 )
@@ -92,6 +93,12 @@ def mark_trials(config: DictConfig, parent_run_id: str) -> None:
     if config.hydra.sweeper._target_ == OUR_OPTUNA:
         with read_write(config), open_dict(config):
             config.hydra.sweeper.user_attrs[PARENT_ATTR] = parent_run_id
+
+
+def open_storage_as(shown: str, real: str) -> None:
+    """Our Optuna sweeper opens the storage `real` where its config shows `shown` (the same URL,
+    its password hidden): in this process's memory only."""
+    keep_storage(shown, real)
 
 
 def search_settings(config: DictConfig) -> dict[str, str]:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mlflow.entities import Experiment, Run, RunTag
@@ -26,7 +26,6 @@ from mlflow.store.entities.paged_list import PagedList
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from src.tracking.process import PROCESS_TAG, process_identity
 
@@ -63,6 +62,28 @@ class RunTarget:
     git_dirty: bool | None = None
     heartbeat_s: float = 30.0  # how often its runs record that their process lives
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (to a worker, into a cluster launcher's job folder), the store's password is
+        left out: the process that loads it takes the URI from MLFLOW_TRACKING_URI."""
+        return {**self.__dict__, "tracking_uri": redacted(self.tracking_uri)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if uri and uri != state["tracking_uri"] and redacted(uri) == state["tracking_uri"]:
+            state = {**state, "tracking_uri": uri}  # the one it was, password and all
+        self.__dict__.update(state)
+
+
+def check_credentials_here(target: RunTarget) -> None:
+    """A job's target must hold the store's real URI: a password left out of the pickle is
+    read from MLFLOW_TRACKING_URI, which must be set where the job runs."""
+    if "***@" in target.tracking_uri:
+        raise TrackingError(
+            f"the tracking store {target.tracking_uri}'s password is not in this process's "
+            f"environment: set MLFLOW_TRACKING_URI where the jobs run (the launching process "
+            f"passes it to the processes it starts; a Ray cluster's nodes need it set)"
+        )
+
 
 def resolve_tracking_uri(configured: str) -> str:
     """MLFLOW_TRACKING_URI if set, else `configured`; a relative sqlite/file path made absolute.
@@ -82,31 +103,6 @@ def resolve_tracking_uri(configured: str) -> str:
     if "://" not in uri:  # a plain directory: MLflow's file store
         return Path(uri).resolve().as_uri()
     return uri
-
-
-def keep_credentials_out_of_config(config: DictConfig) -> None:
-    """A tracking URI with user-info in the config (`mlflow.tracking_uri=postgresql://u:pw@...`
-    typed on the command line) is redacted in the config and in its override lists, before Hydra
-    saves them (multirun.yaml, every job's .hydra/) and the runs record them (config artifacts,
-    tags); the URI itself moves to MLFLOW_TRACKING_URI of this process and the processes it
-    starts, which `resolve_tracking_uri` reads first (an MLFLOW_TRACKING_URI already set wins,
-    as it always does)."""
-    uri = OmegaConf.select(config, "mlflow.tracking_uri", throw_on_resolution_failure=False)
-    if not isinstance(uri, str) or redacted(uri) == uri:
-        return
-    if not os.environ.get("MLFLOW_TRACKING_URI"):  # set (not empty): it wins over the config
-        os.environ["MLFLOW_TRACKING_URI"] = uri
-    with read_write(config), open_dict(config):
-        config.mlflow.tracking_uri = redacted(uri)
-        overrides = config.hydra.overrides
-        for group in ("task", "hydra"):
-            overrides[group] = [
-                redact_text(o) if o.lstrip("+~").startswith("mlflow.tracking_uri=") else o
-                for o in overrides[group]
-            ]
-        job = config.hydra.job  # its override_dirname was made of them
-        if isinstance(job.get("override_dirname"), str):
-            job.override_dirname = redact_text(job.override_dirname)
 
 
 @contextmanager

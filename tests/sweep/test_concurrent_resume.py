@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from src.sweep.recovery import SweepHeldError, claim_lease, take_lease
 from src.tracking.process import PROCESS_TAG, process_identity
 
 from ..helpers import HEART_CSV, REPO, all_runs, cli, sweep_runs, train_in_process
@@ -64,9 +65,46 @@ def test_two_resumes_at_once_one_is_refused(tracking_uri: str, tmp_path: Path) -
     resumed = [o for o in outputs if "Resuming sweep" in o]
     assert len(resumed) == 1 and "1 of 31 jobs failed" in resumed[0], outputs
     parent, children = sweep_runs(tracking_uri)  # deleted runs aside
+    # one claim of the lease, by the resume that went on (the refused one wrote nothing)
+    assert [k for k in parent.data.params if k.startswith("sweep_lease.")] == ["sweep_lease.1"]
+    assert parent.data.params["sweep_lease.1"] == parent.data.tags["sweep_lease"]
     assert len(children) == 31
     assert len({c.data.tags["job_key"] for c in children}) == 31  # one child per configuration
     assert not [c.info.run_name for c in children if c.info.status == "RUNNING"]
+
+
+def test_two_claims_from_one_reading_only_one_holds(tracking_uri: str, tmp_path: Path) -> None:
+    """Two resumes that read the parent at the same moment both claim the next attempt: the
+    store takes exactly one claim (a param is written once), the other is refused naming the
+    holder; a later resume is refused while the holder's process lives, and goes on once it is
+    gone. (With a tag written, a wait and a read back, a writer more than the wait late also
+    went on.)"""
+    first_attempt(tracking_uri, tmp_path)
+    parent, _ = sweep_runs(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    processes = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])]
+    processes.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]))
+    try:
+        a, b = (process_identity(p.pid) for p in processes)
+        assert a is not None and b is not None
+        read_by_both = client.get_run(parent.info.run_id)
+        claim_lease(client, read_by_both, a)
+        with pytest.raises(SweepHeldError, match="took it at the same moment") as late:
+            claim_lease(client, read_by_both, b)
+        assert a in str(late.value)
+        with pytest.raises(SweepHeldError, match="is held by process") as later:
+            take_lease(client, parent.info.run_id, b)
+        assert a in str(later.value)
+        processes[0].kill()
+        processes[0].wait()
+        take_lease(client, parent.info.run_id, b)  # the holder is gone: the next attempt
+        held = client.get_run(parent.info.run_id)
+        assert held.data.params["sweep_lease.2"].split(" ")[0] == b
+        assert (held.info.status, held.data.tags[PROCESS_TAG]) == ("RUNNING", b)
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
 
 
 def test_a_resume_never_deletes_a_child_whose_process_lives(
@@ -105,31 +143,39 @@ def test_a_resume_never_deletes_a_child_whose_process_lives(
         worker.wait()
 
 
-@pytest.mark.slow  # a joblib sweep killed while its workers compute; make test and CI run it
+LAUNCHERS = {
+    "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+    "submitit_local": ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"],
+}
+
+
+@pytest.mark.slow  # a sweep killed while its workers compute; make test and CI run it
+@pytest.mark.parametrize("launcher", list(LAUNCHERS))
 def test_workers_end_when_their_launching_process_is_killed(
-    tracking_uri: str, tmp_path: Path
+    launcher: str, tracking_uri: str, tmp_path: Path
 ) -> None:
-    """SIGKILL of `python -m src.train` under the joblib launcher: its workers, computing
-    their jobs, notice and end within seconds instead of computing on."""
+    """SIGKILL of `python -m src.train` under the joblib launcher or submitit's local one
+    (whose controller process, the job's parent, lives on): the processes computing its jobs
+    notice and end within seconds, their runs KILLED, instead of computing on."""
     args = [*SWEEP[:-2], "model=random_forest", "model.n_estimators=20000,20001"]
-    args += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path}/s"]
+    args += [*LAUNCHERS[launcher], f"hydra.sweep.dir={tmp_path}/s"]
     env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri}
     with (tmp_path / "out.txt").open("w") as out:
-        launcher = subprocess.Popen(
+        sweep = subprocess.Popen(
             [sys.executable, "-m", "src.train", *args], cwd=REPO, env=env, stdout=out, stderr=out
         )
     try:
         deadline = time.monotonic() + 180
         running: list = []
         while len(running) < 2:
-            assert launcher.poll() is None, (tmp_path / "out.txt").read_text()
+            assert sweep.poll() is None, (tmp_path / "out.txt").read_text()
             assert time.monotonic() < deadline, (tmp_path / "out.txt").read_text()
             time.sleep(0.5)
             running = [r for r in all_runs(tracking_uri) if "mlflow.parentRunId" in r.data.tags]
             running = [r for r in running if r.info.status == "RUNNING"]
     finally:
-        launcher.kill()
-        launcher.wait()
+        sweep.kill()
+        sweep.wait()
     workers = [r.data.tags[PROCESS_TAG] for r in running]
     deadline = time.monotonic() + 30
     alive = workers
@@ -139,3 +185,6 @@ def test_workers_end_when_their_launching_process_is_killed(
     for worker in alive:  # leave nothing computing after the test, whatever it shows
         os.kill(int(worker.split(":")[1]), signal.SIGKILL)
     assert not alive, f"workers still computing 30 s after their launcher died: {alive}"
+    client = MlflowClient(tracking_uri)
+    ended = [client.get_run(r.info.run_id).info.status for r in running]
+    assert ended == ["KILLED", "KILLED"], ended

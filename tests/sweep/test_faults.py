@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import re
 import sqlite3
+import sys
 import threading
 from collections import Counter
 from contextlib import closing
@@ -20,10 +21,12 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
+from src.ml.targets import TargetError
+from src.sweep.checks import check_typed_hydra_targets
+from src.sweep.credentials import keep_credentials_out
 from src.tracking.store import (
     TrackingError,
     check_reachable,
-    keep_credentials_out_of_config,
     resolve_tracking_uri,
 )
 
@@ -132,6 +135,15 @@ FAULTS = [
     Fault("target_not_classifier", "-m model._target_=sklearn.linear_model.LinearRegression", 1, "model._target_='sklearn.linear_model.LinearRegression' is not a scikit-learn classifier class"),
     Fault("target_no_class", "-m model._target_=sklearn.neighbors.Nope", 1, "model._target_='sklearn.neighbors.Nope' cannot be imported"),
     Fault("target_sampler", "-m sweeps=knn_optuna hydra.sweeper.sampler._target_=builtins.print", 1, "hydra.sweeper.sampler._target_='builtins.print' is not allowed"),
+    # Hydra makes its callbacks (and the launcher, with what its options nest) before any hook
+    # of ours: their typed targets are checked before Hydra starts
+    Fault("target_callback", "-m +hydra.callbacks.x._target_=builtins.open +hydra.callbacks.x.file={tmp}/a_file +hydra.callbacks.x.mode=w", 1, "Not started: hydra.callbacks.x._target_='builtins.open' is not allowed", process=True),
+    Fault("target_callback_single", "+hydra.callbacks.x._target_=builtins.open +hydra.callbacks.x.file={tmp}/a_file +hydra.callbacks.x.mode=w", 1, "hydra.callbacks.x._target_='builtins.open' is not allowed"),
+    Fault("target_callback_ours", "-m hydra.callbacks.mlflow_sweep._target_=shutil.copyfile +hydra.callbacks.mlflow_sweep.src={heart} +hydra.callbacks.mlflow_sweep.dst={tmp}/copy.csv", 1, "hydra.callbacks.mlflow_sweep._target_='shutil.copyfile' is not allowed"),
+    Fault("target_callback_nested", "-m +hydra.callbacks.x._target_=hydra.experimental.callbacks.LogJobReturnCallback +hydra.callbacks.x.y._target_=shutil.copyfile +hydra.callbacks.x.y.src={heart} +hydra.callbacks.x.y.dst={tmp}/copy.csv", 1, "a callback takes no nested _target_"),
+    Fault("target_launcher_nested", "-m +hydra.launcher.x._target_=shutil.copyfile +hydra.launcher.x.src={heart} +hydra.launcher.x.dst={tmp}/copy.csv", 1, "a launcher takes no _target_"),
+    # Hydra refuses a typo before our code runs, echoing the override: stderr is redacted
+    Fault("password_in_a_typo", "model=knn mlflow.trackinguri=http://u:S3CRETPW@127.0.0.1:9/", 1, "+mlflow.trackinguri=http://u:***@127.0.0.1:9/", hides="S3CRETPW", process=True),
     Fault("target_sampler_other", "-m sweeps=knn_optuna hydra.sweeper.sampler._target_=optuna.samplers.nsgaii.UniformCrossover", 1, "is not an Optuna sampler class"),
     # a file that is not a table: named, its content not printed
     Fault("secret_file", "-m data=csv data.path={secret} data.target=num", 1, "secret.csv: its first line is not a header", hides="S3CRET"),
@@ -277,7 +289,7 @@ def test_store_password_moves_out_of_the_config(monkeypatch: pytest.MonkeyPatch)
     uri = f"http://u:{SECRET}@127.0.0.1:9/"
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         config = compose("config", [f"mlflow.tracking_uri={uri}"], return_hydra_config=True)
-    keep_credentials_out_of_config(config)
+    keep_credentials_out(config)
     assert SECRET not in OmegaConf.to_yaml(config)
     assert config.hydra.overrides.task == ["mlflow.tracking_uri=http://u:***@127.0.0.1:9/"]
     assert resolve_tracking_uri(config.mlflow.tracking_uri) == uri
@@ -407,3 +419,26 @@ def check_invariants(uri: str) -> None:
         assert max(keys.values(), default=1) == 1, keys
     orphans = [r for r in runs if r.data.tags.get("mlflow.parentRunId", r.info.run_id) not in ids]
     assert not orphans
+
+
+@pytest.mark.parametrize(
+    ("argument", "refused"),
+    [
+        ("+hydra.callbacks.x={_target_: builtins.print}", "hydra.callbacks.x._target_='builtins"),
+        ("+hydra.callbacks={x: {_target_: os.getcwd}}", "hydra.callbacks.x._target_='os.getcwd'"),
+        ("+hydra.callbacks.x._target_=antigravity.Fly", "(hydra.*, src.*)"),  # not imported
+        ("+hydra.callbacks.x._target_=hydra.experimental.callbacks.LogJobReturnCallback", None),
+        ("hydra.launcher._target_=hydra_plugins.x.Y", None),  # Hydra's: installed plugins only
+        ("model._target_=builtins.open", None),  # ours, checked once composed (rows above)
+    ],
+)
+def test_typed_hydra_targets(argument: str, refused: str | None) -> None:
+    """What Hydra instantiates before our hooks, typed: a whole node or its key, checked
+    without calling (or, for another package, importing) anything."""
+    if refused is None:
+        check_typed_hydra_targets(["-m", argument])
+        return
+    with pytest.raises(TargetError) as error:
+        check_typed_hydra_targets(["-m", argument])
+    assert refused in str(error.value)
+    assert "antigravity" not in sys.modules

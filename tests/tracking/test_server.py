@@ -4,12 +4,7 @@ study too."""
 
 from __future__ import annotations
 
-import glob
 import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from src.tracking.ui_view import VIEW_TAG_PREFIX
 
-from ..helpers import browse, cli, free_port, in_process, mlflow_process
+from ..helpers import browse, cli, in_process, mlflow_process, running_postgres
 
 pytestmark = pytest.mark.slow  # run by `make test` / CI via `pytest -m slow`
 
@@ -37,80 +32,11 @@ SWEEP = [
 ]
 
 
-def as_postgres(command: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: run its tools as the `postgres` user when we are root."""
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[str]:
     """A real PostgreSQL server on a loopback port, in a temporary data directory."""
     with running_postgres() as uri:
         yield uri
-
-
-@contextmanager
-def running_postgres() -> Iterator[str]:
-    """Start PostgreSQL with a database `mlflow`; yield its SQLAlchemy URI; stop and delete it."""
-    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    assert binaries, "PostgreSQL server binaries are required: apt-get install postgresql"
-    bin_dir = Path(binaries[-1]).parent
-    data = Path(tempfile.mkdtemp(prefix="sweep-pg-"))
-    if os.geteuid() == 0:
-        user = pwd.getpwnam("postgres")
-        os.chown(data, user.pw_uid, user.pw_gid)
-    port = free_port()
-    subprocess.run(
-        as_postgres(
-            [str(bin_dir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "postgres"]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
-    subprocess.run(
-        as_postgres(
-            [
-                str(bin_dir / "pg_ctl"),
-                "-D",
-                str(data / "db"),
-                "-o",
-                options,
-                "-l",
-                str(data / "log"),
-                "-w",
-                "start",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    try:
-        for database in ("mlflow", "optuna"):  # each its own schema (both name alembic_version)
-            subprocess.run(
-                as_postgres(
-                    [
-                        str(bin_dir / "createdb"),
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        str(port),
-                        "-U",
-                        "postgres",
-                        database,
-                    ]
-                ),
-                check=True,
-                capture_output=True,
-            )
-        # the driver named: with SQLAlchemy 2.1 a bare postgresql:// means psycopg 3
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/mlflow"
-    finally:
-        subprocess.run(
-            as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "stop"]),
-            capture_output=True,
-        )
-        shutil.rmtree(data, ignore_errors=True)
 
 
 @contextmanager

@@ -8,6 +8,12 @@ Ray refuses it when connecting to a running cluster: hydra issue 2893), and asks
 rerun a task whose worker died (`max_retries: 0`, unless set): `sweep.resume` reruns it, as a
 job that failed.
 
+A local submitit job watches the process that launched it: submitit's controller process, the
+job's parent, outlives a launching process killed outright (SIGKILL, the out-of-memory killer),
+so the job itself ends (KILLED) within seconds rather than computing on. A SLURM job runs on
+another host and is the cluster's to cancel (`scancel`); a resume is refused while its RUNNING
+child's heartbeat is fresh.
+
 Interrupted while waiting (Ctrl-C, or SIGTERM, which the exit guard makes one, also under Ray,
 whose `ray.init` would make it exit at once), the launching process cancels the jobs still
 running and gives them a moment to end their runs KILLED before the exit guard closes the
@@ -18,6 +24,7 @@ without it.
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -35,6 +42,8 @@ from . import lost_job
 log = logging.getLogger(__name__)
 
 CANCEL_GRACE_S = 15.0  # how long cancelled jobs get to end their runs before the sweep closes
+WATCH_EVERY_S = 1.0  # how often a local submitit job checks that its launching process lives
+STOP_GRACE_S = 10.0  # after its SIGINT, how long such a job may take to end its run KILLED
 
 
 def wait_for(
@@ -104,6 +113,8 @@ def launch_submitit(
     if "mode" in launcher.config.hydra.sweep:
         os.chmod(sweep_dir, mode=int(str(launcher.config.hydra.sweep.mode), 8))
     log_jobs(job_overrides, initial_job_idx)
+    if cluster == "local":  # its jobs are this host's processes: they watch this one
+        launcher.launching = (os.getpid(), start_time(os.getpid()))
     job_params = [
         (list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state())
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx)
@@ -116,6 +127,34 @@ def launch_submitit(
         )
     ]
     return wait_all(waits, partial(cancel_submitit, jobs))
+
+
+def start_time(pid: int) -> str:
+    """A process's start time (in clock ticks since boot, from /proc): with its pid, it names the
+    process (a pid the system reused is another start time); "" when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rpartition(")")[2].split()[19]  # field 22; the name before ")" may hold spaces
+
+
+def watch_launching_process(pid: int, started: str) -> None:
+    """In a local submitit job: once the process that launched it is gone (killed outright, it
+    could not cancel its jobs; submitit's controller process, the job's parent, lives on), end
+    the job as a cancel would (SIGINT: its run ends KILLED), then exit."""
+    if pid == os.getpid():
+        return
+
+    def watch() -> None:
+        while start_time(pid) == started:
+            time.sleep(WATCH_EVERY_S)
+        log.warning(f"The launching process {pid} is gone: ending this job")
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(STOP_GRACE_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="launcher-watchdog", daemon=True).start()
 
 
 def cancel_submitit(jobs: Sequence[Any]) -> None:

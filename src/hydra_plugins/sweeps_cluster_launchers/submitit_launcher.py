@@ -3,6 +3,7 @@ import, their work in `_core`."""
 
 from collections.abc import Sequence
 from importlib.util import find_spec
+from typing import Any
 
 from hydra.core.utils import JobReturn
 
@@ -13,7 +14,18 @@ if find_spec("hydra_plugins.hydra_submitit_launcher") is not None:
     )
 
     class SweepsLocalLauncher(LocalLauncher):
-        """hydra-submitit-launcher's local launcher; waits for every job of a launch."""
+        """hydra-submitit-launcher's local launcher; waits for every job of a launch, and its
+        jobs end when the launching process is killed."""
+
+        launching: tuple[int, str] | None = None  # the launching process: pid, /proc start
+
+        def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:
+            """Run one job in its process, watching the process that launched it."""
+            from . import _core
+
+            if self.launching is not None:
+                _core.watch_launching_process(*self.launching)
+            return super().__call__(*args, **kwargs)
 
         def launch(
             self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int

@@ -37,7 +37,7 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial, Trial, TrialState
 from sqlalchemy.engine import make_url
 
-from . import STORAGE_ENV, STUDY_ENV, TRIAL_ENV
+from . import STORAGE_ENV, STUDY_ENV, TRIAL_ENV, real_storage
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,10 @@ def search_space(arguments: list[str]) -> tuple[dict[str, BaseDistribution], lis
 
 
 def absolute_storage(storage: str | None) -> str | None:
-    """The storage URL with a relative sqlite path made absolute (from where the sweep was
-    started), so that every job and a later resume name the same file."""
+    """The storage URL to open (its password, if the app took it out of the config), with a
+    relative sqlite path made absolute (from where the sweep was started), so that every job
+    and a later resume name the same file."""
+    storage = real_storage(storage)
     if storage is None or not storage.startswith("sqlite:///") or storage == "sqlite:///":
         return storage
     path = Path(storage.removeprefix("sqlite:///"))
