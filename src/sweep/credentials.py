@@ -18,10 +18,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from src.sweep.search import open_storage_as
+from src.sweep.search import STORAGE_ENV, open_storage_as
 from src.tracking.store import redact_text, redacted
 
 STORE_KEY, STORAGE_KEY = "mlflow.tracking_uri", "hydra.sweeper.storage"
+# a search's trial names its storage to its job as the sweeper shows it (password hidden)
+SHOWN = (STORE_KEY, STORAGE_KEY, f"hydra.job.env_set.{STORAGE_ENV}")
 # what Hydra derives from the overrides: redacted with them, not refused
 DERIVED = ("hydra.overrides.", "hydra.job.override_dirname")
 
@@ -35,7 +37,7 @@ def keep_credentials_out(config: DictConfig) -> None:
     and in its override lists, after handing the real ones on (MLFLOW_TRACKING_URI; the
     sweeper's memory); refuse a password anywhere else, naming the key."""
     for key, value in _strings(OmegaConf.to_container(config, resolve=False), ""):
-        carried = key in (STORE_KEY, STORAGE_KEY) or key.startswith(DERIVED)
+        carried = key in SHOWN or key.startswith(DERIVED)
         if not carried and redact_text(value) != value:
             raise _refused(key, value)
     overrides = OmegaConf.select(config, "hydra.overrides", default=None)
@@ -44,7 +46,7 @@ def keep_credentials_out(config: DictConfig) -> None:
     assert isinstance(lines, dict)
     for line in [str(o) for group in ("task", "hydra") for o in lines.get(group) or []]:
         key = line.lstrip("+~").partition("=")[0]
-        if redact_text(line) != line and key not in (STORE_KEY, STORAGE_KEY):
+        if redact_text(line) != line and key not in SHOWN:
             raise _refused(key, line.partition("=")[2])
     uri = _selected(config, STORE_KEY)
     storage = _selected(config, STORAGE_KEY)
