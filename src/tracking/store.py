@@ -235,9 +235,16 @@ def _ensure_experiment(tracking_uri: str, experiment_name: str) -> str:
         ) from e
 
 
+DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}  # by dialect
+
+
 def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
-    """Fail fast, naming the URI, when a tracking server does not answer (MLflow's own client
-    would retry for minutes before giving up)."""
+    """Fail fast, naming the URI, when a tracking server or a database server does not answer
+    (MLflow's own client would retry for minutes before giving up)."""
+    dialect = tracking_uri.partition(":")[0].partition("+")[0]
+    if dialect in DATABASE_PORTS:
+        _check_database_reachable(tracking_uri, DATABASE_PORTS[dialect], timeout_s)
+        return
     if not tracking_uri.startswith(("http://", "https://")):
         return
     import base64
@@ -256,6 +263,22 @@ def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
     except (urllib.error.URLError, OSError) as e:
         raise TrackingError(
             redact_text(f"MLflow tracking server {redacted(tracking_uri)} is unreachable: {e}")
+        ) from e
+
+
+def _check_database_reachable(tracking_uri: str, default_port: int, timeout_s: float) -> None:
+    """A TCP connection to the database server of `tracking_uri` (none for a local socket)."""
+    import socket
+
+    parts = urlsplit(tracking_uri)
+    if not parts.hostname:  # a Unix socket (host in the query, or none): local, no network
+        return
+    try:
+        port = parts.port or default_port
+        socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+    except (OSError, ValueError) as e:
+        raise TrackingError(
+            redact_text(f"MLflow tracking store {redacted(tracking_uri)} is unreachable: {e}")
         ) from e
 
 

@@ -96,3 +96,18 @@ def test_unreachable_tracking_server_fails_fast_naming_it(tmp_path, launcher) ->
     assert result.returncode != 0 and uri in result.stderr
     assert "Sweep not started" in result.stderr and "Traceback" not in result.stderr
     assert "[1/" not in result.stdout  # no job was launched
+
+
+def test_unreachable_database_server_fails_fast_naming_it_without_its_password(tmp_path) -> None:
+    # MLflow's own client retried for two minutes, then printed three lines of SQLAlchemy
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends
+    uri = f"postgresql://user:s3cret@127.0.0.1:{port}/mlflow"
+    started = time.monotonic()
+    result = run(uri, tmp_path, "-m", "model=knn", "model.n_neighbors=3,5")
+    assert time.monotonic() - started < 60
+    assert result.returncode != 0 and "s3cret" not in result.stdout + result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "Sweep not started" in line]
+    assert f"127.0.0.1:{port}/mlflow is unreachable" in line, result.stderr[-2000:]
+    assert "[1/" not in result.stdout  # no job was launched
