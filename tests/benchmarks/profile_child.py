@@ -23,16 +23,17 @@ GRID = ["model=knn", "model.n_neighbors=range(1,25)", "model.weights=uniform,dis
 N_JOBS = 48
 RATE = 200  # samples per second
 LEAN = ["mlflow.log_plots=false", "mlflow.log_model=false"]
-# (part, a frame that marks it), the first that matches a sample's stack takes the sample
+# (part, a frame that marks it), the first that matches a sample's stack takes the sample;
+# a function by name and package, not module, so that another checkout's layout matches too
 PARTS = [
-    ("the work: CV, fit, test metrics", "evaluate (src/ml/evaluate.py"),
+    ("the work: CV, fit, test metrics", "evaluate (src/"),
     ("permutation importance", "permutation_importances"),
     ("the three plots (drawn, written)", "save_child_plots"),
-    ("the model (MLflow's log_model)", "log_model (src/sweep/job.py"),
+    ("the model (MLflow's log_model)", "log_model (src/"),
     ("params, metrics, artifacts (one batch, one upload)", "log_results"),
-    ("the run created and ended", "job_run (src/tracking/child_run.py"),
-    ("the job's checks, data, pipeline", "prepare (src/sweep/job.py"),
-    ("the rest of the task", "train (src/sweep/job.py"),
+    ("the run created and ended", "job_run (src/"),
+    ("the job's checks, data, pipeline", "prepare (src/"),
+    ("the rest of the task", "train (src/"),
     ("the task wrapper (progress, failure policy)", "run_task"),
     ("Hydra's job wrapper (configs, .hydra files, logging)", "run_job (hydra/core/utils.py"),
     ("the sweep's start (checks, store, parent)", "on_multirun_start"),
