@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 
 REPO = Path(__file__).resolve().parents[2]
 HEART = REPO / "tests" / "data" / "heart_cleveland.csv"
+PLAIN = [sys.executable, str(REPO / "tests" / "benchmarks" / "plain_loop.py"), str(HEART)]
 GRID = [
     "model=knn",
     "model.n_neighbors=range(1,25)",
@@ -169,7 +170,6 @@ def against(other: Path, template: Path, work: Path, repeats: int) -> None:
     e.g. a git worktree with its own `.venv`: `make .venv/.installed` there), run alternately,
     each pair beside a run of the plain floor: the before/after pair of one change, and both
     against the floor of the same minutes."""
-    plain_cmd = [sys.executable, str(REPO / "tests" / "benchmarks" / "plain_loop.py"), str(HEART)]
     print(f"\n{N_JOBS}-job KNN grid, this checkout against {other}, {repeats} pairs\n")
     print(
         "| mode | this ms/job | other ms/job | this / other (median of pairs) | pairs "
@@ -179,7 +179,7 @@ def against(other: Path, template: Path, work: Path, repeats: int) -> None:
     for mode, extra in (("lean", LEAN), ("full", [])):
         pairs, floors = [], []
         for _ in range(repeats):
-            floors.append(timed(plain_cmd, os.environ)[0])
+            floors.append(timed(PLAIN, os.environ)[0])
             pairs.append(
                 (sweep(extra, template, work)[0], sweep(extra, template, work, repo=other)[0])
             )
@@ -291,7 +291,6 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
         return
     bare_cmd = [sys.executable, str(REPO / "tests" / "benchmarks" / "bare_loop.py"), str(HEART)]
-    plain_cmd = [sys.executable, str(REPO / "tests" / "benchmarks" / "plain_loop.py"), str(HEART)]
     results: dict[str, list[tuple[float, int]]] = {
         "plain": [],
         "plain_accuracy_only": [],
@@ -304,8 +303,8 @@ def main() -> None:
     bare_pair: list[float] = []
     bare_env = os.environ | {"PYTHONPATH": str(REPO)}
     for _ in range(args.repeats):  # interleaved, so drift in the machine hits every mode alike
-        results["plain"].append(timed(plain_cmd, os.environ))
-        results["plain_accuracy_only"].append(timed([*plain_cmd, "--accuracy-only"], os.environ))
+        results["plain"].append(timed(PLAIN, os.environ))
+        results["plain_accuracy_only"].append(timed([*PLAIN, "--accuracy-only"], os.environ))
         results["bare"].append(timed(bare_cmd, bare_env))
         bare_pair.append(timed_pair(bare_cmd, bare_env))
         # lean and its 2-worker runs back to back: their ratios are taken per repeat, so that
