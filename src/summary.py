@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {summary.parent.data.tags.get('mlflow.note.content', '')}\n")
     if args.ui:
         print(f"MLflow UI: {sweep_view(client, uri, summary)}\n")
-    print(format_table(summary))
+    print(format_table(summary, limit=SHOWN))
     print()
     print(describe_best(summary))
     for note in (
@@ -167,8 +167,12 @@ def mark_stale(client: MlflowClient, experiment_name: str | None) -> list:
     return [run for experiment_id in ids for run in mark_stale_runs(client, experiment_id)]
 
 
+SHOWN = 50  # the rows printed of a larger sweep (--csv writes every one)
+
+
 def format_table(summary: SweepSummary, limit: int | None = None) -> str:
-    """The ranked table as plain text, best first, with the swept params."""
+    """The ranked table as plain text, best first, with the swept params; the first `limit`
+    rows and how many more there are."""
     metrics = [summary.metric]
     metrics += [c for c in ("cv_accuracy_std", "test_accuracy", "roc_auc") if c != summary.metric]
     metrics += [*VERDICT_COLUMNS, "race_folds", "race_eliminated_round"]
@@ -179,7 +183,9 @@ def format_table(summary: SweepSummary, limit: int | None = None) -> str:
     table = _blank_untested(table)
     options = ("display.max_rows", None, "display.width", 250, "display.max_colwidth", 60)
     with pd.option_context(*options, "display.float_format", "{:.4f}".format):
-        return table.to_string(index=False)
+        text = table.to_string(index=False)
+    more = len(summary.table) - len(table)
+    return text + (f"\n... and {more:,} more children (every one: --csv PATH)" if more else "")
 
 
 def _blank_untested(table: pd.DataFrame) -> pd.DataFrame:

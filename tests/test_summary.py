@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from src.tracking import store
 from src.tracking.ui_view import VIEW_TAG_PREFIX
 
-from .helpers import in_process, new_store, sweep_runs, train_in_process
+from .helpers import BEST, hand_sweep, in_process, new_store, sweep_runs, train_in_process
 
 pytestmark = pytest.mark.xdist_group("summary")  # its module fixtures, set up once
 
@@ -288,3 +288,14 @@ def test_summary_of_more_children_than_a_page_lists_them_all(
     exported = pd.read_csv(tmp_path / "all.csv")
     assert len(exported) == 25 and exported["model.n_neighbors"].nunique() == 25
     assert exported["cv_accuracy_mean"].is_monotonic_decreasing
+
+
+def test_a_large_sweep_prints_its_best_rows_and_says_how_many_more(tracking_uri) -> None:
+    client = MlflowClient(tracking_uri)
+    parent = hand_sweep(client, "large", {f"child{k:02}": BEST for k in range(60)})
+    result = in_process(tracking_uri, "src.summary", "--sweep", parent)
+    assert result.returncode == 0, result.stderr
+    assert "\n... and 10 more children (every one: --csv PATH)\n" in result.stdout
+    assert (
+        sum(line.startswith(" ") and "child" in line for line in result.stdout.splitlines()) == 50
+    )

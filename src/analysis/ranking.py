@@ -216,6 +216,13 @@ def more_folds_hint(n_folds: int) -> str:
     return "; repeated CV (cv.repeats=10) gives the test more folds" if n_folds < 20 else ""
 
 
+def listed(names: list[str]) -> str:
+    """The names, the first `MAX_LISTED` of them when there are more (a sweep of thousands)."""
+    if len(names) <= MAX_LISTED:
+        return ", ".join(names)
+    return f"{', '.join(names[:MAX_LISTED])} and {len(names) - MAX_LISTED:,} more"
+
+
 def verdict_note(summary: SweepSummary) -> str | None:
     """One sentence: how many configurations are statistically indistinguishable from the best,
     which, and which could not be compared."""
@@ -247,7 +254,7 @@ def verdict_note(summary: SweepSummary) -> str | None:
         sentences.append(
             f"{len(equal) + 1} of {len(verdict.adjusted) + 1} configurations are statistically "
             f"indistinguishable from the best ({test}): all but the {len(worse)} significantly "
-            f"worse, {', '.join(worse)} (equivalent_to_best in the table). These folds cannot "
+            f"worse, {listed(worse)} (equivalent_to_best in the table). These folds cannot "
             f"tell them apart{more}."
         )
     elif equal:
@@ -260,7 +267,7 @@ def verdict_note(summary: SweepSummary) -> str | None:
     for run_id, why in verdict.unpaired.items():
         reasons.setdefault(why, []).append(names[run_id])
     sentences += [
-        f"{len(runs)} cannot be paired with the best, {why}: {', '.join(runs)}."
+        f"{len(runs)} cannot be paired with the best, {why}: {listed(runs)}."
         for why, runs in reasons.items()
     ]
     return " ".join(sentences)
@@ -395,7 +402,7 @@ def nan_note(summary: SweepSummary) -> str | None:
         return None
     return (
         f"{len(unranked)} finished children have a non-finite {summary.metric} (NaN or "
-        f"infinite) and are never chosen as best: {', '.join(unranked['run_name'])}."
+        f"infinite) and are never chosen as best: {listed(list(unranked['run_name']))}."
     )
 
 

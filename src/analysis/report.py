@@ -33,7 +33,7 @@ from src.analysis.ranking import (
 from src.analysis.verdict import VERDICT_COLUMNS
 from src.ml.evaluate import TEST_METRICS
 from src.tracking.store import search_all_runs, ui_url, with_retries
-from src.tracking.ui_view import SweepView, store_view
+from src.tracking.ui_view import SweepView, best_of, store_view
 
 TOP_N = 10
 
@@ -70,8 +70,7 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame, link: UiLin
         f"Ranked by `{metric}` ({summary.direction}), a cross-validation score on the "
         f"training split, not the test score.",
         "",
-        f"MLflow UI: <{link.url}>"
-        + (f" (the experiment's charts: {link.note})" if link.note else ""),
+        f"MLflow UI: <{link.url}>" + str(link).removeprefix(link.url),
         "",
     ]
     best = summary.best
@@ -261,9 +260,12 @@ class UiLink:
     url: str
     path: str  # the part after the host
     note: str | None  # why it is the experiment's plain chart view, not the sweep's own
+    shown: str | None = None  # which children the view charts, when not all of them
 
     def __str__(self) -> str:
-        return self.url + (f" (the experiment's charts: {self.note})" if self.note else "")
+        if self.note:
+            return f"{self.url} (the experiment's charts: {self.note})"
+        return self.url + (f" ({self.shown})" if self.shown else "")
 
 
 def sweep_view(client: MlflowClient, tracking_uri: str, summary: SweepSummary) -> UiLink:
@@ -277,6 +279,8 @@ def sweep_view(client: MlflowClient, tracking_uri: str, summary: SweepSummary) -
         if k in ranked and len(ranked) and pd.to_numeric(ranked[k], errors="coerce").notna().all()
     )
     folds = summary.metric.removesuffix("_mean")
+    scores = pd.to_numeric(ranked[summary.metric], errors="coerce").tolist() if len(ranked) else []
+    cutoff, _ = best_of(scores, summary.direction)
     view = SweepView(
         experiment_id=parent.info.experiment_id,
         parent_run_id=parent.info.run_id,
@@ -288,10 +292,19 @@ def sweep_view(client: MlflowClient, tracking_uri: str, summary: SweepSummary) -
         tests=tuple(m for m in TEST_METRICS if m in logged and m != summary.metric),
         folds=folds if folds != summary.metric and folds in logged else None,
         logged=logged,
+        cutoff=cutoff,
     )
     path, note = store_view(client, view)
     base = parent.data.tags.get("ui_url") or ui_url(tracking_uri)
-    return UiLink(f"{base.rstrip('/')}/{path}", path, note)
+    shown = None
+    if cutoff is not None:
+        every = pd.to_numeric(summary.table[summary.metric], errors="coerce")
+        reach = int((every >= cutoff if summary.direction != "minimize" else every <= cutoff).sum())
+        shown = (
+            f"its charts show the best {reach:,} of {len(summary.table):,} children by "
+            f"{summary.metric}: the most the UI loads at once"
+        )
+    return UiLink(f"{base.rstrip('/')}/{path}", path, note, shown)
 
 
 def summarize_sweep(

@@ -3,6 +3,7 @@ not significantly worse, and which ones cannot be paired."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -12,7 +13,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from src.ml.stats import corrected_interval, corrected_ttest, holm
-from src.tracking.store import with_retries
+from src.tracking.store import FOLD_SCORES_TAG, with_retries
 
 # what makes two children's folds the same folds: the split's params and the training data
 SPLIT_PARAMS = ("cv.seed", "cv.folds", "cv.repeats")
@@ -109,13 +110,20 @@ def difference_to_best(
 
 
 def fold_scores(client: MlflowClient, run: Run, key: str) -> list[float] | None:
-    """The run's `key` by step (0..n-1, as many as its folds x repeats), or None if incomplete."""
+    """The run's `key` by step (0..n-1, as many as its folds x repeats), or None if incomplete:
+    from the run's `cv_fold_scores` tag when it holds them all, else from the metric's
+    history."""
     if key not in run.data.metrics:
         return None
+    expected = _int(run.data.params.get("cv.folds")) * _int(run.data.params.get("cv.repeats"))
+    if expected < 2:
+        return None
+    tagged = json.loads(run.data.tags.get(FOLD_SCORES_TAG) or "{}").get(key)
+    if tagged is not None and len(tagged) == expected:
+        return [float(v) for v in tagged]
     history = with_retries(partial(client.get_metric_history, run.info.run_id, key))
     by_step = {m.step: m.value for m in sorted(history, key=lambda m: m.timestamp)}
-    expected = _int(run.data.params.get("cv.folds")) * _int(run.data.params.get("cv.repeats"))
-    if sorted(by_step) != list(range(expected)) or expected < 2:
+    if sorted(by_step) != list(range(expected)):
         return None
     return [float(by_step[step]) for step in range(expected)]
 

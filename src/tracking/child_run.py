@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -18,12 +19,17 @@ import mlflow
 import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
-from mlflow.utils.validation import MAX_ENTITIES_PER_BATCH, MAX_PARAM_VAL_LENGTH
+from mlflow.utils.validation import (
+    MAX_ENTITIES_PER_BATCH,
+    MAX_PARAM_VAL_LENGTH,
+    MAX_TAG_VAL_LENGTH,
+)
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from src.tracking.heartbeat import beating, first_beat
 from src.tracking.interrupts import remembering_sigint, stop_requests
 from src.tracking.store import (
+    FOLD_SCORES_TAG,
     RunTarget,
     mlflow_key,
     record_failure,
@@ -168,6 +174,7 @@ def log_results(
     batch_params = [Param(k, v[:MAX_PARAM_VAL_LENGTH]) for k, v in params.items()]
     batch_tags = [RunTag(f"param_truncated.{k}", "true") for k in long_values]
     batch_tags += [RunTag(k, v) for k, v in (tags or {}).items()]
+    batch_tags += fold_scores_tag(fold_scores or {})
     for key, value in long_values.items():
         (artifact_dir / "params").mkdir(parents=True, exist_ok=True)
         (artifact_dir / "params" / f"{key}.txt").write_text(value)
@@ -189,6 +196,15 @@ def log_results(
         chunk = batch_metrics[start : start + MAX_ENTITIES_PER_BATCH]
         with_retries(partial(client.log_batch, run_id, metrics=chunk))
     with_retries(lambda: client.log_artifacts(run_id, str(artifact_dir)))
+
+
+def fold_scores_tag(scores: dict[str, list[float]]) -> list[RunTag]:
+    """The per-fold scores again as one tag (`FOLD_SCORES_TAG`: JSON, key -> scores in step
+    order), so that a summary reads every child's folds in its search for the children, not in
+    one metric-history call per child (10,000 calls for a sweep of 10,000); none when they do
+    not fit in a tag (the histories are read then)."""
+    value = json.dumps(scores, separators=(",", ":"))
+    return [RunTag(FOLD_SCORES_TAG, value)] if scores and len(value) <= MAX_TAG_VAL_LENGTH else []
 
 
 def fold_values(client: MlflowClient, run_id: str, key: str) -> list[float]:
@@ -221,6 +237,8 @@ def log_round(
     for first in range(0, len(metrics), MAX_ENTITIES_PER_BATCH):
         chunk = metrics[first : first + MAX_ENTITIES_PER_BATCH]
         with_retries(partial(client.log_batch, run_id, metrics=chunk))
+    if tags := fold_scores_tag(so_far):  # every fold so far (else a reader finds it short)
+        with_retries(partial(client.log_batch, run_id, tags=tags))
 
 
 def log_sklearn_model(

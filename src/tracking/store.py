@@ -31,9 +31,10 @@ from src.tracking.process import PROCESS_TAG, process_identity
 
 T = TypeVar("T")
 MLFLOW_TABLES = {"alembic_version", "experiments"}  # what makes a sqlite file MLflow's store
-PAGE_SIZE = 5000
+PAGE_SIZE = 1000  # runs per search page: what a page holds at once (tests/benchmarks)
 ATTEMPT_TAG = "sweep_attempt"  # on a child: the attempt of its sweep that made it
 COMMAND_TAG = "sweep_command"  # what a sweep ran: sweeper, swept values, fixed overrides
+FOLD_SCORES_TAG = "cv_fold_scores"  # on a child: its per-fold scores as JSON, key -> scores
 _INVALID_KEY_CHARS = re.compile(r"[^\w\-. /]")
 _RETRY_ATTEMPTS = 6
 # MLflow 3's UI opens an experiment of this kind on its training runs, not the GenAI overview

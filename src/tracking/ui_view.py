@@ -20,6 +20,11 @@ view in Chromium and fails when a new MLflow stops reading it:
   `selectedColumns` are the table view's columns;
 - children are listed flat (not under their parent, which a view cannot expand) when the runs
   are filtered by `tags.mlflow.parentRunId` and ordered by anything but the start time;
+- the page loads the first 100 matching runs (its search's `max_results`; "Load more" adds the
+  next 100) and charts only the runs it loaded: a sweep of more children is filtered to its best
+  100 by the selection metric (`metrics.<metric> >= <the 100th best>`), so that the count the UI
+  shows is true of the filter, and so that the store need not order every child (with 10,000
+  children ordered by a metric, the page's first search takes seconds);
 - the UI adds a chart for every logged metric no card names: named by deleted cards.
 """
 
@@ -61,6 +66,7 @@ class SweepView:
     tests: tuple[str, ...]  # the test metrics the children logged: one bar chart each
     folds: str | None  # the per-fold metric by step, if the children logged one
     logged: tuple[str, ...]  # every metric key the children logged
+    cutoff: float | None = None  # the worst selection metric charted, when not every child is
 
 
 def card(kind: str, uuid: str, **fields: Any) -> dict[str, Any]:
@@ -80,6 +86,29 @@ def line(metric: str) -> dict[str, Any]:
 
 
 VISIBLE = 10  # the runs the view charts, best first: what a bar or line chart can show
+PAGE = 100  # the runs the UI loads at first, and so the most a view can chart
+
+
+def best_of(scores: list[float], direction: str) -> tuple[float | None, int]:
+    """The selection metric of the `PAGE`-th best of the finite `scores` (None when there are
+    no more than `PAGE`), and how many reach it (more than `PAGE` when it is a tie)."""
+    if len(scores) <= PAGE:
+        return None, len(scores)
+    ordered = sorted(scores, reverse=direction != "minimize")
+    cutoff = ordered[PAGE - 1]
+    reach = sum(s >= cutoff if direction != "minimize" else s <= cutoff for s in scores)
+    return cutoff, reach
+
+
+def search_filter(view: SweepView) -> str:
+    """The runs the view shows: the sweep's children, or its best ones when they are too many."""
+    children = f"tags.mlflow.parentRunId = '{view.parent_run_id}'"
+    if view.cutoff is None:
+        return children
+    comparison = "<=" if view.direction == "minimize" else ">="
+    return f"{children} and metrics.`{view.metric}` {comparison} {view.cutoff!r}"
+
+
 TESTS = "tests"  # the section of the test metrics' charts
 
 
@@ -127,7 +156,7 @@ def view_state(view: SweepView) -> dict[str, Any]:
         {"uuid": "system", "name": "System metrics", "display": False},
     ]  # fmt: skip
     return {
-        "searchFilter": f"tags.mlflow.parentRunId = '{view.parent_run_id}'",
+        "searchFilter": search_filter(view),
         "orderByKey": f"metrics.`{view.metric}`",
         "orderByAsc": view.direction == "minimize",
         "startTime": "ALL",

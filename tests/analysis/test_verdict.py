@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import partial
 
 import numpy as np
@@ -13,11 +14,13 @@ from mlflow.tracking import MlflowClient
 from scipy.stats import t as student_t
 
 from src.analysis.ranking import interval_note, load_summary, reading_notes, verdict_note
+from src.ml.evaluate import FOLD_METRICS
 from src.ml.stats import corrected_ttest, holm
 
 from ..helpers import (
     BEST,
     fold_history,
+    hand_sweep,
     heart_sweep_output,
     in_process,
     make_child,
@@ -139,6 +142,10 @@ def test_a_heart_sweep_carries_its_verdict_everywhere(migrated_store, tmp_path) 
 
     folds = partial(fold_history, client)
     by_id = {c.info.run_id: c for c in children}
+    for child in children:  # every fold score again in one tag, read with the children
+        tagged = json.loads(child.data.tags["cv_fold_scores"])
+        assert set(tagged) == set(FOLD_METRICS)
+        assert tagged["cv_accuracy"] == folds(child.info.run_id)
     best_folds = folds(best["run_id"])
     assert len(best_folds) == 20  # 5 folds x 4 repeats, steps 0..19
     n_train, n_test = (int(by_id[best["run_id"]].data.tags[t]) for t in ("cv.n_train", "cv.n_test"))
@@ -209,16 +216,48 @@ def test_a_seeds_only_sweep_is_said_to_have_no_winner(tracking_uri) -> None:
 
 def test_a_long_list_of_equivalents_names_the_fewer_worse_ones(tracking_uri) -> None:
     client = MlflowClient(tracking_uri)
-    experiment_id = client.create_experiment("many")
-    parent = client.create_run(experiment_id, run_name="many", tags={"sweep": "true"})
-    for k in range(12):
-        make_child(client, experiment_id, parent.info.run_id, f"twin{k}", BEST, k)
-    make_child(client, experiment_id, parent.info.run_id, "far", [v - 0.3 for v in BEST], 99)
-    note = verdict_note(load_summary(client, client.get_run(parent.info.run_id)))
+    twins = {f"twin{k}": BEST for k in range(12)}
+    parent = hand_sweep(client, "many", twins | {"far": [v - 0.3 for v in BEST]})
+    note = verdict_note(load_summary(client, client.get_run(parent)))
     assert note is not None and note.startswith(
         "12 of 13 configurations are statistically indistinguishable from the best"
     )
     assert "all but the 1 significantly worse, far (equivalent_to_best in the table)" in note
+    # thousands are not listed: the first ten, and how many more
+    far = {f"far{k:02}": [v - 0.3 for v in BEST] for k in range(13)}
+    parent = hand_sweep(client, "many worse", twins | far)
+    note = verdict_note(load_summary(client, client.get_run(parent)))
+    assert note is not None
+    listed = ", ".join(list(far)[:10])
+    assert f"all but the 13 significantly worse, {listed} and 3 more (equivalent_to_best" in note
+
+
+def test_the_verdict_reads_the_folds_of_a_tag_without_a_history_call(
+    tracking_uri, monkeypatch
+) -> None:
+    """A child's `cv_fold_scores` tag, when it holds every fold, is what the verdict pairs (a
+    summary of 10,000 children makes no call per child); a short one is not trusted."""
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("tagged")
+    parent = client.create_run(experiment_id, run_name="tagged", tags={"sweep": "true"})
+    worse = [v - 0.01 for v in BEST]
+    make_child(client, experiment_id, parent.info.run_id, "best", BEST, 1,
+               tags={"cv_fold_scores": json.dumps({"cv_accuracy": BEST})})  # fmt: skip
+    tagged = make_child(client, experiment_id, parent.info.run_id, "tagged", worse, 2,
+                        tags={"cv_fold_scores": json.dumps({"cv_accuracy": worse})})  # fmt: skip
+    short = make_child(client, experiment_id, parent.info.run_id, "short", worse, 3,
+                       tags={"cv_fold_scores": json.dumps({"cv_accuracy": worse[:2]})})  # fmt: skip
+    read = []
+    history = client.get_metric_history
+    monkeypatch.setattr(
+        client,
+        "get_metric_history",
+        lambda run_id, key: read.append(run_id) or history(run_id, key),
+    )
+    summary = load_summary(client, client.get_run(parent.info.run_id))
+    assert read == [short]  # the short tag's folds come from the history
+    p = summary.verdict.p_values
+    assert p[tagged] == p[short] == corrected_ttest(BEST, worse, 194, 48)[1]
 
 
 def test_the_interval_shows_why_a_lower_score_can_be_indistinguishable(tracking_uri) -> None:

@@ -6,16 +6,28 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from src.analysis.ranking import load_summary
+from src.analysis.report import sweep_view
 from src.tracking.store import DEFAULT_UI_URL
 from src.tracking.ui_view import VIEW_TAG_PREFIX
 
-from ..helpers import REPO, all_runs, browse, mlflow_process, new_store, train_in_process
+from ..helpers import (
+    REPO,
+    all_runs,
+    browse,
+    grow_sweep,
+    mlflow_process,
+    new_store,
+    train_in_process,
+)
 
 pytestmark = [  # run by `make test` / CI via `pytest -m slow`; its module fixture set up once
     pytest.mark.slow,
@@ -198,3 +210,53 @@ def test_chart_view_shows_the_sweep_metrics_on_open(mlflow_ui, ui_store, tmp_pat
 
     assert browse(mlflow_ui, visit) == []
     keep_screenshots(tmp_path, "chart_view.png", "fold_lines.png")
+
+
+def test_a_sweep_of_10000_children_charts_its_best_100(migrated_store, tmp_path) -> None:
+    """More children than the UI loads at once (its first 100): the view is filtered to the best
+    100 by the selection metric, the link says so, and the page opens on them with its charts
+    drawn (the count it shows is the filter's, and true). The store is made fast: a real sweep
+    of 4, then copies of its children to 10,000 (the time to open it: tests/benchmarks)."""
+    uri = new_store(migrated_store, tmp_path)
+    overrides = ["model=knn", "model.n_neighbors=3,5", "model.weights=uniform,distance"]
+    result = train_in_process(
+        uri, "-m", *overrides, "data=wine", "mlflow.log_model=false",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    client = MlflowClient(uri)
+    ((parent, children),) = sweeps(uri)
+    small = load_summary(client, parent)
+    copies = grow_sweep(tmp_path / "mlflow.db", parent.info.run_id, 10_000)
+    by_id = small.table.set_index("run_id")
+    rows = [
+        by_id.loc[original].to_dict()
+        | {"run_id": run_id, "run_name": f"copy {i + len(children)}", small.metric: score}
+        for i, (run_id, (original, score)) in enumerate(copies.items())
+    ]
+    table = pd.concat([small.table, pd.DataFrame(rows)], ignore_index=True)
+    table = table.sort_values(small.metric, ascending=False, ignore_index=True)
+    table["rank"] = pd.array(range(1, len(table) + 1), dtype="Int64")
+    link = sweep_view(client, uri, replace(small, table=table))
+    said = "its charts show the best 100 of 10,000 children by cv_accuracy_mean"
+    assert said in str(link), str(link)
+    best = list(table["run_name"].head(10))
+    with mlflow_process(["ui", "--backend-store-uri", uri, "--workers", "1"], tmp_path / "ui.log",
+                        timeout=90) as url:  # fmt: skip
+
+        def visit(page) -> None:
+            page.goto(link.url.replace(DEFAULT_UI_URL, url))
+            page.get_by_text("100 matching runs").first.wait_for(timeout=60_000)
+            page.get_by_text("Parallel Coordinates").first.wait_for(timeout=30_000)
+            page.wait_for_timeout(3000)
+            plots = page.evaluate(PLOTLY_AXES)
+            bar = next(p for p in plots if p["x_title"] == "Click to enter X axis title")
+            assert bar["points"] == [10]  # the best 10 of the loaded, best first
+            shown = page.inner_text("body")
+            for name in best:
+                assert name in shown, name
+            assert "Load more" not in shown  # the filter holds the best 100 only
+            page.screenshot(path=str(tmp_path / "sweep_view_10000.png"))
+
+        assert browse(url, visit) == []
+    keep_screenshots(tmp_path, "sweep_view_10000.png")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from mlflow.tracking import MlflowClient
 
 from src.tracking import ui_view
-from src.tracking.ui_view import SweepView, store_view
+from src.tracking.ui_view import PAGE, SweepView, best_of, search_filter, store_view
 
 
 def test_a_ui_that_does_not_read_the_format_gets_the_plain_link(tracking_uri, monkeypatch) -> None:
@@ -28,3 +30,22 @@ def test_a_ui_that_does_not_read_the_format_gets_the_plain_link(tracking_uri, mo
     monkeypatch.undo()
     path, reason = store_view(client, view)  # the shipped UI reads it
     assert reason is None and f"viewStateShareKey={parent}" in path
+
+
+def test_more_children_than_the_ui_loads_are_filtered_to_the_best() -> None:
+    """The UI loads 100 runs at first: past that, the view's filter keeps the best 100 by the
+    selection metric (all that tie with the 100th), in the sweep's direction."""
+    scores = [i / 1000 for i in range(250)]
+    assert best_of(scores[:PAGE], "maximize") == (None, PAGE)
+    assert best_of(scores, "maximize") == (0.15, 100)
+    assert best_of(scores, "minimize") == (0.099, 100)
+    assert best_of([*scores, 0.15, 0.15], "maximize") == (0.15, 102)  # ties with the 100th
+    view = SweepView("1", "abc", "knn #1", "cv_accuracy_mean", "maximize", (), (), (), None, (),
+                     cutoff=0.15)  # fmt: skip
+    assert search_filter(view) == (
+        "tags.mlflow.parentRunId = 'abc' and metrics.`cv_accuracy_mean` >= 0.15"
+    )
+    assert search_filter(replace(view, direction="minimize", cutoff=0.1 + 0.2)) == (
+        "tags.mlflow.parentRunId = 'abc' and metrics.`cv_accuracy_mean` <= 0.30000000000000004"
+    )  # the value exactly as stored, so the 100th itself is in
+    assert search_filter(replace(view, cutoff=None)) == "tags.mlflow.parentRunId = 'abc'"
