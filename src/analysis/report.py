@@ -33,7 +33,7 @@ from src.analysis.ranking import (
 from src.analysis.verdict import VERDICT_COLUMNS
 from src.ml.evaluate import TEST_METRICS
 from src.tracking.store import search_all_runs, ui_url, with_retries
-from src.tracking.ui_view import SweepView, best_of, store_view
+from src.tracking.ui_view import PAGE, SweepView, best_of, store_view
 
 TOP_N = 10
 
@@ -280,7 +280,7 @@ def sweep_view(client: MlflowClient, tracking_uri: str, summary: SweepSummary) -
     )
     folds = summary.metric.removesuffix("_mean")
     scores = pd.to_numeric(ranked[summary.metric], errors="coerce").tolist() if len(ranked) else []
-    cutoff, _ = best_of(scores, summary.direction)
+    cutoff, reach = best_of(scores, summary.direction)
     view = SweepView(
         experiment_id=parent.info.experiment_id,
         parent_run_id=parent.info.run_id,
@@ -298,12 +298,12 @@ def sweep_view(client: MlflowClient, tracking_uri: str, summary: SweepSummary) -
     base = parent.data.tags.get("ui_url") or ui_url(tracking_uri)
     shown = None
     if cutoff is not None:
-        every = pd.to_numeric(summary.table[summary.metric], errors="coerce")
-        reach = int((every >= cutoff if summary.direction != "minimize" else every <= cutoff).sum())
+        n, metric = len(summary.table), summary.metric
         shown = (
-            f"its charts show the best {reach:,} of {len(summary.table):,} children by "
-            f"{summary.metric}: the most the UI loads at once"
-        )
+            f"its charts show the best {reach:,} of {n:,} children by {metric}"
+            if reach <= PAGE
+            else f"its charts show {PAGE} of the {reach:,} children tied at the best {metric}"
+        ) + ": the most the UI loads at once"
     return UiLink(f"{base.rstrip('/')}/{path}", path, note, shown)
 
 

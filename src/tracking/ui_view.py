@@ -90,14 +90,21 @@ PAGE = 100  # the runs the UI loads at first, and so the most a view can chart
 
 
 def best_of(scores: list[float], direction: str) -> tuple[float | None, int]:
-    """The selection metric of the `PAGE`-th best of the finite `scores` (None when there are
-    no more than `PAGE`), and how many reach it (more than `PAGE` when it is a tie)."""
+    """The worst selection metric the view charts when the finite `scores` are more than the UI
+    loads (None when they are not), and how many children reach it: at most `PAGE`, a tie
+    that would cross it left out (the page would show some of them); more only when over
+    `PAGE` children tie at the best score itself (the page shows the first `PAGE` of them)."""
     if len(scores) <= PAGE:
         return None, len(scores)
+    better = (lambda a, b: a > b) if direction != "minimize" else (lambda a, b: a < b)
     ordered = sorted(scores, reverse=direction != "minimize")
     cutoff = ordered[PAGE - 1]
-    reach = sum(s >= cutoff if direction != "minimize" else s <= cutoff for s in scores)
-    return cutoff, reach
+    if better(cutoff, ordered[PAGE]):  # no tie across the page's end
+        return cutoff, PAGE
+    within = [s for s in ordered[:PAGE] if better(s, cutoff)]
+    if not within:  # the best score alone is more than a page
+        return cutoff, sum(s == cutoff for s in scores)
+    return within[-1], len(within)
 
 
 def search_filter(view: SweepView) -> str:
