@@ -572,6 +572,8 @@ def grow_sweep(
                 for values in source[table]:
                     row = dict(zip(names, values, strict=True)) | {"run_uuid": new_id}
                     key = row["key"]
+                    if table == "tags" and key == "best_in_sweep":
+                        continue  # one child is the best
                     if table == "tags" and key == "mlflow.runName":
                         row["value"] = name
                     elif table == "tags" and key == "job_number":
