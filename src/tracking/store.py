@@ -386,9 +386,10 @@ def search_all_runs(client: MlflowClient, experiment_ids: list[str], query: str)
             return runs
 
 
-def children_of(client: MlflowClient, parent: Run) -> list[Run]:
-    """All child runs of a sweep parent."""
+def children_of(client: MlflowClient, parent: Run, status: str | None = None) -> list[Run]:
+    """All child runs of a sweep parent (with `status`: only those, which the store selects)."""
     query = f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    query += f" and attributes.status = '{status}'" if status else ""
     return search_all_runs(client, [parent.info.experiment_id], query)
 
 
