@@ -149,12 +149,13 @@ def server_table(template: Path, work: Path) -> None:
     """Per-child cost and throughput through `mlflow server` on PostgreSQL, with 1, 2 and 4
     workers, next to the embedded sqlite store (lean 144-job grid, one run each)."""
     sys.path.insert(0, str(REPO))
-    from tests.test_server import running_postgres, running_server
+    from tests.helpers import running_postgres
+    from tests.tracking.test_server import running_server
 
     workers = {1: [], 2: TWO_WORKERS, 4: ["hydra/launcher=joblib", "hydra.launcher.n_jobs=4"]}
     print("\n| store | workers | wall s | ms/child | children/s |")
     print("|---|---|---|---|---|")
-    with running_postgres() as postgres, running_server(postgres, work) as url:
+    with running_postgres() as postgres, running_server(postgres, work, 2) as url:
         for store, uri in (("sqlite (embedded)", None), ("mlflow server + PostgreSQL", url)):
             for n, extra in workers.items():
                 wall = sweep(LEAN + extra, template, work, uri=uri)[0]
@@ -163,6 +164,40 @@ def server_table(template: Path, work: Path) -> None:
                     f"{N_JOBS / wall:.1f} |",
                     flush=True,
                 )
+
+
+def server_sweep(template: Path, work: Path, jobs: int) -> None:
+    """A `jobs`-job lean sweep on 2 workers through `mlflow server` on PostgreSQL (2 server
+    workers, all on this machine's two cores): children per second, and whether every job is
+    exactly one FINISHED child."""
+    sys.path.insert(0, str(REPO))
+    from tests.helpers import running_postgres
+    from tests.tracking.test_server import running_server
+
+    grid = ["model=knn", f"seed=range(0,{jobs})"]
+    with running_postgres() as postgres, running_server(postgres, work, 2) as url:
+        wall = sweep(LEAN + TWO_WORKERS, template, work, grid, uri=url)[0]
+        client = MlflowClient(url)
+        experiment = client.get_experiment_by_name("heart-classification")
+        runs = []
+        token = None
+        while True:
+            page = client.search_runs(
+                [experiment.experiment_id], max_results=1000, page_token=token
+            )
+            runs += page
+            token = page.token
+            if not token:
+                break
+    (parent,) = [r for r in runs if r.data.tags.get("sweep") == "true"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    keys = {c.data.tags.get("job_key") for c in finished}
+    print(
+        f"\n{jobs:,}-job lean sweep, 2 workers, mlflow server + PostgreSQL: {wall:.0f} s, "
+        f"{jobs / wall:.1f} children/s; {len(children):,} children, {len(finished):,} FINISHED, "
+        f"{len(keys):,} distinct jobs, parent {parent.info.status}"
+    )
 
 
 def against(other: Path, template: Path, work: Path, repeats: int) -> None:
@@ -246,6 +281,9 @@ def main() -> None:
     parser.add_argument("--skip-flatness", action="store_true")
     parser.add_argument("--flatness-only", action="store_true")
     parser.add_argument("--server", action="store_true", help="only the tracking-server table")
+    parser.add_argument(
+        "--server-jobs", type=int, help="only one sweep of this many jobs through the server"
+    )
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     parser.add_argument(
         "--against", type=Path, help="only lean and full, paired with this other checkout"
@@ -280,6 +318,10 @@ def main() -> None:
         return
     if args.against:
         against(args.against.resolve(), template, work, args.repeats)
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    if args.server_jobs:
+        server_sweep(template, work, args.server_jobs)
         shutil.rmtree(work, ignore_errors=True)
         return
     if args.server:
