@@ -6,7 +6,6 @@ import math
 
 import pytest
 
-from ..helpers import compose_cfg
 from src.ml.objectives import (
     Constraint,
     ObjectiveError,
@@ -18,6 +17,8 @@ from src.ml.objectives import (
     violations,
 )
 from src.sweep.checks import SettingsError, check_settings
+
+from ..helpers import compose_cfg
 
 MULTI = ["sweep.metric=[cv_accuracy_mean,cv_fit_time_mean]", "sweep.direction=[maximize,minimize]"]
 
