@@ -186,6 +186,11 @@ def named(names: Sequence[str]) -> str:
     return f"{', '.join(names[:MAX_NAMED])} and {len(names) - MAX_NAMED} more"
 
 
+def first_of(names: Sequence[str]) -> str:
+    """The first name, and how many others: `a (and 3 more)`."""
+    return names[0] + (f" (and {len(names) - 1} more)" if len(names) > 1 else "")
+
+
 def fronts_note(fronts: Fronts, names: Mapping[str, str]) -> str:
     """How many children are on each front, and why the fronts differ, child by child."""
     n = len(fronts.dominated_by)
@@ -207,15 +212,16 @@ def fronts_note(fronts: Fronts, names: Mapping[str, str]) -> str:
     for run_id in only_means:
         sentences.append(
             f"{names[run_id]} is on the front of the means, but "
-            f"{named([names[a] for a in fronts.dominated_by[run_id]])} is significantly better "
-            f"on an objective and not significantly worse on any: its edge is within the noise."
+            f"{first_of([names[a] for a in fronts.dominated_by[run_id]])} is significantly "
+            f"better on an objective and not significantly worse on any: its edge is within the "
+            f"noise."
         )
     for run_id in only_shown:
         sentences.append(
             f"{names[run_id]} is off the front of the means (dominated by "
-            f"{named([names[a] for a in fronts.mean_dominated_by[run_id]])}), but none of them "
-            f"is significantly better on any objective without being worse on one: the folds "
-            f"cannot tell it is dominated."
+            f"{first_of([names[a] for a in fronts.mean_dominated_by[run_id]])}), but none of "
+            f"those is significantly better on an objective and not significantly worse on any: "
+            f"the folds cannot tell it is dominated."
         )
     if fronts.untested:
         sentences.append(

@@ -10,7 +10,7 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from src.analysis.pareto import Fronts, find_fronts, front_columns
+from src.analysis.pareto import FRONT_COLUMNS, Fronts, find_fronts, front_columns, fronts_note
 from src.analysis.verdict import DEFAULT_ALPHA, Verdict, compare_with_best, verdict_columns
 from src.ml.evaluate import FOLD_METRICS, TEST_METRICS
 from src.ml.objectives import Constraint, broken, parse_constraints, sweep_objectives
@@ -481,3 +481,35 @@ def spread(summary: SweepSummary) -> dict[str, float]:
                 out[f"mean_{name}"] = float(values.mean())
                 out[f"std_{name}"] = float(values.std(ddof=1))
     return out
+
+
+def pareto_note(summary: SweepSummary) -> str | None:
+    """A multi-objective sweep's fronts: how many on each, why they differ; and the children
+    its constraints made infeasible."""
+    sentences = []
+    if summary.fronts is not None:
+        names = dict(
+            zip(summary.table["run_id"], summary.table["run_name"].astype(str), strict=True)
+        )
+        sentences.append(fronts_note(summary.fronts, names))
+    if summary.constraints:
+        table = summary.table
+        out = table[(table["status"] == "FINISHED") & ~table["feasible"].astype(bool)]
+        rules = ", ".join(map(str, summary.constraints))
+        sentences.append(
+            f"{len(out)} of {int((table['status'] == 'FINISHED').sum())} finished children "
+            f"break the constraints ({rules}): infeasible, never ranked, chosen or on a front"
+            + (f" ({', '.join(out['run_name'].astype(str))})." if len(out) else ".")
+        )
+    return " ".join(sentences) or None
+
+
+def front_table(summary: SweepSummary) -> pd.DataFrame:
+    """The children that could be on a front, with their objectives and the front columns,
+    ordered by the first objective (empty for a single-objective sweep)."""
+    if summary.fronts is None:
+        return pd.DataFrame()
+    table = summary.table
+    rows = table[table["run_id"].isin(summary.fronts.dominated_by)]
+    columns = ["run_name", *summary.swept, *(m for m, _ in summary.objectives), *FRONT_COLUMNS]
+    return rows[[c for c in dict.fromkeys(columns) if c in rows]]

@@ -213,7 +213,8 @@ def finish_parent_run(config: DictConfig, launch: Launch) -> dict[str, int]:
     best = summary.best
     if best is not None:
         score = f"{summary.metric}={best[summary.metric]:.4f}"
-        rule = "" if summary.prefer is None else f", chosen by {summary.rule}"
+        chosen_by_rule = summary.prefer is not None or summary.fronts is not None
+        rule = f", chosen by {summary.rule}" if chosen_by_rule else ""
         lines.append(f"Best: {best['run_name']} ({best['run_id']}) {score}{rule}")
         verdict = summary.verdict
         if verdict.missing is None and verdict.adjusted:
@@ -225,6 +226,13 @@ def finish_parent_run(config: DictConfig, launch: Launch) -> dict[str, int]:
             )
     if (raced := race_note(summary)) is not None:
         lines.append(raced)
+    if summary.fronts is not None:
+        fronts = summary.fronts
+        lines.append(
+            f"Trade-offs: {len(fronts.on_means)} of {len(fronts.dominated_by)} feasible "
+            f"configurations on the Pareto front of the means, {len(fronts.not_shown)} not shown "
+            f"dominated (pareto_front.png; why they differ: the summary)"
+        )
     files = Path(ctx.sweep_dir) / "sweep_summary.md"
     lines.append(f"Summary: {files} (and on the parent run, under summary/)")
     lines.append(f"MLflow UI: {link}")
