@@ -101,9 +101,9 @@ def broken(constraints: Iterable[Constraint], metrics: Mapping[str, float]) -> l
     return [str(c) for c in constraints if not c.holds(float(metrics.get(c.metric, math.nan)))]
 
 
-def violations(constraints: Iterable[Constraint], metrics: Mapping[str, float]) -> list[float]:
-    """How far `metrics` break each constraint, as Optuna takes it (> 0 broken)."""
-    return [c.violation(float(metrics.get(c.metric, math.nan))) for c in constraints]
+def violations(constraints: Iterable[Constraint], metrics: Mapping[str, float]) -> dict[str, float]:
+    """How far `metrics` break each constraint (by its text), as Optuna takes it: > 0 broken."""
+    return {str(c): c.violation(float(metrics.get(c.metric, math.nan))) for c in constraints}
 
 
 def metric_names(metric: object) -> list[str]:

@@ -65,12 +65,13 @@ class RunScore(float):
     """A job's selection metric that knows the run it was recorded in: a float, as Hydra's
     sweepers expect, whose `run_id` a search records on its trial; in a race also the
     selection metric's fold scores so far and the folds' training and test rows; with
-    sweep.constraints how far the run breaks each (`violations`, > 0 broken: Optuna's)."""
+    sweep.constraints how far the run breaks each (`violations` by the constraint's text, > 0
+    broken: what a search tells Optuna)."""
 
     run_id: str
     folds: tuple[float, ...]
     sizes: tuple[int, int]
-    violations: tuple[float, ...]
+    violations: dict[str, float]
 
     def __new__(
         cls,
@@ -78,11 +79,11 @@ class RunScore(float):
         run_id: str,
         folds: tuple[float, ...] = (),
         sizes: tuple[int, int] = (0, 0),
-        violations: tuple[float, ...] = (),
+        violations: Mapping[str, float] | None = None,
     ) -> RunScore:
         score = super().__new__(cls, value)
         score.run_id, score.folds, score.sizes = run_id, tuple(folds), sizes
-        score.violations = tuple(violations)
+        score.violations = dict(violations or {})
         return score
 
     def __reduce__(self) -> tuple[type[RunScore], tuple[Any, ...]]:
@@ -95,13 +96,13 @@ class RunScores(tuple[float, ...]):
     multi-objective task's return), that know their run and their constraints' violations."""
 
     run_id: str
-    violations: tuple[float, ...]
+    violations: dict[str, float]
 
     def __new__(
-        cls, values: tuple[float, ...], run_id: str, violations: tuple[float, ...] = ()
+        cls, values: tuple[float, ...], run_id: str, violations: Mapping[str, float] | None = None
     ) -> RunScores:
         scores = super().__new__(cls, tuple(float(v) for v in values))
-        scores.run_id, scores.violations = run_id, tuple(violations)
+        scores.run_id, scores.violations = run_id, dict(violations or {})
         return scores
 
     def __reduce__(self) -> tuple[type[RunScores], tuple[Any, ...]]:
@@ -116,11 +117,10 @@ def run_score(
     metrics: Mapping[str, float],
     run_id: str,
     metric_names: Sequence[str],
-    violations: Sequence[float] = (),
+    violations: Mapping[str, float] | None = None,
 ) -> RunScore | RunScores:
     """What a job returns for a run that recorded `metrics`: its one objective's value, or one
     value per objective (a metric not recorded: NaN), with its constraints' `violations`."""
-    violations = tuple(violations)
     values = tuple(float(metrics.get(m, math.nan)) for m in metric_names)
     if len(values) == 1:
         return RunScore(values[0], run_id, violations=violations)
