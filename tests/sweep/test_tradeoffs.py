@@ -6,6 +6,7 @@ after Ctrl-C and run on joblib workers."""
 from __future__ import annotations
 
 import pickle
+import shutil
 import signal
 import time
 
@@ -21,7 +22,19 @@ from hydra_plugins.sweeps_optuna_sweeper._core import JOB_STATUS, RUN_ID, tell
 from src import summary as summary_cli
 from src.tracking.child_run import RunScores
 
-from ..helpers import HEART_CSV, LEAN, all_runs, cli, start, sweep_runs, train_in_process, wait_for
+from ..helpers import (
+    HEART_CSV,
+    LEAN,
+    all_runs,
+    browse,
+    cli,
+    mlflow_process,
+    start,
+    sweep_runs,
+    train_in_process,
+    wait_for,
+)
+from ..tracking.test_ui import PLOTLY_AXES, keep_screenshots
 
 HEART = ["data=heart", f"data.path={HEART_CSV}"]
 FRONTS = ("pareto_front", "not_shown_dominated", "dominated_by")
@@ -63,7 +76,7 @@ def tradeoff_sweep(tmp_path_factory, migrated_store):
 
 
 @pytest.mark.slow
-def test_the_heart_tradeoff_grid_shows_both_fronts(tradeoff_sweep, capsys) -> None:
+def test_the_heart_tradeoff_grid_shows_both_fronts(tradeoff_sweep, capsys, tmp_path) -> None:
     uri, sweep_dir, output = tradeoff_sweep
     parent, children = sweep_runs(uri)
     assert len(children) == 12 and {c.info.status for c in children} == {"FINISHED"}
@@ -108,7 +121,8 @@ def test_the_heart_tradeoff_grid_shows_both_fronts(tradeoff_sweep, capsys) -> No
     )
     assert "## Trade-offs" in markdown and counted in markdown
     assert "![Pareto fronts](pareto_front.png)" in markdown
-    assert (sweep_dir / "pareto_front.png").stat().st_size > 20_000
+    shutil.copy(sweep_dir / "pareto_front.png", tmp_path / "random_forest_tradeoffs_pareto.png")
+    keep_screenshots(tmp_path, "random_forest_tradeoffs_pareto.png")  # the README's picture
     artifacts = {a.path for a in MlflowClient(uri).list_artifacts(parent.info.run_id, "summary")}
     assert "summary/pareto_front.png" in artifacts
     assert summary_cli.main(["--tracking-uri", uri]) == 0
@@ -177,3 +191,29 @@ def test_an_optuna_tradeoff_search_on_joblib_workers(tracking_uri, tmp_path) -> 
     assert result.returncode == 0, result.stderr
     check_study(tracking_uri, tmp_path, 6)
     assert "Trade-offs: " in result.stdout
+
+
+@pytest.mark.slow
+def test_the_ui_view_charts_the_objectives_of_every_child(tradeoff_sweep, tmp_path) -> None:
+    uri, _, _ = tradeoff_sweep
+    parent, children = sweep_runs(uri)
+    args = ["ui", "--backend-store-uri", uri, "--workers", "1"]
+    section = f"Sweep {parent.info.run_name}: trade-offs, every child"
+
+    def visit(page) -> None:
+        page.goto(f"{url}/{parent.data.tags['ui_link_path']}")
+        page.get_by_text(section).first.wait_for(timeout=90_000)
+        page.wait_for_timeout(5000)  # the charts draw
+        plots = page.evaluate(PLOTLY_AXES)
+        (scatter,) = [p for p in plots if p["x_title"] == "cv_fit_time_mean"]
+        assert scatter["points"] == [len(children)]  # every child, not the best 10
+        for label in ("Hide banner", "Close"):  # the shared-view banner, the assistant's panel
+            shown = page.locator(f'[aria-label="{label}"]:visible')
+            if shown.count():
+                shown.first.click()
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(tmp_path / "ui_tradeoffs.png"))
+
+    with mlflow_process(args, tmp_path / "ui.log", timeout=90) as url:
+        assert browse(url, visit) == []
+    keep_screenshots(tmp_path, "ui_tradeoffs.png")
