@@ -28,6 +28,7 @@ from ..helpers import (
     all_runs,
     browse,
     cli,
+    close_banners,
     mlflow_process,
     start,
     sweep_runs,
@@ -207,11 +208,7 @@ def test_the_ui_view_charts_the_objectives_of_every_child(tradeoff_sweep, tmp_pa
         plots = page.evaluate(PLOTLY_AXES)
         (scatter,) = [p for p in plots if p["x_title"] == "cv_fit_time_mean"]
         assert scatter["points"] == [len(children)]  # every child, not the best 10
-        for label in ("Hide banner", "Close"):  # the shared-view banner, the assistant's panel
-            shown = page.locator(f'[aria-label="{label}"]:visible')
-            if shown.count():
-                shown.first.click()
-        page.wait_for_timeout(1500)
+        close_banners(page)
         page.screenshot(path=str(tmp_path / "ui_tradeoffs.png"))
 
     with mlflow_process(args, tmp_path / "ui.log", timeout=90) as url:

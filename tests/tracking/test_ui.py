@@ -15,7 +15,15 @@ from mlflow.tracking import MlflowClient
 from src.tracking.store import DEFAULT_UI_URL
 from src.tracking.ui_view import VIEW_TAG_PREFIX
 
-from ..helpers import REPO, all_runs, browse, mlflow_process, new_store, train_in_process
+from ..helpers import (
+    REPO,
+    all_runs,
+    browse,
+    close_banners,
+    mlflow_process,
+    new_store,
+    train_in_process,
+)
 
 pytestmark = [  # run by `make test` / CI via `pytest -m slow`; its module fixture set up once
     pytest.mark.slow,
@@ -129,11 +137,7 @@ def test_each_sweeps_link_opens_its_own_chart_view(mlflow_ui, ui_store, tmp_path
         assert scatter["points"] == [10] and (scatter["x"], scatter["y"]) == ("linear", "linear")
         assert len(folds["traces"]) >= 10 and set(folds["points"]) == {5}  # 5 folds each
         assert len({t.removesuffix(" (cv_accuracy)") for t in folds["traces"]}) == 10
-        for label in ("Hide banner", "Close"):  # the shared-view banner, the assistant's panel
-            shown = page.locator(f'[aria-label="{label}"]:visible')
-            if shown.count():
-                shown.first.click()
-        page.wait_for_timeout(1500)
+        close_banners(page)
         page.screenshot(path=str(tmp_path / "sweep_view.png"))
         # the same view as a table: the swept params and the selection metric as columns
         page.goto(links[0].replace(DEFAULT_UI_URL, url).replace("=CHART", "=TABLE"))
