@@ -197,6 +197,9 @@ def _blank_untested(table: pd.DataFrame) -> pd.DataFrame:
     for column in VERDICT_COLUMNS:
         if column in table:
             table[column] = table[column].map(_cell)
+    for column in ("feasible", "pareto_front", "not_shown_dominated"):  # blank: not judged
+        if column in table:
+            table[column] = table[column].map(lambda v: "" if v is None or v is pd.NA else str(v))
     for column in ("race_folds", "race_eliminated_round"):  # counts, blank when not raced out
         if column in table:
             table[column] = table[column].map(lambda v: "" if pd.isna(v) else str(int(float(v))))

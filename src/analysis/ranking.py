@@ -460,6 +460,8 @@ def nan_note(summary: SweepSummary) -> str | None:
     """Why finished children without a finite selection metric were not ranked."""
     table = summary.table
     unranked = table[(table["status"] == "FINISHED") & table["rank"].isna() & ~eliminated(table)]
+    if "feasible" in unranked:  # an infeasible child is unranked for that (pareto_note says)
+        unranked = unranked[unranked["feasible"].astype(bool)]
     if unranked.empty:
         return None
     return (
