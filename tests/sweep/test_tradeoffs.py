@@ -214,3 +214,27 @@ def test_the_ui_view_charts_the_objectives_of_every_child(tradeoff_sweep, tmp_pa
     with mlflow_process(args, tmp_path / "ui.log", timeout=90) as url:
         assert browse(url, visit) == []
     keep_screenshots(tmp_path, "ui_tradeoffs.png")
+
+
+@pytest.mark.slow
+def test_a_single_objective_sweep_never_chooses_an_infeasible_child(tracking_uri, tmp_path) -> None:
+    result = train_in_process(
+        tracking_uri, "-m", "model=knn", "model.n_neighbors=1,15", *HEART, *LEAN,
+        'sweep.constraints=["cv_accuracy_mean>=0.8"]', f"hydra.sweep.dir={tmp_path}/sweep",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    parent, children = sweep_runs(tracking_uri)
+    by_k = {c.data.params["model.n_neighbors"]: c for c in children}
+    assert (
+        by_k["1"].data.metrics["cv_accuracy_mean"]
+        < 0.8
+        <= by_k["15"].data.metrics["cv_accuracy_mean"]
+    )
+    assert by_k["1"].data.tags["infeasible"] == "cv_accuracy_mean>=0.8"
+    assert by_k["15"].data.tags["feasible"] == "true"
+    assert parent.data.tags["best_run_id"] == by_k["15"].info.run_id
+    rule = "the best score among the feasible children (cv_accuracy_mean>=0.8)"
+    assert parent.data.tags["selection_rule"] == rule
+    markdown = (tmp_path / "sweep" / "sweep_summary.md").read_text()
+    assert "1 of 2 finished children break the constraints (cv_accuracy_mean&gt;=0.8)" in markdown
+    assert "pareto_front" not in markdown  # one objective: no fronts
