@@ -152,13 +152,19 @@ def search_result(
     sweep_dir: Path, table: pd.DataFrame
 ) -> tuple[dict[str, str], float | None] | None:
     """The search's own verdict (the sweeper's optimization_results.yaml), as the parent's tags
-    (best params, the run that holds the best trial, the study) and its best value; None
-    when the sweep was not a search."""
+    (best params, the run that holds the best trial, the study; with several objectives the
+    runs of the study's Pareto front) and its best value; None when the sweep was not a
+    search."""
     results = sweep_dir / "optimization_results.yaml"
     if not results.is_file():
         return None
     verdict = OmegaConf.load(results)
     assert isinstance(verdict, DictConfig)
+    if verdict.get("solutions") is not None:  # several objectives: the study's Pareto front
+        runs = [str(t.run_id) for t in verdict.solutions if t.get("run_id")]
+        tags = {"search_pareto_front_run_ids": ",".join(runs)[:5000]}
+        tags |= {f"search_{k}": str(verdict[k]) for k in ("study_name", "storage") if k in verdict}
+        return tags, None
     best_params = {str(k): str(v) for k, v in verdict.get("best_params", {}).items()}
     match = table[table["status"] == "FINISHED"]
     for key, value in best_params.items():

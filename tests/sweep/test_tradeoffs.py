@@ -161,6 +161,8 @@ def check_study(uri: str, tmp, n: int) -> None:
     parent, children = sweep_runs(uri)
     assert sorted(c.info.run_id for c in children) == sorted(t.user_attrs[RUN_ID] for t in complete)
     assert parent.data.tags["selection_rule"].startswith("the largest cv_accuracy_mean among")
+    front = {t.user_attrs[RUN_ID] for t in study.best_trials}  # Optuna's own, on the values
+    assert set(parent.data.tags["search_pareto_front_run_ids"].split(",")) == front
     assert "n_not_shown_dominated" in parent.data.metrics
 
 
