@@ -27,11 +27,11 @@ from ..helpers import (
     LEAN,
     all_runs,
     browse,
-    cli,
     close_banners,
     mlflow_process,
     start,
     sweep_runs,
+    train,
     train_in_process,
     wait_for,
 )
@@ -167,8 +167,9 @@ def check_study(uri: str, tmp, n: int) -> None:
 
 
 @pytest.mark.slow
-def test_an_optuna_tradeoff_search_resumes_after_ctrl_c(tracking_uri, tmp_path) -> None:
-    process, out = start(tracking_uri, tmp_path, *search(tmp_path))
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]])
+def test_an_optuna_tradeoff_search_resumes_after_ctrl_c(launcher, tracking_uri, tmp_path) -> None:
+    process, out = start(tracking_uri, tmp_path, *search(tmp_path, *launcher))
     wait_for(out, "[2/6]", process)
     deadline = time.monotonic() + 60
     while not [r for r in all_runs(tracking_uri) if r.info.status == "RUNNING"
@@ -178,22 +179,14 @@ def test_an_optuna_tradeoff_search_resumes_after_ctrl_c(tracking_uri, tmp_path) 
     process.send_signal(signal.SIGINT)
     process.wait(timeout=120)
     assert process.returncode != 0
-    resumed = train_in_process(
-        tracking_uri, *search(tmp_path), "sweep.resume=latest", f"hydra.sweep.dir={tmp_path}/s"
-    )
+    assert [r for r in all_runs(tracking_uri) if r.info.status == "RUNNING"] == []
+    resumed = train(
+        tracking_uri, *search(tmp_path, *launcher), "sweep.resume=latest",
+        f"hydra.sweep.dir={tmp_path}/s",
+    )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     check_study(tracking_uri, tmp_path, 6)
-
-
-@pytest.mark.slow
-def test_an_optuna_tradeoff_search_on_joblib_workers(tracking_uri, tmp_path) -> None:
-    result = cli(
-        tracking_uri, "src.train", *search(tmp_path), "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path}/sweep",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    check_study(tracking_uri, tmp_path, 6)
-    assert "Trade-offs: " in result.stdout
+    assert "Trade-offs: " in resumed.stdout
 
 
 @pytest.mark.slow
