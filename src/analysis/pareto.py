@@ -209,19 +209,25 @@ def fronts_note(fronts: Fronts, names: Mapping[str, str]) -> str:
     only_shown = [i for i in fronts.not_shown if i not in fronts.on_means]
     if not only_means and not only_shown:
         sentences.append("The two fronts hold the same configurations.")
-    for run_id in only_means:
+    for run_id in only_means[:MAX_NAMED]:
         sentences.append(
             f"{names[run_id]} is on the front of the means, but "
             f"{first_of([names[a] for a in fronts.dominated_by[run_id]])} is significantly "
             f"better on an objective and not significantly worse on any: its edge is within the "
             f"noise."
         )
-    for run_id in only_shown:
+    for run_id in only_shown[:MAX_NAMED]:
         sentences.append(
             f"{names[run_id]} is off the front of the means (dominated by "
             f"{first_of([names[a] for a in fronts.mean_dominated_by[run_id]])}), but none of "
             f"those is significantly better on an objective and not significantly worse on any: "
             f"the folds cannot tell it is dominated."
+        )
+    if len(only_means) > MAX_NAMED or len(only_shown) > MAX_NAMED:
+        sentences.append(
+            f"({len(only_means)} are on the front of the means only, {len(only_shown)} not "
+            f"shown dominated only: the first {MAX_NAMED} of each are told here; every child's "
+            f"dominated_by is in sweep_summary.csv.)"
         )
     if fronts.untested:
         sentences.append(

@@ -176,3 +176,22 @@ def test_front_columns_and_the_note_say_why_the_fronts_differ() -> None:
     assert "3 of 3 feasible configurations are on the Pareto front" in note
     assert "2 are not shown dominated" in note
     assert "slow is on the front of the means, but fast is significantly better" in note
+
+
+def test_the_note_tells_the_first_few_differences_and_counts_the_rest() -> None:
+    ids = [f"c{i}" for i in range(8)]
+    objectives = [
+        Objective("cv_accuracy_mean", "maximize", {}),
+        Objective("model_bytes", "minimize", {}),
+    ]
+    fronts = Fronts(
+        objectives,
+        0.05,
+        on_means=ids,
+        not_shown=["c0"],
+        dominated_by={i: ([] if i == "c0" else ["c0"]) for i in ids},
+        mean_dominated_by={i: [] for i in ids},
+    )
+    note = fronts_note(fronts, {i: i for i in ids})
+    assert note.count("is on the front of the means, but c0 is significantly better") == 5
+    assert "(7 are on the front of the means only, 0 not shown dominated only" in note
