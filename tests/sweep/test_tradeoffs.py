@@ -69,7 +69,7 @@ def tradeoff_sweep(tmp_path_factory, migrated_store):
     tmp = tmp_path_factory.mktemp("tradeoffs")
     uri = new_store(migrated_store, tmp)
     result = train_in_process(
-        uri, "-m", "sweeps=random_forest_tradeoffs", *HEART, "mlflow.log_model=false",
+        uri, "-m", "sweeps=random_forest_tradeoffs", *HEART, "registry.enabled=true",
         'sweep.constraints=["model_bytes<=1.5e6"]', f"hydra.sweep.dir={tmp}/sweep",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -114,6 +114,9 @@ def test_the_heart_tradeoff_grid_shows_both_fronts(tradeoff_sweep, capsys, tmp_p
     assert parent.data.metrics["n_pareto_front"] == feasible["pareto_front"].sum()
     assert parent.data.metrics["n_not_shown_dominated"] == shown.sum()
     assert f"chosen by {rule}" in output and "Trade-offs: " in output
+    (version,) = MlflowClient(uri).search_model_versions("name='heart-classifier'")
+    assert version.run_id == best_id  # the registry gate registers the chosen child
+    assert version.tags["selection_rule"] == rule
     markdown = (sweep_dir / "sweep_summary.md").read_text()
     counted = (
         f"{int(feasible['pareto_front'].sum())} of {len(feasible)} feasible configurations are "
