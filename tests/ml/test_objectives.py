@@ -75,6 +75,7 @@ def test_the_parent_records_the_objectives_and_reads_them_back() -> None:
     assert tags["sweep_constraints"] == '["b<=1"]'
     assert sweep_objectives(tags) == [("a", "maximize"), ("b", "minimize")]
     assert sweep_objectives(single) == [("cv_accuracy_mean", "maximize")]
+    assert objective_tags(["cv_accuracy_mean"], ["maximize"], [], None) == single  # one in a list
 
 
 @pytest.mark.parametrize(
