@@ -5,6 +5,7 @@ after Ctrl-C and run on joblib workers."""
 
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
 import signal
@@ -108,6 +109,13 @@ def test_the_heart_tradeoff_grid_shows_both_fronts(tradeoff_sweep, capsys, tmp_p
     pool = feasible[shown]
     best_id = parent.data.tags["best_run_id"]
     assert best_id == pool.loc[pool["cv_accuracy_mean"].idxmax(), "run_id"]
+    tags = parent.data.tags
+    assert json.loads(tags["sweep_objectives"]) == [
+        ["cv_accuracy_mean", "maximize"],
+        ["cv_fit_time_mean", "minimize"],
+    ]
+    assert json.loads(tags["sweep_constraints"]) == ["model_bytes<=1.5e+06"]
+    assert tags["sweep_metric"] == tags["sweep_choose_by"] == "cv_accuracy_mean"
     rule = parent.data.tags["selection_rule"]
     assert rule.startswith("the largest cv_accuracy_mean among the ")
     assert "feasible (model_bytes<=1.5e+06) configurations not shown dominated" in rule
