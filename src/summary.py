@@ -19,6 +19,7 @@ from src.analysis.ranking import (
     interval_note,
     load_summary,
     nan_note,
+    pareto_note,
     race_note,
     reading_notes,
     verdict_note,
@@ -91,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         f"Sweep {summary.parent.info.run_name} ({summary.parent.info.run_id}) in experiment "
         f"{experiment!r}: {counts['n_children']} children, {counts['n_finished']} finished, "
         f"{counts['n_failed']} failed; ranked by {summary.metric} ({summary.direction})"
+        + (
+            "; objectives " + ", ".join(f"{m} ({d})" for m, d in summary.objectives)
+            if summary.objectives
+            else ""
+        )
     )
     print(f"  {summary.parent.data.tags.get('mlflow.note.content', '')}\n")
     if args.ui:
@@ -104,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         interval_note(summary),
         race_note(summary),
         nan_note(summary),
+        pareto_note(summary),
     ):
         if note:
             print(f"\nNote: {note}")
@@ -175,7 +182,9 @@ def format_table(summary: SweepSummary, limit: int | None = None) -> str:
     rows and how many more there are."""
     metrics = [summary.metric]
     metrics += [c for c in ("cv_accuracy_std", "test_accuracy", "roc_auc") if c != summary.metric]
+    metrics += [m for m, _ in summary.objectives]
     metrics += [*VERDICT_COLUMNS, "race_folds", "race_eliminated_round"]
+    metrics += ["feasible", "infeasible", "pareto_front", "not_shown_dominated"]
     columns = ["rank", "run_name", "status", *summary.swept, *metrics]
     table = summary.table[[c for c in dict.fromkeys(columns) if c in summary.table.columns]]
     table = table.head(limit) if limit is not None else table.copy()
@@ -194,6 +203,9 @@ def _blank_untested(table: pd.DataFrame) -> pd.DataFrame:
     for column in VERDICT_COLUMNS:
         if column in table:
             table[column] = table[column].map(_cell)
+    for column in ("feasible", "pareto_front", "not_shown_dominated"):  # blank: not judged
+        if column in table:
+            table[column] = table[column].map(lambda v: "" if v is None or v is pd.NA else str(v))
     for column in ("race_folds", "race_eliminated_round"):  # counts, blank when not raced out
         if column in table:
             table[column] = table[column].map(lambda v: "" if pd.isna(v) else str(int(float(v))))
@@ -222,9 +234,9 @@ def describe_best(summary: SweepSummary) -> str:
         and c not in VERDICT_COLUMNS
     ]
     lines += [
-        f"  {m} = {best[m]:.0f}" if m in CONFUSION else f"  {m} = {best[m]:.4f}"
+        f"  {m} = {best[m]:.0f}" if m in (*CONFUSION, "model_bytes") else f"  {m} = {best[m]:.4f}"
         for m in numeric
-        if pd.notna(best[m])
+        if isinstance(best[m], (int, float)) and not isinstance(best[m], bool) and pd.notna(best[m])
     ]
     return "\n".join(lines)
 

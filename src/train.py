@@ -18,7 +18,7 @@ from src.tracking.interrupts import first_stop_signal
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | tuple[float, ...]:
     """One job of a run or a sweep."""
     return run_task(train, cfg)
 

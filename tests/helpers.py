@@ -467,6 +467,16 @@ def browse(mlflow_ui: str, visit) -> list[str]:
     return outside
 
 
+def close_banners(page) -> None:
+    """Close the UI's shared-view banner and the assistant's panel where shown, then let the
+    page settle (before a screenshot)."""
+    for label in ("Hide banner", "Close"):
+        shown = page.locator(f'[aria-label="{label}"]:visible')
+        if shown.count():
+            shown.first.click()
+    page.wait_for_timeout(1500)
+
+
 def _default_sigint() -> None:
     # a shell's background job (`cmd &`) starts with SIGINT ignored, and so would the sweep:
     # these tests interrupt it as a terminal's Ctrl-C does, whatever started pytest

@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 
 from src.ml.plots import save_png  # noqa: E402
 
@@ -291,3 +292,97 @@ def plot_verdict(
     _titled(fig, heading, f"Difference to the best, {shown} of {len(ranked)} configurations")
     fig.tight_layout()
     return fig
+
+
+# what each objective measures, for its axis (a cv_<score>_mean is a share of 0 to 1)
+UNITS = {
+    "cv_fit_time_mean": "seconds to fit a fold, mean over the CV folds",
+    "predict_ms_per_row": "milliseconds per row, test split",
+    "model_bytes": "bytes, pickled pipeline",
+    "training_time_s": "seconds, fit on the training split",
+}
+MEANS_COLOR = "tab:orange"
+SHOWN_COLOR = "tab:red"
+INFEASIBLE_COLOR = "lightgrey"
+
+
+def objective_label(metric: str, direction: str) -> str:
+    """An axis label: the metric, its unit, and which way is better."""
+    unit = UNITS.get(metric, "share, mean over the CV folds" if metric.startswith("cv_") else "")
+    better = "higher is better" if direction == "maximize" else "lower is better"
+    return f"{metric}\n({unit}; {better})" if unit else f"{metric} ({better})"
+
+
+def plot_pareto_front(
+    table: pd.DataFrame,
+    objectives: Sequence[tuple[str, str]],
+    chosen: str | None,
+    heading: str = "",
+) -> plt.Figure:
+    """Each pair of the first three objectives: every finished child with finite values, the
+    Pareto front of the means (orange line), the configurations not shown dominated (red
+    rings), infeasible children grey, the chosen child a star."""
+    shown = list(objectives)[:3]
+    # the later objective across, the earlier up: the first (often a score) is read upwards
+    pairs = [(shown[j], shown[i]) for i in range(len(shown)) for j in range(i + 1, len(shown))]
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5.6 * len(pairs), 5), squeeze=False)
+    values = table[[m for m, _ in shown]].apply(pd.to_numeric, errors="coerce")
+    rows = table[(table["status"] == "FINISHED") & np.isfinite(values).all(axis=1)]
+    feasible = rows["feasible"].astype(bool) if "feasible" in rows else pd.Series(True, rows.index)
+    on_means = rows["pareto_front"].fillna(False).astype(bool) if "pareto_front" in rows else None
+    not_shown = rows["not_shown_dominated"].fillna(False).astype(bool)
+    for ax, ((xm, xd), (ym, yd)) in zip(axes[0], pairs, strict=True):
+        x, y = rows[xm].astype(float), rows[ym].astype(float)
+        out = ~feasible
+        if out.any():
+            ax.scatter(x[out], y[out], s=30, marker="x", color=INFEASIBLE_COLOR,
+                       label=f"infeasible ({int(out.sum())})", zorder=1)  # fmt: skip
+        ax.scatter(x[feasible], y[feasible], s=28, color=EQUAL_COLOR, alpha=0.6,
+                   edgecolors="white", linewidths=0.5,
+                   label=f"feasible child ({int(feasible.sum())})", zorder=2)  # fmt: skip
+        if on_means is not None and on_means.any():
+            front = rows[on_means].assign(_x=x[on_means], _y=y[on_means]).sort_values("_x")
+            style = "-" if len(shown) == 2 else ""  # a 2-D front is a staircase of points
+            ax.plot(front["_x"], front["_y"], linestyle=style, drawstyle="steps-post",
+                    marker="o", markersize=5, color=MEANS_COLOR, zorder=3,
+                    label=f"Pareto front of the means ({int(on_means.sum())})")  # fmt: skip
+        ax.scatter(x[not_shown], y[not_shown], s=150, facecolors="none", edgecolors=SHOWN_COLOR,
+                   linewidths=1.6, zorder=4,
+                   label=f"not shown dominated ({int(not_shown.sum())})")  # fmt: skip
+        best = rows["run_id"] == chosen
+        if best.any():
+            ax.scatter(x[best], y[best], s=220, marker="*", color=BEST_COLOR, zorder=5,
+                       label="chosen")  # fmt: skip
+        for along, axis in ((x, ax.xaxis), (y, ax.yaxis)):
+            if len(along) and along.min() > 0 and along.max() / along.min() >= 10:
+                (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)("log")
+                axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        ax.set(xlabel=objective_label(xm, xd), ylabel=objective_label(ym, yd))
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize="small",
+               frameon=False)  # fmt: skip
+    _titled(fig, heading, "Trade-offs: every finished child, and both fronts")
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig
+
+
+def save_pareto_plot(
+    table: pd.DataFrame,
+    objectives: Sequence[tuple[str, str]],
+    chosen: str | None,
+    out_dir: Path,
+    heading: str = "",
+) -> list[Path]:
+    """pareto_front.png of a multi-objective sweep (none for one objective)."""
+    if len(objectives) < 2 or "not_shown_dominated" not in table:
+        return []
+    path = out_dir / "pareto_front.png"
+    fig = plot_pareto_front(table, objectives, chosen, heading)
+    try:
+        save_png(fig, path)
+    finally:
+        plt.close(fig)
+    return [path]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -9,8 +10,10 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from src.analysis.pareto import FRONT_COLUMNS, Fronts, find_fronts, front_columns, fronts_note
 from src.analysis.verdict import DEFAULT_ALPHA, Verdict, compare_with_best, verdict_columns
 from src.ml.evaluate import FOLD_METRICS, TEST_METRICS
+from src.ml.objectives import Constraint, broken, parse_constraints, sweep_objectives
 from src.tracking.store import children_of
 
 # what a race recorded on an eliminated child: the round, the leader it lost to (name, run id)
@@ -37,6 +40,10 @@ class SweepSummary:
     rule: str = "the best score"  # what chose `best`, for the reader
     logged: tuple[str, ...] = ()  # every metric key the children logged, per-fold ones included
     dataset: str = ""  # the children's data.name
+    objectives: list[tuple[str, str]] = field(default_factory=list)  # (metric, direction), 2+
+    constraints: list[Constraint] = field(default_factory=list)  # sweep.constraints
+    fronts: Fronts | None = None  # a multi-objective sweep's two fronts
+    choose_by: str | None = None  # the objective that picks among the not shown dominated
 
     @property
     def heading(self) -> str:
@@ -74,8 +81,16 @@ class SweepSummary:
         }
 
 
-def build_table(children: list[Run], swept: list[str], metric: str, direction: str) -> pd.DataFrame:
-    """One row per child: ids, status, swept params, every metric; ranked by `metric`."""
+def build_table(
+    children: list[Run],
+    swept: list[str],
+    metric: str,
+    direction: str,
+    constraints: list[Constraint] | None = None,
+) -> pd.DataFrame:
+    """One row per child: ids, status, swept params, every metric; ranked by `metric`. With
+    `constraints`, `feasible` and `infeasible` (the constraints it breaks) too: an infeasible
+    child is never ranked."""
     rows = []
     for run in children:
         row = {
@@ -89,6 +104,9 @@ def build_table(children: list[Run], swept: list[str], metric: str, direction: s
         row |= {k: v for k, v in run.data.metrics.items() if k not in FOLD_METRICS}
         row["error"] = run.data.tags.get("error_message")
         row |= {k: run.data.tags[k] for k in RACE_TAGS if k in run.data.tags}
+        if constraints:
+            breaks = broken(constraints, run.data.metrics)
+            row |= {"feasible": not breaks, "infeasible": ", ".join(breaks)}
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
@@ -97,6 +115,8 @@ def build_table(children: list[Run], swept: list[str], metric: str, direction: s
         table[metric] = np.nan
     score = pd.to_numeric(table[metric], errors="coerce")
     finite = (table["status"] == "FINISHED") & np.isfinite(score) & ~eliminated(table)
+    if constraints:
+        finite &= table["feasible"].astype(bool)
     ascending = direction == "minimize"
     std = table["cv_accuracy_std"] if "cv_accuracy_std" in table else pd.Series(0.0, table.index)
     order = pd.DataFrame(
@@ -140,25 +160,74 @@ def load_summary(
     CV folds."""
     children = children_of(client, parent)
     tags = parent.data.tags
+    pairs = sweep_objectives(tags) if metric is None else []  # --metric: that one alone
     metric = metric or tags.get("sweep_metric", "cv_accuracy_mean")
     direction = direction or tags.get("sweep_direction", "maximize")
+    constraints = parse_constraints(json.loads(tags.get("sweep_constraints", "[]")))
     alpha = float(tags.get("sweep_alpha", DEFAULT_ALPHA))
     prefer = tags.get("sweep_prefer") or None
     swept = swept_keys(parent, children)
     key = prefer.partition(":")[0] if prefer else None
     columns = [*swept, key] if key and key not in swept else swept
-    table = build_table(children, columns, metric, direction)
+    table = build_table(children, columns, metric, direction, constraints)
     runs = {c.info.run_id: c for c in children}
     ranked = table[table["rank"].notna()]
     verdict = compare_with_best(client, runs, ranked, metric, direction, alpha)
+    fronts = None
+    if len(pairs) > 1:
+        metrics = [m for m, _ in pairs]
+        for m in metrics:
+            if m not in table:
+                table[m] = np.nan
+        values = ranked[metrics].apply(pd.to_numeric, errors="coerce")
+        candidates = ranked[np.isfinite(values).all(axis=1)]
+        fronts = find_fronts(client, runs, candidates, pairs, alpha)
     logged = tuple(sorted({key for child in children for key in child.data.metrics}))
     names = (str(c.data.params["data.name"]) for c in children if "data.name" in c.data.params)
     summary = SweepSummary(
-        parent, verdict_columns(table, verdict), swept, metric, direction, verdict, prefer,
-        logged=logged, dataset=next(names, ""),
+        parent, front_columns(verdict_columns(table, verdict), fronts), swept, metric,
+        direction, verdict, prefer, logged=logged, dataset=next(names, ""),
+        objectives=pairs if len(pairs) > 1 else [], constraints=constraints, fronts=fronts,
+        choose_by=tags.get("sweep_choose_by") if fronts is not None else None,
     )  # fmt: skip
-    summary.chosen_id, summary.rule = choose(summary)
+    summary.chosen_id, summary.rule = choose_on_fronts(summary) if fronts else choose(summary)
+    if constraints and summary.chosen_id is None and summary.top is not None:
+        summary.rule += f" among the feasible children ({', '.join(map(str, constraints))})"
     return summary
+
+
+def choose_on_fronts(summary: SweepSummary) -> tuple[str | None, str]:
+    """A multi-objective sweep's one child: among the feasible children not shown dominated,
+    the best sweep.choose_by objective (with sweep.prefer: the most preferred, then that)."""
+    fronts = summary.fronts
+    assert fronts is not None
+    by = summary.choose_by or summary.objectives[0][0]
+    direction = dict(summary.objectives)[by]
+    table = summary.table
+    pool = table[table["run_id"].isin(fronts.not_shown)]
+    feasible = (
+        f" feasible ({', '.join(map(str, summary.constraints))})" if summary.constraints else ""
+    )
+    if pool.empty:
+        return None, "none: no feasible child has a finite value of every objective"
+    score = pd.to_numeric(pool[by], errors="coerce")
+    order = score if direction == "minimize" else -score
+    rule = (
+        f"the {'smallest' if direction == 'minimize' else 'largest'} {by} among the "
+        f"{len(pool)}{feasible} configurations not shown dominated"
+    )
+    if summary.prefer:
+        key, _, way = summary.prefer.partition(":")
+        values = pd.to_numeric(pool[key], errors="coerce") if key in pool else None
+        if values is not None and values.notna().any():
+            ranked = pd.DataFrame({"v": values if way == "min" else -values, "o": order})
+            chosen = ranked.sort_values(["v", "o"]).index[0]
+            extreme = "largest" if way == "max" else "smallest"
+            return str(pool.loc[chosen, "run_id"]), (
+                f"sweep.prefer={summary.prefer}: the {extreme} {key} among the "
+                f"{len(pool)}{feasible} configurations not shown dominated (then the best {by})"
+            )
+    return str(pool.loc[order.sort_values(kind="stable").index[0], "run_id"]), rule
 
 
 def choose(summary: SweepSummary) -> tuple[str | None, str]:
@@ -398,6 +467,8 @@ def nan_note(summary: SweepSummary) -> str | None:
     """Why finished children without a finite selection metric were not ranked."""
     table = summary.table
     unranked = table[(table["status"] == "FINISHED") & table["rank"].isna() & ~eliminated(table)]
+    if "feasible" in unranked:  # an infeasible child is unranked for that (pareto_note says)
+        unranked = unranked[unranked["feasible"].astype(bool)]
     if unranked.empty:
         return None
     return (
@@ -419,3 +490,35 @@ def spread(summary: SweepSummary) -> dict[str, float]:
                 out[f"mean_{name}"] = float(values.mean())
                 out[f"std_{name}"] = float(values.std(ddof=1))
     return out
+
+
+def pareto_note(summary: SweepSummary) -> str | None:
+    """A multi-objective sweep's fronts: how many on each, why they differ; and the children
+    its constraints made infeasible."""
+    sentences = []
+    if summary.fronts is not None:
+        names = dict(
+            zip(summary.table["run_id"], summary.table["run_name"].astype(str), strict=True)
+        )
+        sentences.append(fronts_note(summary.fronts, names))
+    if summary.constraints:
+        table = summary.table
+        out = table[(table["status"] == "FINISHED") & ~table["feasible"].astype(bool)]
+        rules = ", ".join(map(str, summary.constraints))
+        sentences.append(
+            f"{len(out)} of {int((table['status'] == 'FINISHED').sum())} finished children "
+            f"break the constraints ({rules}): infeasible, never ranked, chosen or on a front"
+            + (f" ({', '.join(out['run_name'].astype(str))})." if len(out) else ".")
+        )
+    return " ".join(sentences) or None
+
+
+def front_table(summary: SweepSummary) -> pd.DataFrame:
+    """The children that could be on a front, with their objectives and the front columns,
+    ordered by the first objective (empty for a single-objective sweep)."""
+    if summary.fronts is None:
+        return pd.DataFrame()
+    table = summary.table
+    rows = table[table["run_id"].isin(summary.fronts.dominated_by)]
+    columns = ["run_name", *summary.swept, *(m for m, _ in summary.objectives), *FRONT_COLUMNS]
+    return rows[[c for c in dict.fromkeys(columns) if c in rows]]

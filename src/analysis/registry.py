@@ -140,6 +140,7 @@ def create_version(client, name, run, model_id, summary, dataset) -> ModelVersio
         "selection_metric": summary.metric,
         "selection_value": repr(float(metrics[summary.metric])),
         "selection_direction": summary.direction,
+        "selection_rule": summary.rule[:5000],  # which child of the sweep, and why
         "dataset": dataset,
         "sweep_run_id": summary.parent.info.run_id,
         "run_id": run.info.run_id,

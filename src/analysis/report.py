@@ -13,17 +13,19 @@ import pandas as pd
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
-from src.analysis.plots import save_sweep_plots
+from src.analysis.plots import save_pareto_plot, save_sweep_plots
 from src.analysis.ranking import (
     CONFUSION,
     ELIMINATED,
     SweepSummary,
     eliminated,
+    front_table,
     interval_example,
     interval_note,
     load_summary,
     nan_note,
     parameter_importance,
+    pareto_note,
     race_counts,
     race_note,
     reading_notes,
@@ -54,6 +56,9 @@ def write_summary_files(summary: SweepSummary, out_dir: Path, link: UiLink) -> l
     plots = save_sweep_plots(
         ranked, params, summary.metric, importance, out_dir, summary.heading, also
     )
+    best = summary.best
+    chosen = str(best["run_id"]) if best is not None else None
+    plots += save_pareto_plot(summary.table, summary.objectives, chosen, out_dir, summary.heading)
     return [csv_path, md_path, importance_path, *plots]
 
 
@@ -69,6 +74,11 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame, link: UiLin
         f"{counts['n_finished']} finished, {counts['n_failed']} failed. "
         f"Ranked by `{metric}` ({summary.direction}), a cross-validation score on the "
         f"training split, not the test score.",
+        *(
+            [f"Objectives: {', '.join(f'`{m}` ({d})' for m, d in summary.objectives)}."]
+            if summary.objectives
+            else []
+        ),
         "",
         f"MLflow UI: <{link.url}>" + str(link).removeprefix(link.url),
         "",
@@ -104,6 +114,12 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame, link: UiLin
     ):
         if note:
             lines += [f"> {_text(note)}", ""]
+    if (traded := pareto_note(summary)) is not None:
+        lines += ["## Trade-offs", "", f"> {_text(traded)}", ""]
+        fronts = front_table(summary)
+        if len(fronts):
+            lines += [_markdown_table(fronts, list(fronts.columns)), ""]
+            lines += ["![Pareto fronts](pareto_front.png)", ""]
     spread_metrics = spread(summary)
     if spread_metrics:
         lines += [
@@ -126,8 +142,10 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame, link: UiLin
             "run_name",
             *summary.swept,
             metric,
+            *(m for m, _ in summary.objectives),
             *(c for c in ("cv_accuracy_std", "test_accuracy", "roc_auc") if c != metric),
             *VERDICT_COLUMNS,
+            *(("pareto_front", "not_shown_dominated") if summary.fronts else ()),
         ]
         lines += [f"## Top {len(ranked)}", "", _markdown_table(ranked, columns), ""]
     out = summary.table[eliminated(summary.table)]
@@ -242,6 +260,9 @@ def record_on_parent(
         with_retries(lambda: client.set_tag(best["run_id"], "best_in_sweep", "true"))
     metrics |= spread(summary)
     metrics |= race_counts(summary)
+    if summary.fronts is not None:
+        metrics["n_pareto_front"] = len(summary.fronts.on_means)
+        metrics["n_not_shown_dominated"] = len(summary.fronts.not_shown)
     with_retries(
         lambda: client.log_batch(
             parent_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()], tags=tags
@@ -293,6 +314,7 @@ def sweep_view(client: MlflowClient, tracking_uri: str, summary: SweepSummary) -
         folds=folds if folds != summary.metric and folds in logged else None,
         logged=logged,
         cutoff=cutoff,
+        objectives=tuple(m for m, _ in summary.objectives),
     )
     path, note = store_view(client, view)
     base = parent.data.tags.get("ui_url") or ui_url(tracking_uri)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import re
 import time
 from dataclasses import dataclass, field
@@ -27,14 +28,19 @@ _UNSAFE_KEY_CHARS = re.compile(r"[^\w\-. /]")
 # the scores cross-validated on the training split; each is logged per fold as `cv_<name>`
 # (step = the fold's index in split order) and as `cv_<name>_mean` / `cv_<name>_std`
 CV_SCORES = ("accuracy", "precision", "recall", "f1", "roc_auc")
-FOLD_METRICS = tuple(f"cv_{name}" for name in CV_SCORES)
+# what a configuration costs: the seconds to fit each CV fold (`cv_fit_time` per fold, as
+# cross_validate measures it, so children pair them fold by fold like the scores), the
+# milliseconds per row to predict the test split, the fitted pipeline's pickled size in bytes
+FIT_TIME = "cv_fit_time"
+COST_METRICS = (f"{FIT_TIME}_mean", "predict_ms_per_row", "model_bytes")
+FOLD_METRICS = (*(f"cv_{name}" for name in CV_SCORES), FIT_TIME)
 TEST_METRICS = ("test_accuracy", "precision", "recall", "f1_score", "roc_auc")  # the test split's
 # every single-valued metric a child records, besides per-class ones (what sweep.metric can name
 # with sweep.select_on_test; without it, only the cv_<name>_mean)
 METRICS = (
     *(f"cv_{name}_{stat}" for name in CV_SCORES for stat in ("mean", "std")),
     "test_accuracy", "precision", "recall", "f1_score", "roc_auc", "training_time_s",
-    "tn", "fp", "fn", "tp",
+    "tn", "fp", "fn", "tp", f"{FIT_TIME}_std", *COST_METRICS,
 )  # fmt: skip
 PER_CLASS_METRIC = re.compile(r"class_.+_(precision|recall|f1)")
 
@@ -69,7 +75,9 @@ def evaluate(
     training_time = time.perf_counter() - started
 
     classes = list(pipeline.classes_)
+    started = time.perf_counter()
     y_pred = pipeline.predict(data.X_test)
+    predict_ms_per_row = (time.perf_counter() - started) * 1000 / max(len(data.X_test), 1)
     y_score = pipeline.predict_proba(data.X_test) if hasattr(pipeline, "predict_proba") else None
     metrics = {
         **{
@@ -82,6 +90,8 @@ def evaluate(
         "roc_auc": _roc_auc(data.y_test, y_score, classes),
         **_per_class_scores(data.y_test, y_pred, classes),
         "training_time_s": training_time,
+        "predict_ms_per_row": predict_ms_per_row,
+        "model_bytes": float(len(pickle.dumps(pipeline))),
     }
     confusion = confusion_matrix(data.y_test, y_pred, labels=classes)
     if len(classes) == 2:
@@ -98,9 +108,10 @@ def cross_validation(
     repeats: int = 1,
     repeat: int | None = None,
 ) -> tuple[dict[str, list[float]], tuple[int, int]]:
-    """The five CV scores per fold (cv_<name> -> scores in split order) and the first fold's
-    training and test rows. With `repeat` (0-based), only that repeat's `folds` folds: the same
-    splits as in the full `repeats`, since the repeats are drawn in order from one seed."""
+    """The five CV scores and the fit time per fold (cv_<name> -> values in split order,
+    cv_fit_time in seconds) and the first fold's training and test rows. With `repeat`
+    (0-based), only that repeat's `folds` folds: the same splits as in the full `repeats`,
+    since the repeats are drawn in order from one seed."""
     cv = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
     splits = list(cv.split(data.X_train, data.y_train))
     if repeat is not None:
@@ -111,9 +122,9 @@ def cross_validation(
     )  # fmt: skip
     first = scores["indices"]
     fold_sizes = (len(first["train"][0]), len(first["test"][0]))
-    return {
-        f"cv_{name}": [float(v) for v in scores[f"test_{name}"]] for name in CV_SCORES
-    }, fold_sizes
+    per_fold = {f"cv_{name}": [float(v) for v in scores[f"test_{name}"]] for name in CV_SCORES}
+    per_fold[FIT_TIME] = [float(v) for v in scores["fit_time"]]
+    return per_fold, fold_sizes
 
 
 def cv_scorers(classes: list) -> dict:

@@ -15,7 +15,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from src.ml.data import DataError, check_test_size, load_dataset
-from src.ml.evaluate import CV_SCORES, METRICS, PER_CLASS_METRIC, TEST_METRICS
+from src.ml.evaluate import COST_METRICS, CV_SCORES, METRICS, PER_CLASS_METRIC, TEST_METRICS
+from src.ml.objectives import DIRECTIONS, ObjectiveError, objectives, parse_constraints
 from src.ml.pipeline import build_estimator
 from src.ml.targets import TargetError, allowed_targets, config_targets, resolve_class
 from src.sweep import composition
@@ -59,9 +60,7 @@ def check_settings(cfg: DictConfig) -> None:
         raise SettingsError(str(e)) from None
     sweep = cfg.sweep
     _boolean("sweep.select_on_test", sweep.select_on_test)
-    check_metric(sweep.metric, sweep.select_on_test)
-    if sweep.direction not in ("maximize", "minimize"):
-        _fail("sweep.direction", sweep.direction, "maximize or minimize")
+    check_objectives(sweep)
     alpha = sweep.alpha
     if not _is_number(alpha) or not 0 < alpha < 1:
         _fail("sweep.alpha", alpha, "a significance level between 0 and 1, e.g. 0.05")
@@ -131,10 +130,40 @@ def check_race(cfg: DictConfig) -> None:
         )
 
 
+def check_objectives(sweep: DictConfig) -> None:
+    """sweep.metric and sweep.direction (one, or lists of the same length: the objectives of a
+    multi-objective sweep), and sweep.constraints on metrics a child records."""
+    try:
+        pairs = objectives(sweep.metric, sweep.direction)
+        constraints = parse_constraints(sweep.get("constraints"))
+    except ObjectiveError as e:
+        raise SettingsError(str(e)) from None
+    for metric, direction in pairs:
+        check_metric(metric, sweep.select_on_test)
+        if direction not in DIRECTIONS:
+            _fail("sweep.direction", direction, "maximize or minimize (or a list of them)")
+    if len(pairs) > 1 and sweep.get("race", False) is True:
+        raise SettingsError(
+            f"sweep.race=true with {len(pairs)} objectives: a race eliminates on one metric; "
+            f"race a single sweep.metric, or sweep all objectives without sweep.race"
+        )
+    choose_by = sweep.get("choose_by")
+    if choose_by is not None and choose_by not in [m for m, _ in pairs]:
+        _fail("sweep.choose_by", choose_by, f"null or one of sweep.metric: {[m for m, _ in pairs]}")
+    for constraint in constraints:
+        if not (constraint.metric in METRICS or PER_CLASS_METRIC.fullmatch(constraint.metric)):
+            _fail(
+                "sweep.constraints",
+                str(constraint),
+                f"a constraint on a metric every child records: {', '.join(METRICS)}",
+            )
+
+
 def check_metric(metric: object, select_on_test: bool) -> None:
-    """sweep.metric must be a cross-validated score (cv_<score>_mean); any metric a child
-    records only with sweep.select_on_test, which then selects on what it reports."""
-    if metric in SELECTION_METRICS:
+    """sweep.metric must be a cross-validated score (cv_<score>_mean) or a cost
+    (cv_fit_time_mean, predict_ms_per_row, model_bytes); any metric a child records only with
+    sweep.select_on_test, which then selects on what it reports."""
+    if metric in SELECTION_METRICS or metric in COST_METRICS:
         return
     if isinstance(metric, str) and select_on_test:
         if metric in METRICS or PER_CLASS_METRIC.fullmatch(metric):
@@ -149,8 +178,8 @@ def check_metric(metric: object, select_on_test: bool) -> None:
     _fail(
         "sweep.metric",
         metric,
-        f"one of {', '.join(SELECTION_METRICS)} (the cross-validated scores; any other metric "
-        f"a child records only with sweep.select_on_test=true)",
+        f"one of {', '.join(SELECTION_METRICS + COST_METRICS)} (the cross-validated scores "
+        f"and the costs; any other metric a child records only with sweep.select_on_test=true)",
     )
 
 

@@ -26,7 +26,9 @@ class SweepContext:
     max_failures: int | None
     swept: tuple[str, ...] = ()  # the keys that vary between jobs: what a run name shows
     search: bool = False  # a sweeper that picks values as it goes (Optuna)
-    finished: dict[str, float] = field(default_factory=dict)  # resumed: job key -> its metric
+    finished: dict[str, float | tuple[float, ...]] = field(
+        default_factory=dict
+    )  # resumed: job key -> its metric
     rounds: int = 1  # a race's most rounds (sweep.race: cv.repeats); each round a job per config
     resumed: bool = False  # this attempt resumes an earlier one (sweep.resume)
     # this attempt of the sweep (a resume is another): its children carry it (store.ATTEMPT_TAG)

@@ -13,6 +13,7 @@ from sklearn.pipeline import Pipeline
 from src.analysis.verdict import fold_metric
 from src.ml.data import Dataset, load_dataset
 from src.ml.evaluate import TEST_METRICS, cross_validation, evaluate
+from src.ml.objectives import broken, metric_names, parse_constraints, violations
 from src.ml.pipeline import build_pipeline
 from src.ml.plots import save_child_plots
 from src.ml.targets import allowed_targets
@@ -37,6 +38,7 @@ from src.tracking.child_run import (
     log_round,
     log_sklearn_model,
     node_tags,
+    run_score,
 )
 from src.tracking.process import git_info
 from src.tracking.store import (
@@ -52,8 +54,9 @@ from src.tracking.store import (
 )
 
 
-def train(cfg: DictConfig) -> float:
-    """Fit and evaluate `cfg`, record it in MLflow, and return the selection metric."""
+def train(cfg: DictConfig) -> float | tuple[float, ...]:
+    """Fit and evaluate `cfg`, record it in MLflow, and return the selection metric (one value
+    per objective when sweep.metric is a list)."""
     ctx = current_sweep()
     race = race_round() if ctx is not None else None
     if ctx is None and cfg.sweep.get("race", False) is True:
@@ -103,17 +106,30 @@ def train(cfg: DictConfig) -> float:
             metrics = result.metrics
             if race is not None:
                 metrics = metrics | {RACE_FOLDS: float(cfg.cv.folds)}
+            splits |= feasibility_tags(cfg, metrics)
             log_results(
                 client, run_id, params, metrics, artifacts, model_id, result.fold_scores,
                 splits,
             )  # fmt: skip
     if ctx is None:
         print(describe_single_run(cfg, target, run_id, result.metrics), flush=True)
-    value = result.metrics[str(cfg.sweep.metric)]
+    names = metric_names(cfg.sweep.metric)
+    constraints = parse_constraints(cfg.sweep.get("constraints"))
     if race is None:
-        return RunScore(value, run_id)
-    folds = result.fold_scores[str(fold_metric(str(cfg.sweep.metric)))]
-    return RunScore(value, run_id, tuple(folds), result.fold_sizes)
+        return run_score(result.metrics, run_id, names, violations(constraints, result.metrics))
+    folds = result.fold_scores[str(fold_metric(names[0]))]
+    return RunScore(result.metrics[names[0]], run_id, tuple(folds), result.fold_sizes)
+
+
+def feasibility_tags(cfg: DictConfig, metrics: dict[str, float]) -> dict[str, str]:
+    """With sweep.constraints: `feasible` (true or false) and, when false, `infeasible`, the
+    constraints the run breaks; nothing without constraints."""
+    constraints = parse_constraints(cfg.sweep.get("constraints"))
+    if not constraints:
+        return {}
+    if not (broke := broken(constraints, metrics)):
+        return {"feasible": "true"}
+    return {"feasible": "false", "infeasible": ", ".join(broke)}
 
 
 def next_round(cfg: DictConfig, round_index: int, run_id: str | None) -> float:
@@ -143,7 +159,7 @@ def next_round(cfg: DictConfig, round_index: int, run_id: str | None) -> float:
                 )
             so_far[key] = earlier + new
         log_round(client, run_id, scores, so_far, round_index, folds)
-    key = str(fold_metric(str(cfg.sweep.metric)))
+    key = str(fold_metric(metric_names(cfg.sweep.metric)[0]))
     mean = sum(so_far[key]) / len(so_far[key])
     return RunScore(mean, run_id, tuple(so_far[key]), sizes)
 
@@ -154,7 +170,7 @@ def describe_single_run(
     """What a finished single run prints: its name and id, the selection metric, the test
     metrics, and where to look (the UI, the artifact folder)."""
     run = MlflowClient(target.tracking_uri).get_run(run_id)
-    metric = str(cfg.sweep.metric)
+    metric = metric_names(cfg.sweep.metric)[0]
     spread = metrics.get(metric.removesuffix("_mean") + "_std")
     plus = f" ± {spread:.4f}" if metric.endswith("_mean") and spread is not None else ""
     tests = ", ".join(f"{m}={metrics[m]:.4f}" for m in TEST_METRICS if m in metrics)

@@ -10,11 +10,12 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig
 
+from src.ml.objectives import metric_names, parse_constraints, violations
 from src.sweep.context import SweepContext
 from src.sweep.overrides import child_run_name, job_tags
 from src.sweep.progress import report_progress
 from src.sweep.search import trial_tags
-from src.tracking.child_run import RunFailed, RunScore
+from src.tracking.child_run import RunFailed, run_score
 from src.tracking.process import PROCESS_TAG
 from src.tracking.store import ATTEMPT_TAG, mlflow_key, record_failure, run_tags, with_retries
 
@@ -31,9 +32,11 @@ def lost_job(ctx: SweepContext, job_config: DictConfig, error: Exception) -> Job
     name = child_run_name(job_config, overrides, ctx.swept)
     client = MlflowClient(ctx.target.tracking_uri)
     run = attempt_run(client, ctx, int(job_config.hydra.job.num))
-    metric = str(job_config.sweep.metric)
-    if run is not None and run.info.status == "FINISHED" and metric in run.data.metrics:
-        value = RunScore(run.data.metrics[metric], run.info.run_id)
+    names = metric_names(job_config.sweep.metric)
+    if run is not None and run.info.status == "FINISHED" and names[0] in run.data.metrics:
+        constraints = parse_constraints(job_config.sweep.get("constraints"))
+        broke = violations(constraints, run.data.metrics)
+        value = run_score(run.data.metrics, run.info.run_id, names, broke)
         return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=value)
     if run is None or run.info.status == "RUNNING":
         run_id = record_lost_run(client, ctx, job_config, overrides, name, run, error)

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from src.analysis.ranking import SweepSummary, more_folds_hint, race_note
 from src.analysis.registry import default_model_name, describe, register_best
 from src.analysis.report import summarize_sweep
+from src.ml.objectives import objective_tags
 from src.sweep.context import Launch
 from src.sweep.overrides import sweep_command, swept_values, task_overrides
 from src.sweep.recovery import (
@@ -53,7 +54,7 @@ class SweepSetupError(ValueError):
 
 def open_sweep(
     config: DictConfig, jobs: list[list[str]] | None, sweep_dir: Path, experiment: str
-) -> tuple[RunTarget, dict[str, float], Heartbeat]:
+) -> tuple[RunTarget, dict[str, float | tuple[float, ...]], Heartbeat]:
     """Open the store and the `experiment`, end runs whose process is gone, and create the
     parent run (writing to `sweep_dir`), or reopen the one sweep.resume names; the parent's run
     target, the finished jobs' results (job key -> metric) when resuming, and the parent's
@@ -73,7 +74,7 @@ def open_sweep(
             f"process is gone",
             flush=True,
         )
-    finished: dict[str, float] = {}
+    finished: dict[str, float | tuple[float, ...]] = {}
     command = command_tag(sweep_command(config))
     if config.sweep.resume:
         try:
@@ -152,8 +153,12 @@ def create_parent_run(
         "mlflow.note.content": description[:MAX_TAG_VAL_LENGTH],
         "sweep": "true",
         "sweeper": str(config.hydra.sweeper._target_),
-        "sweep_metric": str(config.sweep.metric),
-        "sweep_direction": str(config.sweep.direction),
+        **objective_tags(
+            config.sweep.metric,
+            config.sweep.direction,
+            config.sweep.get("constraints"),
+            config.sweep.get("choose_by"),
+        ),  # fmt: skip
         "sweep_alpha": str(config.sweep.alpha),
         COMMAND_TAG: command,
     } | attempt_tags(config, sweep_dir)
@@ -208,7 +213,8 @@ def finish_parent_run(config: DictConfig, launch: Launch) -> dict[str, int]:
     best = summary.best
     if best is not None:
         score = f"{summary.metric}={best[summary.metric]:.4f}"
-        rule = "" if summary.prefer is None else f", chosen by {summary.rule}"
+        chosen_by_rule = summary.prefer is not None or summary.fronts is not None
+        rule = f", chosen by {summary.rule}" if chosen_by_rule else ""
         lines.append(f"Best: {best['run_name']} ({best['run_id']}) {score}{rule}")
         verdict = summary.verdict
         if verdict.missing is None and verdict.adjusted:
@@ -220,6 +226,13 @@ def finish_parent_run(config: DictConfig, launch: Launch) -> dict[str, int]:
             )
     if (raced := race_note(summary)) is not None:
         lines.append(raced)
+    if summary.fronts is not None:
+        fronts = summary.fronts
+        lines.append(
+            f"Trade-offs: {len(fronts.on_means)} of {len(fronts.dominated_by)} feasible "
+            f"configurations on the Pareto front of the means, {len(fronts.not_shown)} not shown "
+            f"dominated (pareto_front.png; why they differ: the summary)"
+        )
     files = Path(ctx.sweep_dir) / "sweep_summary.md"
     lines.append(f"Summary: {files} (and on the parent run, under summary/)")
     lines.append(f"MLflow UI: {link}")

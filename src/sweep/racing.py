@@ -23,6 +23,7 @@ from hydra_plugins.sweeps_race_sweeper import (
 )
 from src.analysis.race import eliminate, leader_of
 from src.analysis.verdict import fold_metric
+from src.ml.objectives import objectives
 from src.sweep.context import SweepContext
 from src.sweep.overrides import job_key
 from src.tracking.child_run import RunScore, fold_values
@@ -79,10 +80,8 @@ def start_race(config: DictConfig, ctx: SweepContext) -> None:
     if is_race(config):
         sweep = config.sweep
         rounds, folds = int(config.cv.repeats), int(config.cv.folds)
-        judge = partial(
-            judge_round, ctx, rounds, folds, str(sweep.direction), float(sweep.race_alpha),
-            str(sweep.metric),
-        )  # fmt: skip
+        ((metric, direction),) = objectives(sweep.metric, sweep.direction)  # one: checked
+        judge = partial(judge_round, ctx, rounds, folds, direction, float(sweep.race_alpha), metric)
         judge_rounds(judge, partial(recall_race, ctx, folds))
 
 

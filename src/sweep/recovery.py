@@ -18,8 +18,9 @@ from mlflow.entities import Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from src.ml.objectives import parse_constraints, sweep_objectives, violations
 from src.sweep.racing import RACE_FOLDS
-from src.tracking.child_run import RunScore
+from src.tracking.child_run import run_score
 from src.tracking.heartbeat import STALE_INTERVALS, heartbeat_age
 from src.tracking.process import PROCESS_TAG, process_identity
 from src.tracking.store import (
@@ -258,7 +259,7 @@ def reopen_sweep(
     keep_repeats: bool,
     keep_failed: bool = False,
     keep_started: bool = False,
-) -> dict[str, float]:
+) -> dict[str, float | tuple[float, ...]]:
     """Prepare a parent for another attempt: the finished children's job keys and metrics are
     kept (their jobs are skipped); failed, killed or stale children are soft-deleted (they are
     rerun, and stay recoverable in MLflow's trash), and so are repeated finished children of a
@@ -269,14 +270,16 @@ def reopen_sweep(
     folds go on in the next round (only those without one are deleted and run again).
     The parent then describes this attempt: RUNNING, `attempt_tags` (its process, sweep dir,
     launcher), and none of an earlier attempt's error or end tags."""
-    finished: dict[str, float] = {}
-    metric = parent.data.tags.get("sweep_metric", "cv_accuracy_mean")
+    finished: dict[str, float | tuple[float, ...]] = {}
+    names = [m for m, _ in sweep_objectives(parent.data.tags)]
+    constraints = parse_constraints(json.loads(parent.data.tags.get("sweep_constraints", "[]")))
     for child in sorted(children_of(client, parent), key=lambda run: run.info.start_time):
         key = child.data.tags.get("job_key", "")
         done = child.info.status == "FINISHED" and bool(key)
         if done and (key not in finished or keep_repeats):
-            value = child.data.metrics.get(metric, float("nan"))
-            finished.setdefault(key, RunScore(value, child.info.run_id))
+            metrics = child.data.metrics
+            broke = violations(constraints, metrics)
+            finished.setdefault(key, run_score(metrics, child.info.run_id, names, broke))
             continue
         failed = child.info.status == "FAILED" and child.data.tags.get("error_type") != "Stale"
         if keep_failed and failed:

@@ -20,6 +20,7 @@ from hydra_plugins.sweeps_optuna_sweeper import (
     missing_trials,
     search_space,
 )
+from src.ml.objectives import metric_names, parse_constraints
 from src.ml.targets import TargetError, config_targets, resolve_class
 
 PARENT_ATTR = "mlflow_parent_run_id"  # the trial user attribute naming the sweep's parent run
@@ -40,16 +41,7 @@ def search_size(config: DictConfig) -> int | None:
         return None
     if sweeper._target_ != OUR_OPTUNA:
         return int(sweeper.n_trials)
-    direction = (
-        OmegaConf.to_object(sweeper.direction)
-        if OmegaConf.is_config(sweeper.direction)
-        else sweeper.direction
-    )
-    if direction not in ("minimize", "maximize"):
-        raise ValueError(
-            f"hydra.sweeper.direction={direction!r}: "
-            f"minimize or maximize (one objective; multi-objective search is not supported)"
-        )
+    check_search_objectives(config)
     missing = missing_trials(sweeper.storage, sweeper.study_name, int(sweeper.n_trials))
     if missing == 0:
         raise ValueError(
@@ -57,6 +49,47 @@ def search_size(config: DictConfig) -> int | None:
             f"{sweeper.n_trials} ended trials: raise n_trials to search further"
         )
     return missing
+
+
+# Optuna's samplers that take a constraints_func, and the one that takes one objective only
+CONSTRAINED_SAMPLERS = ("TPESampler", "NSGAIISampler", "NSGAIIISampler", "GPSampler")
+SINGLE_OBJECTIVE_SAMPLERS = ("CmaEsSampler",)
+
+
+def check_search_objectives(config: DictConfig) -> None:
+    """Our Optuna sweeper's hydra.sweeper.direction: one per objective of sweep.metric (one
+    for one), each minimize or maximize; a sampler that can search that many objectives, and
+    that takes the constraints when sweep.constraints has any."""
+    sweeper = config.hydra.sweeper
+    direction = sweeper.direction
+    directions = list(direction) if OmegaConf.is_list(direction) else [direction]
+    n_objectives = len(metric_names(config.sweep.metric))
+    if any(d not in ("minimize", "maximize") for d in directions):
+        raise ValueError(
+            f"hydra.sweeper.direction={_plain(direction)!r}: minimize or maximize, or a list "
+            f"of them (one per objective)"
+        )
+    if len(directions) != n_objectives:
+        raise ValueError(
+            f"hydra.sweeper.direction={_plain(direction)!r} has {len(directions)} directions "
+            f"for the {n_objectives} objectives of sweep.metric={_plain(config.sweep.metric)!r}: "
+            f"set hydra.sweeper.direction=${{sweep.direction}} (as sweeps/*_optuna.yaml do)"
+        )
+    sampler = str(OmegaConf.select(sweeper, "sampler._target_", default="")).rsplit(".", 1)[-1]
+    if n_objectives > 1 and sampler in SINGLE_OBJECTIVE_SAMPLERS:
+        raise ValueError(
+            f"hydra.sweeper.sampler={sampler} searches one objective, sweep.metric has "
+            f"{n_objectives}: use tpe, nsgaii, gp or random"
+        )
+    if parse_constraints(config.sweep.get("constraints")) and sampler not in CONSTRAINED_SAMPLERS:
+        raise ValueError(
+            f"sweep.constraints with hydra.sweeper.sampler={sampler}: it cannot be told the "
+            f"constraints; use tpe, nsgaii or gp"
+        )
+
+
+def _plain(value: object) -> object:
+    return OmegaConf.to_object(value) if OmegaConf.is_config(value) else value
 
 
 def first_values(config: DictConfig, overrides: list[str]) -> list[str]:
@@ -119,13 +152,19 @@ def search_result(
     sweep_dir: Path, table: pd.DataFrame
 ) -> tuple[dict[str, str], float | None] | None:
     """The search's own verdict (the sweeper's optimization_results.yaml), as the parent's tags
-    (best params, the run that holds the best trial, the study) and its best value; None
-    when the sweep was not a search."""
+    (best params, the run that holds the best trial, the study; with several objectives the
+    runs of the study's Pareto front) and its best value; None when the sweep was not a
+    search."""
     results = sweep_dir / "optimization_results.yaml"
     if not results.is_file():
         return None
     verdict = OmegaConf.load(results)
     assert isinstance(verdict, DictConfig)
+    if verdict.get("solutions") is not None:  # several objectives: the study's Pareto front
+        runs = [str(t.run_id) for t in verdict.solutions if t.get("run_id")]
+        tags = {"search_pareto_front_run_ids": ",".join(runs)[:5000]}
+        tags |= {f"search_{k}": str(verdict[k]) for k in ("study_name", "storage") if k in verdict}
+        return tags, None
     best_params = {str(k): str(v) for k, v in verdict.get("best_params", {}).items()}
     match = table[table["status"] == "FINISHED"]
     for key, value in best_params.items():

@@ -13,6 +13,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from src.ml.objectives import metric_names
 from src.sweep.context import current_sweep
 from src.sweep.overrides import child_run_name, job_key, job_overrides
 from src.sweep.progress import job_outcomes, report_progress
@@ -20,6 +21,8 @@ from src.sweep.racing import race_round
 from src.tracking.child_run import RunFailed
 from src.tracking.interrupts import first_stop_signal
 from src.tracking.store import redact_text
+
+Score = float | tuple[float, ...]  # one value per objective when there are several
 
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
 
@@ -31,7 +34,7 @@ class JobSkipped(RuntimeError):
     """A search's job that the failure policy did not start."""
 
 
-def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
+def run_task(task: Callable[[DictConfig], Score], cfg: DictConfig) -> Score:
     """Run one job. A single run that fails exits with one line (the traceback only under
     HYDRA_FULL_ERROR=1, as Hydra does). In a sweep: a job finished by an earlier attempt
     (sweep.resume) is skipped, a failed job is reported and the sweep goes on, and once
@@ -69,7 +72,9 @@ def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
         if ctx.search:
             raise
         return float("nan")
-    detail = f"{cfg.sweep.metric}={value:.4f}"
+    names = metric_names(cfg.sweep.metric)
+    values = value if isinstance(value, tuple) else (value,)
+    detail = " ".join(f"{m}={v:.4f}" for m, v in zip(names, values, strict=False))
     if (race := race_round()) is not None:
         detail = f"round {race[0] + 1}/{ctx.rounds} {detail}"
     report_progress(ctx, name, "FINISHED", detail=detail)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache, partial
 from importlib.metadata import version
@@ -69,11 +70,14 @@ def flatten_config(cfg: DictConfig) -> dict[str, str]:
 class RunScore(float):
     """A job's selection metric that knows the run it was recorded in: a float, as Hydra's
     sweepers expect, whose `run_id` a search records on its trial; in a race also the
-    selection metric's fold scores so far and the folds' training and test rows."""
+    selection metric's fold scores so far and the folds' training and test rows; with
+    sweep.constraints how far the run breaks each (`violations` by the constraint's text, > 0
+    broken: what a search tells Optuna)."""
 
     run_id: str
     folds: tuple[float, ...]
     sizes: tuple[int, int]
+    violations: dict[str, float]
 
     def __new__(
         cls,
@@ -81,16 +85,52 @@ class RunScore(float):
         run_id: str,
         folds: tuple[float, ...] = (),
         sizes: tuple[int, int] = (0, 0),
+        violations: Mapping[str, float] | None = None,
     ) -> RunScore:
         score = super().__new__(cls, value)
         score.run_id, score.folds, score.sizes = run_id, tuple(folds), sizes
+        score.violations = dict(violations or {})
         return score
 
-    def __reduce__(
-        self,
-    ) -> tuple[type[RunScore], tuple[float, str, tuple[float, ...], tuple[int, int]]]:
-        """Pickled (to and from joblib workers) with its run and folds."""
-        return RunScore, (float(self), self.run_id, self.folds, self.sizes)
+    def __reduce__(self) -> tuple[type[RunScore], tuple[Any, ...]]:
+        """Pickled (to and from joblib workers) with its run, folds and violations."""
+        return RunScore, (float(self), self.run_id, self.folds, self.sizes, self.violations)
+
+
+class RunScores(tuple[float, ...]):
+    """A multi-objective job's values, one per objective (as Hydra's Optuna sweeper takes a
+    multi-objective task's return), that know their run and their constraints' violations."""
+
+    run_id: str
+    violations: dict[str, float]
+
+    def __new__(
+        cls, values: tuple[float, ...], run_id: str, violations: Mapping[str, float] | None = None
+    ) -> RunScores:
+        scores = super().__new__(cls, tuple(float(v) for v in values))
+        scores.run_id, scores.violations = run_id, dict(violations or {})
+        return scores
+
+    def __reduce__(self) -> tuple[type[RunScores], tuple[Any, ...]]:
+        """Pickled (to and from joblib workers) with its run and violations."""
+        return RunScores, (tuple(self), self.run_id, self.violations)
+
+    def __format__(self, spec: str) -> str:
+        return ", ".join(format(v, spec) for v in self)
+
+
+def run_score(
+    metrics: Mapping[str, float],
+    run_id: str,
+    metric_names: Sequence[str],
+    violations: Mapping[str, float] | None = None,
+) -> RunScore | RunScores:
+    """What a job returns for a run that recorded `metrics`: its one objective's value, or one
+    value per objective (a metric not recorded: NaN), with its constraints' `violations`."""
+    values = tuple(float(metrics.get(m, math.nan)) for m in metric_names)
+    if len(values) == 1:
+        return RunScore(values[0], run_id, violations=violations)
+    return RunScores(values, run_id, violations)
 
 
 def node_tags() -> dict[str, str]:

@@ -67,6 +67,7 @@ class SweepView:
     folds: str | None  # the per-fold metric by step, if the children logged one
     logged: tuple[str, ...]  # every metric key the children logged
     cutoff: float | None = None  # the worst selection metric charted, when not every child is
+    objectives: tuple[str, ...] = ()  # a multi-objective sweep's: a scatter of each pair
 
 
 def card(kind: str, uuid: str, **fields: Any) -> dict[str, Any]:
@@ -117,6 +118,7 @@ def search_filter(view: SweepView) -> str:
 
 
 TESTS = "tests"  # the section of the test metrics' charts
+TRADEOFFS = "tradeoffs"  # the section of a multi-objective sweep's scatter charts
 
 
 def charts(view: SweepView) -> list[dict[str, Any]]:
@@ -124,7 +126,20 @@ def charts(view: SweepView) -> list[dict[str, Any]]:
     the swept params, the metric against each numeric param, the best runs' folds), then the
     test metrics; a deleted card for every other logged metric (else the UI adds a chart for
     each)."""
+    shown = view.objectives[:3]
+    metric = {"type": "METRIC"}
     cards = [
+        card(
+            "SCATTER",
+            f"tradeoff-{x}-{y}",
+            metricSectionId=TRADEOFFS,
+            xaxis=metric | {"key": x},
+            yaxis=metric | {"key": y},
+        )  # fmt: skip
+        for i, y in enumerate(shown)
+        for x in shown[i + 1 :]
+    ]
+    cards += [
         card("BAR", f"bar-{view.metric}", metricKey=view.metric),
         card(
             "PARALLEL",
@@ -154,9 +169,14 @@ def charts(view: SweepView) -> list[dict[str, Any]]:
 def view_state(view: SweepView) -> dict[str, Any]:
     """The page state the view restores: this sweep's children, best first, the best 10 charted
     (every one in the parallel coordinates), in large cards two to a row."""
+    every = bool(view.objectives)  # a trade-off is read across every child, not the best 10
     sections = [
-        {"uuid": SECTION, "name": f"Sweep {view.name}: the best {VISIBLE}", "display": True,
-         "columns": 2, "cardHeight": 300},
+        {"uuid": TRADEOFFS, "name": f"Sweep {view.name}: trade-offs, every child",
+         "display": True, "columns": 2, "cardHeight": 360},
+    ] if every else []  # fmt: skip
+    sections += [
+        {"uuid": SECTION, "name": f"Sweep {view.name}: " + ("every child" if every else
+         f"the best {VISIBLE}"), "display": True, "columns": 2, "cardHeight": 300},
         {"uuid": TESTS, "name": f"Sweep {view.name}: test metrics", "display": True,
          "columns": 3, "cardHeight": 260},
         {"uuid": "model", "name": "Model metrics", "display": False},
@@ -171,7 +191,7 @@ def view_state(view: SweepView) -> dict[str, Any]:
         "modelVersionFilter": "All Runs",
         "datasetsFilter": [],
         "selectedColumns": [f"params.`{k}`" for k in view.swept] + [f"metrics.`{view.metric}`"],
-        "runsHiddenMode": f"FIRST_{VISIBLE}_RUNS",
+        "runsHiddenMode": "SHOW_ALL" if every else f"FIRST_{VISIBLE}_RUNS",
         "compareRunSections": [
             s | {"isReordered": False, "deleted": False, "isGenerated": False} for s in sections
         ],

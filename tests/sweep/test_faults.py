@@ -96,6 +96,12 @@ FAULTS = [
     Fault("select_on_test_unknown", "-m sweep.metric=nope sweep.select_on_test=true", 1, "sweep.metric='nope' is not valid; use one of cv_accuracy_mean"),
     Fault("select_on_test_text", "-m sweep.select_on_test=yes", 1, "sweep.select_on_test='yes' is not valid; use true or false"),
     Fault("direction", "-m sweep.direction=sideways", 1, "sweep.direction='sideways'"),
+    Fault("objectives_unequal", "-m sweep.metric=[cv_accuracy_mean,cv_fit_time_mean] sweep.direction=[maximize,minimize,minimize]", 1, "sweep.metric has 2 metrics (cv_accuracy_mean, cv_fit_time_mean) but sweep.direction 3 directions"),
+    Fault("objective_unknown", "-m sweep.metric=[cv_accuracy_mean,speed] sweep.direction=[maximize,minimize]", 1, "sweep.metric='speed' is not valid"),
+    Fault("constraint_unparseable", '-m sweep.constraints=["model_bytes=<1e6"]', 1, "sweep.constraints: 'model_bytes=<1e6' is not a constraint"),
+    Fault("constraint_unknown_metric", '-m sweep.constraints=["speed<=1"]', 1, "sweep.constraints='speed<=1' is not valid; use a constraint on a metric every child records"),
+    Fault("search_directions_unequal", "-m sweeps=random_forest_tradeoffs_optuna hydra.sweeper.direction=maximize", 1, "hydra.sweeper.direction='maximize' has 1 directions for the 2 objectives"),
+    Fault("search_single_objective_sampler", "-m sweeps=random_forest_tradeoffs_optuna hydra/sweeper/sampler=cmaes ~hydra.sweeper.sampler.population_size", 1, "hydra.sweeper.sampler=CmaEsSampler searches one objective, sweep.metric has 2"),
     Fault("alpha", "-m sweep.alpha=1.5", 1, "sweep.alpha=1.5 is not valid; use a significance level"),
     Fault("heartbeat", "-m sweep.heartbeat_s=0", 1, "sweep.heartbeat_s=0 is not valid; use seconds between"),
     Fault("prefer_format", "-m sweep.prefer=n_neighbors", 1, "sweep.prefer='n_neighbors' is not valid; use null or <param key>:max|min"),
@@ -157,7 +163,7 @@ FAULTS = [
     Fault("job_fails_single", "model=knn model.n_neighbors=500", 1, "Run failed: Expected n_neighbors <= n_samples_fit", process=True),
     Fault("one_job_fails", "-m model=knn model.n_neighbors=5,500", 1, "1 of 2 jobs failed", {"FINISHED": 1}, {"FINISHED": 1, "FAILED": 1}),
     # a value a search samples is checked in its job: a FAILED child, not a lost job
-    Fault("optuna_two_objectives", "-m sweeps=knn_optuna hydra.sweeper.direction=[maximize,minimize]", 1, "hydra.sweeper.direction=['maximize', 'minimize']: minimize or maximize (one objective"),
+    Fault("optuna_two_objectives", "-m sweeps=knn_optuna hydra.sweeper.direction=[maximize,minimize]", 1, "hydra.sweeper.direction=['maximize', 'minimize'] has 2 directions for the 1 objectives of sweep.metric='cv_accuracy_mean'"),
     Fault("optuna_unknown_key", "-m sweeps=knn_optuna model.nope=choice(1,2)", 1, "Could not override 'model.nope'"),
     Fault("sampled_bad_value", "-m sweeps=knn_optuna hydra.sweeper.n_trials=4 data.test_size=choice(0.2,1.5)", 1, "3 of 4 jobs failed", {"FINISHED": 1}, {"FINISHED": 1, "FAILED": 3}, slow=SLOW),
     # what works must keep working

@@ -25,6 +25,8 @@ EXPECTED_JOBS = {
     "seeds": 10,
     "knn_optuna": 30,
     "random_forest_optuna": 30,
+    "random_forest_tradeoffs": 4 * 3,
+    "random_forest_tradeoffs_optuna": 12,
 }
 LEAN = ["mlflow.log_model=false", "mlflow.log_plots=false"]
 

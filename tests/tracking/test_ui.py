@@ -23,6 +23,7 @@ from ..helpers import (
     REPO,
     all_runs,
     browse,
+    close_banners,
     grow_sweep,
     mlflow_process,
     new_store,
@@ -141,11 +142,7 @@ def test_each_sweeps_link_opens_its_own_chart_view(mlflow_ui, ui_store, tmp_path
         assert scatter["points"] == [10] and (scatter["x"], scatter["y"]) == ("linear", "linear")
         assert len(folds["traces"]) >= 10 and set(folds["points"]) == {5}  # 5 folds each
         assert len({t.removesuffix(" (cv_accuracy)") for t in folds["traces"]}) == 10
-        for label in ("Hide banner", "Close"):  # the shared-view banner, the assistant's panel
-            shown = page.locator(f'[aria-label="{label}"]:visible')
-            if shown.count():
-                shown.first.click()
-        page.wait_for_timeout(1500)
+        close_banners(page)
         page.screenshot(path=str(tmp_path / "sweep_view.png"))
         # the same view as a table: the swept params and the selection metric as columns
         page.goto(links[0].replace(DEFAULT_UI_URL, url).replace("=CHART", "=TABLE"))

@@ -34,6 +34,7 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 from sqlalchemy.engine import make_url
 
@@ -171,33 +172,54 @@ def prepare(study: optuna.Study, user_attrs: dict[str, Any], n_trials: int) -> i
 
 
 def tell(study: optuna.Study, trial: Trial, result: JobReturn) -> bool:
-    """Record a job's end on its trial: the value, or FAIL; the run it recorded (a return
-    value or an error with a `run_id`). True when the job failed."""
+    """Record a job's end on its trial: the value (one per objective: a multi-objective task
+    returns a sequence), or FAIL; the run it recorded (a return value or an error with a
+    `run_id`) and how far it breaks each of the sweep's constraints (its `violations`, told
+    with Optuna's `Trial.set_constraint`, which the samplers read). True when the job
+    failed."""
     try:
-        value = float(result.return_value)  # raises the job's error when it failed
+        returned = result.return_value  # raises the job's error when it failed
+        values = [float(v) for v in returned] if isinstance(returned, (tuple, list)) else [
+            float(returned)
+        ]  # fmt: skip
         error = None
     except Exception as e:  # noqa: BLE001 - any job error is the trial's failure
-        value, error = math.nan, e
+        values, error = [math.nan], e
     run_id = getattr(error if error is not None else result.return_value, "run_id", None)
     if run_id is not None:
         trial.set_user_attr(RUN_ID, str(run_id))
-    failed = error is not None or result.status != JobStatus.COMPLETED or math.isnan(value)
+    violations = getattr(result.return_value, "violations", {}) if error is None else {}
+    for constraint, value in violations.items():
+        trial.set_constraint(str(constraint), float(value))
+    failed = (
+        error is not None
+        or result.status != JobStatus.COMPLETED
+        or any(math.isnan(v) for v in values)
+        or len(values) != len(study.directions)
+    )
     trial.set_user_attr(JOB_STATUS, "FAILED" if failed else "COMPLETED")
     if failed:
         study.tell(trial, state=TrialState.FAIL)
     else:
-        study.tell(trial, value)
+        study.tell(trial, values)
     return failed
+
+
+def directions_of(direction: Any) -> list[StudyDirection]:
+    """hydra.sweeper.direction (one, or one per objective) as a list of Optuna directions."""
+    directions = [direction] if isinstance(direction, str) else list(direction)
+    if not directions or any(d not in ("minimize", "maximize") for d in directions):
+        raise ValueError(
+            f"hydra.sweeper.direction={direction!r}: minimize or maximize, or a list of them "
+            f"(one per objective)"
+        )
+    return [StudyDirection[str(d).upper()] for d in directions]
 
 
 def sweep(options: dict[str, Any], setup: dict[str, Any], arguments: list[str]) -> None:
     """Run the search and write `optimization_results.yaml` in the sweep folder."""
     config: DictConfig = setup["config"]
-    direction = options["direction"]
-    if direction not in ("minimize", "maximize"):
-        raise ValueError(
-            f"hydra.sweeper.direction={direction!r}: minimize or maximize (one objective)"
-        )
+    directions = directions_of(options["direction"])
     launcher = Plugins.instance().instantiate_launcher(**setup)
     params = options["params"] or {}
     space, fixed = search_space([f"{k}={v}" for k, v in params.items()] + list(arguments))
@@ -206,7 +228,7 @@ def sweep(options: dict[str, Any], setup: dict[str, Any], arguments: list[str]) 
         storage=storage,
         sampler=options["sampler"],
         study_name=options["study_name"],
-        direction=direction,
+        directions=directions,
         load_if_exists=True,
     )
     attrs = OmegaConf.to_container(options["user_attrs"] or OmegaConf.create({}))
@@ -253,7 +275,14 @@ def write_results(study: optuna.Study, storage: str | None, sweep_dir: Path) -> 
         "n_trials": len(study.trials),
     }
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if completed:
+    if completed and len(study.directions) > 1:  # the best trials: the study's Pareto front
+        results["solutions"] = [
+            {"params": t.params, "values": t.values, "trial": t.number,
+             "run_id": t.user_attrs.get(RUN_ID)}
+            for t in study.best_trials
+        ]  # fmt: skip
+        log.info(f"Pareto front of the study: {len(study.best_trials)} trials")
+    elif completed:
         best = study.best_trial
         results |= {"best_params": best.params, "best_value": best.value}
         results |= {"best_trial": best.number, "best_run_id": best.user_attrs.get(RUN_ID)}

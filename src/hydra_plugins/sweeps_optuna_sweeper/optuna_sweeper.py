@@ -14,7 +14,7 @@ class SweepsOptunaSweeper(Sweeper):
     def __init__(
         self,
         sampler: Any,
-        direction: str,
+        direction: Any,
         storage: str | None,
         study_name: str | None,
         n_trials: int,
