@@ -12,20 +12,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from src.analysis.families import family_note, family_table, write_family_files
-from src.analysis.ranking import (
-    CONFUSION,
-    SweepSummary,
-    build_table,
-    interval_note,
-    load_summary,
-    nan_note,
-    pareto_note,
-    race_note,
-    reading_notes,
-    verdict_note,
-)
-from src.analysis.report import sweep_view
-from src.analysis.verdict import VERDICT_COLUMNS
+from src.analysis.ranking import build_table, load_summary
+from src.analysis.report import recorded_text, sweep_view
+from src.analysis.text import blank_untested, body_text, header_text
 from src.ml.evaluate import TEST_METRICS
 from src.options import add_sweep_arguments, chosen_store
 from src.sweep.recovery import mark_stale_runs
@@ -66,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ui", action="store_true", help="store the sweep's view in the MLflow UI, print its link"
     )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="read the children again, not the summary the sweep recorded at its end",
+    )
     args = parser.parse_args(argv)
     try:
         uri, experiment_name = chosen_store(args)
@@ -82,38 +76,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.compare:
             return compare_families(client, experiment_name, uri, args)
         parent = resolve_sweep(client, experiment_name, args.sweep, uri)
+        plain = not (args.metric or args.direction or args.csv or args.ui or args.fresh)
+        if plain and (recorded := recorded_text(client, parent)) is not None:
+            print(recorded)  # a sweep of 10,000 children is not read again to say the same
+            return 0
         summary = load_summary(client, parent, args.metric, args.direction)
     except (NoSweepError, MlflowException, TrackingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    counts = summary.counts
     experiment = client.get_experiment(summary.parent.info.experiment_id).name
-    print(
-        f"Sweep {summary.parent.info.run_name} ({summary.parent.info.run_id}) in experiment "
-        f"{experiment!r}: {counts['n_children']} children, {counts['n_finished']} finished, "
-        f"{counts['n_failed']} failed; ranked by {summary.metric} ({summary.direction})"
-        + (
-            "; objectives " + ", ".join(f"{m} ({d})" for m, d in summary.objectives)
-            if summary.objectives
-            else ""
-        )
-    )
-    print(f"  {summary.parent.data.tags.get('mlflow.note.content', '')}\n")
+    print(header_text(summary, experiment))
     if args.ui:
         print(f"MLflow UI: {sweep_view(client, uri, summary)}\n")
-    print(format_table(summary, limit=SHOWN))
-    print()
-    print(describe_best(summary))
-    for note in (
-        *reading_notes(summary),
-        verdict_note(summary),
-        interval_note(summary),
-        race_note(summary),
-        nan_note(summary),
-        pareto_note(summary),
-    ):
-        if note:
-            print(f"\nNote: {note}")
+    print(body_text(summary))
     if args.csv:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         if args.all:
@@ -154,7 +129,7 @@ def compare_families(
     columns = ["model", "n_configs", "run_name", metric, metric.removesuffix("_mean") + "_std"]
     columns += [*TEST_METRICS, "diff_vs_best", "diff_ci_low", "diff_ci_high", "p_value_holm"]
     columns += ["equivalent_to_best"]
-    shown = _blank_untested(table[[c for c in columns if c in table]].copy())
+    shown = blank_untested(table[[c for c in columns if c in table]].copy())
     options = ("display.width", 250, "display.max_colwidth", 40)
     with pd.option_context(*options, "display.float_format", "{:.4f}".format):
         print(shown.to_string(index=False))
@@ -172,73 +147,6 @@ def mark_stale(client: MlflowClient, experiment_name: str | None) -> list:
         experiment = client.get_experiment_by_name(experiment_name)
         ids = [experiment.experiment_id] if experiment is not None else []
     return [run for experiment_id in ids for run in mark_stale_runs(client, experiment_id)]
-
-
-SHOWN = 50  # the rows printed of a larger sweep (--csv writes every one)
-
-
-def format_table(summary: SweepSummary, limit: int | None = None) -> str:
-    """The ranked table as plain text, best first, with the swept params; the first `limit`
-    rows and how many more there are."""
-    metrics = [summary.metric]
-    metrics += [c for c in ("cv_accuracy_std", "test_accuracy", "roc_auc") if c != summary.metric]
-    metrics += [m for m, _ in summary.objectives]
-    metrics += [*VERDICT_COLUMNS, "race_folds", "race_eliminated_round"]
-    metrics += ["feasible", "infeasible", "pareto_front", "not_shown_dominated"]
-    columns = ["rank", "run_name", "status", *summary.swept, *metrics]
-    table = summary.table[[c for c in dict.fromkeys(columns) if c in summary.table.columns]]
-    table = table.head(limit) if limit is not None else table.copy()
-    table["rank"] = table["rank"].astype("Int64")
-    table = _blank_untested(table)
-    options = ("display.max_rows", None, "display.width", 250, "display.max_colwidth", 60)
-    with pd.option_context(*options, "display.float_format", "{:.4f}".format):
-        text = table.to_string(index=False)
-    more = len(summary.table) - len(table)
-    return text + (f"\n... and {more:,} more children (every one: --csv PATH)" if more else "")
-
-
-def _blank_untested(table: pd.DataFrame) -> pd.DataFrame:
-    """The verdict columns as text, blank where there was no comparison (the best itself,
-    unpaired children)."""
-    for column in VERDICT_COLUMNS:
-        if column in table:
-            table[column] = table[column].map(_cell)
-    for column in ("feasible", "pareto_front", "not_shown_dominated"):  # blank: not judged
-        if column in table:
-            table[column] = table[column].map(lambda v: "" if v is None or v is pd.NA else str(v))
-    for column in ("race_folds", "race_eliminated_round"):  # counts, blank when not raced out
-        if column in table:
-            table[column] = table[column].map(lambda v: "" if pd.isna(v) else str(int(float(v))))
-    return table
-
-
-def _cell(value: object) -> str:
-    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
-        return ""
-    if isinstance(value, float):
-        return f"{round(value, 4) + 0.0:.4f}"  # no -0.0000 from rounding noise
-    return str(value)
-
-
-def describe_best(summary: SweepSummary) -> str:
-    """The best run's params and metrics, one per line."""
-    best = summary.best
-    if best is None:
-        return f"No child of this sweep has a finite {summary.metric}."
-    lines = [f"Best run: {best['run_name']} ({best['run_id']}), chosen by {summary.rule}"]
-    lines += [f"  {k} = {best[k]}" for k in summary.swept if pd.notna(best.get(k))]
-    numeric = [
-        c
-        for c in summary.table.columns
-        if c not in ("rank", "run_id", "run_name", "status", "error", *summary.swept)
-        and c not in VERDICT_COLUMNS
-    ]
-    lines += [
-        f"  {m} = {best[m]:.0f}" if m in (*CONFUSION, "model_bytes") else f"  {m} = {best[m]:.4f}"
-        for m in numeric
-        if isinstance(best[m], (int, float)) and not isinstance(best[m], bool) and pd.notna(best[m])
-    ]
-    return "\n".join(lines)
 
 
 def list_sweeps(client: MlflowClient, experiment_name: str | None, uri: str) -> str:

@@ -15,7 +15,15 @@ from mlflow.tracking import MlflowClient
 from src.tracking import store
 from src.tracking.ui_view import VIEW_TAG_PREFIX
 
-from .helpers import BEST, hand_sweep, in_process, new_store, sweep_runs, train_in_process
+from .helpers import (
+    BEST,
+    hand_sweep,
+    in_process,
+    make_child,
+    new_store,
+    sweep_runs,
+    train_in_process,
+)
 
 pytestmark = pytest.mark.xdist_group("summary")  # its module fixtures, set up once
 
@@ -299,3 +307,27 @@ def test_a_large_sweep_prints_its_best_rows_and_says_how_many_more(tracking_uri)
     assert (
         sum(line.startswith(" ") and "child" in line for line in result.stdout.splitlines()) == 50
     )
+
+
+def test_a_finished_sweep_prints_what_it_recorded_until_a_child_is_added(
+    migrated_store, tmp_path
+) -> None:
+    """The command prints the text the sweep recorded at its end (a sweep of 10,000 children is
+    not read again: tests/benchmarks), the same as reading the children again; a child started
+    after it (a resume, one added by hand) makes the command read them again."""
+    uri = new_store(migrated_store, tmp_path)
+    sweep = ["-m", "model=knn", "model.n_neighbors=3,5,7", "data=iris", "mlflow.log_model=false"]
+    assert train_in_process(uri, *sweep, f"hydra.sweep.dir={tmp_path}/sweep").returncode == 0
+    recorded = in_process(uri, "src.summary")
+    fresh = in_process(uri, "src.summary", "--fresh")
+    assert recorded.returncode == fresh.returncode == 0, recorded.stderr + fresh.stderr
+    text, said = recorded.stdout.rstrip().rsplit("\n", 1)
+    assert said.startswith("(As the sweep recorded it at its end, ")
+    assert text.rstrip() == fresh.stdout.rstrip()
+    assert text.rstrip() == (tmp_path / "sweep" / "sweep_summary.txt").read_text().rstrip()
+    parent, _ = sweep_runs(uri)
+    client = MlflowClient(uri)
+    make_child(client, parent.info.experiment_id, parent.info.run_id, "late", BEST, 11)
+    again = in_process(uri, "src.summary")
+    assert "(As the sweep recorded it" not in again.stdout and "late" in again.stdout
+    assert "4 children" in again.stdout.splitlines()[0]

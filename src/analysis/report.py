@@ -10,7 +10,8 @@ from functools import partial
 from pathlib import Path
 
 import pandas as pd
-from mlflow.entities import Metric, RunTag
+from mlflow.entities import Metric, Run, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from src.analysis.plots import save_pareto_plot, save_sweep_plots
@@ -32,12 +33,15 @@ from src.analysis.ranking import (
     spread,
     verdict_note,
 )
+from src.analysis.text import body_text, header_text
 from src.analysis.verdict import VERDICT_COLUMNS
 from src.ml.evaluate import TEST_METRICS
 from src.tracking.store import search_all_runs, ui_url, with_retries
 from src.tracking.ui_view import PAGE, SweepView, best_of, store_view
 
 TOP_N = 10
+TEXT_FILE = "sweep_summary.txt"  # on the parent under summary/, as the CLI prints it
+SUMMARIZED_AT_TAG = "summarized_at"  # on the parent: when its summary was last written (ms)
 
 
 def write_summary_files(summary: SweepSummary, out_dir: Path, link: UiLink) -> list[Path]:
@@ -239,6 +243,7 @@ def record_on_parent(
     now = int(time.time() * 1000)
     metrics: dict[str, float] = dict(summary.counts)
     tags = [
+        RunTag(SUMMARIZED_AT_TAG, str(now)),
         RunTag("n_children", str(metrics["n_children"])),
         RunTag("selection_rule", summary.rule),
         RunTag("ui_link_path", link.path),
@@ -338,5 +343,32 @@ def summarize_sweep(
     summary = load_summary(client, client.get_run(parent_run_id))
     link = sweep_view(client, tracking_uri, summary)
     files = write_summary_files(summary, out_dir, link)
-    record_on_parent(client, summary, files, link)
+    experiment = client.get_experiment(summary.parent.info.experiment_id).name
+    text = out_dir / TEXT_FILE  # what `python -m src.summary` prints of it, kept
+    text.write_text(header_text(summary, experiment) + "\n" + body_text(summary) + "\n")
+    record_on_parent(client, summary, [*files, text], link)
     return summary, link
+
+
+def recorded_text(client: MlflowClient, parent: Run) -> str | None:
+    """The summary text the sweep recorded at its end, when it still holds: the sweep is not
+    running and no child started after it was written; else None (read the children again)."""
+    written = parent.data.tags.get(SUMMARIZED_AT_TAG)
+    if parent.info.status == "RUNNING" or written is None:
+        return None
+    later = (
+        f"tags.mlflow.parentRunId = '{parent.info.run_id}' and attributes.start_time > {written}"
+    )
+    experiments = [parent.info.experiment_id]
+    if with_retries(lambda: client.search_runs(experiments, later, max_results=1)):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(parent.info.run_id, f"summary/{TEXT_FILE}", tmp)
+        except (MlflowException, OSError):
+            return None  # a sweep of an older version, or its artifacts are gone
+        text = Path(path).read_text()
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(int(written) / 1000))
+    return (
+        f"{text}\n(As the sweep recorded it at its end, {when}; --fresh reads its children again.)"
+    )
