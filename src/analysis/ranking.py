@@ -280,9 +280,17 @@ def parameter_importance(summary: SweepSummary) -> pd.DataFrame:
     return table.sort_values("eta_squared", ascending=False).reset_index(drop=True)
 
 
-def more_folds_hint(n_folds: int) -> str:
-    """What to add after "these folds cannot tell them apart" when the test has few folds."""
-    return "; repeated CV (cv.repeats=10) gives the test more folds" if n_folds < 20 else ""
+def more_folds_hint(n_folds: int, raced: bool = False) -> str:
+    """What to add after "these folds cannot tell them apart" when the test has few folds (a
+    race already repeats its CV: one repeat a round)."""
+    if n_folds >= 20:
+        return ""
+    if raced:
+        return (
+            "; a race of more rounds (a larger cv.repeats) gives the configurations still in "
+            "it more folds"
+        )
+    return "; repeated CV (cv.repeats=10) gives the test more folds"
 
 
 def listed(names: list[str]) -> str:
@@ -306,7 +314,7 @@ def verdict_note(summary: SweepSummary) -> str | None:
         f"{verdict.fold_metric}, Holm-adjusted, alpha {verdict.alpha:g}"
     )
     equal = [i for i in verdict.adjusted if verdict.equivalent(i)]
-    more = more_folds_hint(verdict.n_folds)
+    more = more_folds_hint(verdict.n_folds, bool(race_counts(summary)))
     sentences = []
     if verdict.adjusted and not equal:
         sentences.append(
@@ -447,7 +455,9 @@ def race_note(summary: SweepSummary) -> str | None:
         return None
     table = summary.table
     out = table[eliminated(table)]
-    alpha = summary.parent.data.tags.get("sweep_race_alpha", "")
+    tags = summary.parent.data.tags
+    alpha, level = tags.get("sweep_race_alpha", ""), tags.get("sweep_race_level")
+    bound = f"below {level} a round: " if level else ""
     done, full = counts["race_fold_fits"], counts["race_full_fold_fits"]
     share = f" ({done / full:.0%})" if full else ""
     saved = f"{done} of the {full} fold-fits a full run does{share}"
@@ -455,11 +465,14 @@ def race_note(summary: SweepSummary) -> str | None:
         return f"Racing eliminated none of the {len(table)} configurations: {saved}."
     rounds = pd.to_numeric(out[ELIMINATED]).astype(int).value_counts().sort_index()
     when = ", ".join(f"{n} after round {r}" for r, n in rounds.items())
+    search = "Optuna" in tags.get("sweeper", "")  # a search: each trial against the best one
+    leader, holm = ("the best trial", "") if search else ("the leader", "Holm-adjusted, ")
     return (
         f"Racing eliminated {len(out)} of {len(table)} configurations ({when}), each "
-        f"significantly worse than the leader on the folds run so far (one-sided corrected "
-        f"resampled t-test, Holm-adjusted, race alpha {alpha}); they are never ranked "
-        f"(race_eliminated_round, race_leader, race_p_value). The sweep did {saved}."
+        f"significantly worse than {leader} on the folds run so far (one-sided corrected "
+        f"resampled t-test, {holm}{bound}Pocock's boundary for race alpha {alpha} over the "
+        f"rounds); they are never ranked (race_eliminated_round, race_leader, race_p_value). "
+        f"The sweep did {saved}."
     )
 
 

@@ -113,9 +113,9 @@ def check_race(cfg: DictConfig) -> None:
     sweep = cfg.sweep
     race = sweep.get("race", False)
     _boolean("sweep.race", race)
-    alpha = sweep.get("race_alpha", 0.01)
+    alpha = sweep.get("race_alpha", 0.05)
     if not _is_number(alpha) or not 0 < alpha < 1:
-        _fail("sweep.race_alpha", alpha, "a significance level between 0 and 1, e.g. 0.01")
+        _fail("sweep.race_alpha", alpha, "a significance level between 0 and 1, e.g. 0.05")
     if not race:
         return
     if cfg.cv.repeats < 2:

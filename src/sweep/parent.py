@@ -14,7 +14,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 from omegaconf import DictConfig
 
-from src.analysis.ranking import SweepSummary, more_folds_hint, race_note
+from src.analysis.ranking import SweepSummary, more_folds_hint, race_counts, race_note
 from src.analysis.registry import default_model_name, describe, register_best
 from src.analysis.report import summarize_sweep
 from src.ml.objectives import objective_tags
@@ -218,7 +218,7 @@ def finish_parent_run(config: DictConfig, launch: Launch) -> dict[str, int]:
         lines.append(f"Best: {best['run_name']} ({best['run_id']}) {score}{rule}")
         verdict = summary.verdict
         if verdict.missing is None and verdict.adjusted:
-            more = more_folds_hint(verdict.n_folds)
+            more = more_folds_hint(verdict.n_folds, bool(race_counts(summary)))
             lines.append(
                 f"{verdict.n_equivalent} of {len(verdict.adjusted) + 1} configurations are "
                 f"statistically indistinguishable from the best on {verdict.n_folds} paired CV "

@@ -8,6 +8,7 @@ import math
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -20,12 +21,14 @@ from hydra_plugins.sweeps_race_sweeper import (
     RUN_ENV,
     Recorded,
     judge_rounds,
+    round_overrides,
 )
-from src.analysis.race import eliminate, leader_of
-from src.analysis.verdict import fold_metric
+from src.analysis.race import eliminate, leader_of, race_levels
+from src.analysis.verdict import fold_metric, p_value_better, split_record
 from src.ml.objectives import objectives
 from src.sweep.context import SweepContext
 from src.sweep.overrides import job_key
+from src.sweep.search import OUR_OPTUNA, prune_search
 from src.tracking.child_run import RunScore, fold_values
 from src.tracking.store import children_of, with_retries
 
@@ -35,6 +38,18 @@ BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 ELIMINATED_TAG = "race_eliminated_round"
 RACE_FOLDS = "race_folds"  # a raced child's metric: the folds it has run (step = its round)
 LEADER_TAGS = ("race_leader", "race_leader_run_id")
+LEVEL_TAG = "sweep_race_level"  # the parent's: the level a round's Holm-adjusted p must be below
+
+
+@dataclass(frozen=True)
+class Race:
+    """A sweep's race: its rounds (cv.repeats), folds a round, direction, alpha, metric."""
+
+    rounds: int
+    folds: int
+    direction: str
+    alpha: float
+    metric: str
 
 
 def is_race(config: DictConfig) -> bool:
@@ -43,22 +58,28 @@ def is_race(config: DictConfig) -> bool:
 
 
 def check_race(config: DictConfig) -> None:
-    """`sweep.race=true` races a grid: a search sweeper is refused (not raced yet), before any
-    run."""
+    """`sweep.race=true` races a grid (Hydra's basic sweeper) or prunes an Optuna search; other
+    sweepers, and resuming a pruned search, are refused before any run."""
     if not is_race(config):
         return
     sweeper = str(config.hydra.sweeper._target_)
-    if sweeper != BASIC_SWEEPER:
+    if sweeper not in (BASIC_SWEEPER, OUR_OPTUNA):
         raise ValueError(
-            f"sweep.race=true races a grid (Hydra's basic sweeper), not hydra.sweeper "
-            f"{sweeper.rsplit('.', 1)[-1]}: drop sweep.race, or sweep a grid"
+            f"sweep.race=true races a grid (Hydra's basic sweeper) or prunes an Optuna search "
+            f"(hydra/sweeper=optuna), not hydra.sweeper {sweeper.rsplit('.', 1)[-1]}: drop "
+            f"sweep.race"
+        )
+    if sweeper == OUR_OPTUNA and config.sweep.get("resume") is not None:
+        raise ValueError(
+            "sweep.race=true with hydra/sweeper=optuna cannot sweep.resume yet (a trial "
+            "interrupted mid-race would start a second child): drop sweep.race to resume"
         )
 
 
 def use_race_sweeper(config: DictConfig) -> None:
     """With `sweep.race=true`, the grid runs on the race sweeper, in `cv.repeats` rounds (Hydra
     makes the sweeper after the callback's `on_multirun_start`)."""
-    if not is_race(config):
+    if not is_race(config) or str(config.hydra.sweeper._target_) != BASIC_SWEEPER:
         return
     options = OmegaConf.to_container(config.hydra.sweeper, resolve=False)
     assert isinstance(options, dict)
@@ -76,18 +97,25 @@ def race_round(env: Mapping[str, str] = os.environ) -> tuple[int, str | None] | 
 
 
 def start_race(config: DictConfig, ctx: SweepContext) -> None:
-    """Hand the race sweeper the judge of this sweep (in the launching process)."""
+    """Hand the race sweeper the judge of this sweep, or the Optuna sweeper its pruner (in the
+    launching process)."""
     if is_race(config):
         sweep = config.sweep
-        rounds, folds = int(config.cv.repeats), int(config.cv.folds)
         ((metric, direction),) = objectives(sweep.metric, sweep.direction)  # one: checked
-        judge = partial(judge_round, ctx, rounds, folds, direction, float(sweep.race_alpha), metric)
-        judge_rounds(judge, partial(recall_race, ctx, folds))
+        race = Race(
+            int(config.cv.repeats), int(config.cv.folds), direction, float(sweep.race_alpha), metric
+        )
+        if str(config.hydra.sweeper._target_) == OUR_OPTUNA:
+            prune_search(partial(prune_round, ctx, race), race.rounds, round_overrides)
+        else:
+            judge_rounds(partial(judge_round, ctx, race), partial(recall_race, ctx, race.folds))
 
 
 def stop_race() -> None:
-    """No judge: a race sweeper started later in this process refuses to run."""
+    """No judge, no pruner: a race sweeper started later in this process refuses to run, a
+    search runs every trial on every fold."""
     judge_rounds(None)
+    prune_search(None)
 
 
 def recorded_score(client: MlflowClient, run_id: str, n_folds: int, metric: str) -> RunScore:
@@ -121,24 +149,17 @@ def recall_race(ctx: SweepContext, folds: int, jobs: list[list[str]]) -> dict[in
 
 
 def judge_round(
-    ctx: SweepContext,
-    rounds: int,
-    folds: int,
-    direction: str,
-    alpha: float,
-    metric: str,
-    round_index: int,
-    results: list[tuple[int, Any]],
+    ctx: SweepContext, race: Race, round_index: int, results: list[tuple[int, Any]]
 ) -> set[int]:
     """After a round: eliminate the configurations significantly worse than the leader, record
     why on their runs, say it in one line; the job indices that go on. A job that failed (no
     fold scores) leaves the race as its FAILED child."""
     client = MlflowClient(ctx.target.tracking_uri)
-    n_folds = (round_index + 1) * folds
+    n_folds = (round_index + 1) * race.folds
     # a str is the run of a round an earlier attempt ran (the plugin's `Earlier`: compared as a
     # str, since Hydra's plugin scan executes the plugin's module again, making its classes anew)
     given = {
-        i: recorded_score(client, v, n_folds, metric) if isinstance(v, str) else v
+        i: recorded_score(client, v, n_folds, race.metric) if isinstance(v, str) else v
         for i, v in results
     }
     entrants = {
@@ -150,29 +171,23 @@ def judge_round(
     }
     scores = {index: value.folds for index, value in entrants.items()}
     out = {}
-    if len(entrants) >= 2 and round_index + 1 < rounds:  # the last round: the verdict's turn
+    if len(entrants) >= 2 and round_index + 1 < race.rounds:  # the last round: the verdict's turn
         sizes = next(iter(entrants.values())).sizes
-        out = eliminate(scores, sizes, direction, alpha)
-    leader = leader_of(scores, direction) if scores else None
+        level = race_levels(race.rounds, race.folds, sizes, race.alpha)[round_index]
+        record_level(client, ctx, level)
+        out = eliminate(scores, sizes, race.direction, level)
+    leader = leader_of(scores, race.direction) if scores else None
     leader_name = ""
     if leader is not None:
         leader_id = entrants[leader].run_id
         leader_name = str(with_retries(lambda: client.get_run(leader_id)).info.run_name)
-    now = int(time.time() * 1000)
     for index, why in out.items():
-        run_id = entrants[index].run_id
-        tags = {
-            ELIMINATED_TAG: str(round_index + 1),
-            LEADER_TAGS[0]: leader_name,
-            LEADER_TAGS[1]: entrants[why.leader].run_id,
-        }
-        metrics = [Metric("race_p_value", why.p_value, now, round_index)]
-        batch = [RunTag(k, v) for k, v in tags.items()]
-        with_retries(partial(client.log_batch, run_id, metrics=metrics, tags=batch))
+        leader_id = entrants[why.leader].run_id
+        record_elimination(client, entrants[index].run_id, round_index, leader_id, why.p_value)
     failed = len(results) - len(entrants)
-    head = f"Race round {round_index + 1}/{rounds} ({n_folds} folds each): "
+    head = f"Race round {round_index + 1}/{race.rounds} ({n_folds} folds each): "
     failures = f", {failed} failed" if failed else ""
-    if round_index + 1 < rounds:
+    if round_index + 1 < race.rounds:
         said = (
             f"{len(out)} of {len(results)} eliminated{failures}, {len(entrants) - len(out)} go on"
         )
@@ -180,3 +195,64 @@ def judge_round(
         said = f"{len(entrants)} of {len(results)} ran every fold{failures}"
     print(head + said + (f"; leader {leader_name}" if leader_name else ""), flush=True)
     return set(entrants) - set(out)
+
+
+def record_level(client: MlflowClient, ctx: SweepContext, level: float) -> None:
+    """The parent records the level a round's test had to pass (Pocock's: the same each round
+    that may eliminate), for the summary to say."""
+    parent_id = str(ctx.target.parent_run_id)
+    with_retries(lambda: client.set_tag(parent_id, LEVEL_TAG, f"{level:.2g}"))
+
+
+def record_elimination(
+    client: MlflowClient, run_id: str, round_index: int, leader_run_id: str, p_value: float
+) -> None:
+    """What an eliminated (or pruned) child records: the round after which it left, the leader
+    it lost to (name and run) and the p-value of that comparison."""
+    leader = with_retries(lambda: client.get_run(leader_run_id))
+    tags = {
+        ELIMINATED_TAG: str(round_index + 1),
+        LEADER_TAGS[0]: str(leader.info.run_name),
+        LEADER_TAGS[1]: leader_run_id,
+    }
+    metrics = [Metric("race_p_value", p_value, int(time.time() * 1000), round_index)]
+    batch = [RunTag(k, v) for k, v in tags.items()]
+    with_retries(partial(client.log_batch, run_id, metrics=metrics, tags=batch))
+
+
+def prune_round(
+    ctx: SweepContext,
+    race: Race,
+    round_index: int,
+    best_run_id: str,
+    results: list[tuple[int, Any]],
+) -> set[int]:
+    """After a round of a search's trials: the trials significantly worse than the study's
+    best trial on the same folds (the race's test at the round's level, one comparison a
+    trial), recorded on their runs as an eliminated child's, said in one line each."""
+    client = MlflowClient(ctx.target.tracking_uri)
+    n_folds = (round_index + 1) * race.folds
+    best = recorded_score(client, best_run_id, n_folds, race.metric)
+    best_run = with_retries(lambda: client.get_run(best_run_id))
+    if len(best.folds) < n_folds or not all(map(math.isfinite, best.folds)):
+        return set()
+    pruned = set()
+    for number, value in results:
+        if not isinstance(value, RunScore) or len(value.folds) != n_folds:
+            continue
+        run = with_retries(partial(client.get_run, value.run_id))
+        if split_record(run) != split_record(best_run) or value.sizes != best.sizes:
+            continue  # other folds (a study continued with another cv.seed): no pairing
+        level = race_levels(race.rounds, race.folds, value.sizes, race.alpha)[round_index]
+        record_level(client, ctx, level)
+        p = p_value_better(list(best.folds), list(value.folds), value.sizes, race.direction)
+        if p < level:
+            record_elimination(client, value.run_id, round_index, best_run_id, p)
+            pruned.add(number)
+            print(
+                f"Trial {number} pruned after round {round_index + 1}/{race.rounds} ({n_folds} "
+                f"folds): worse than the best trial's run {best_run.info.run_name} on the same "
+                f"folds (p={p:.2g} < {level:.3g})",
+                flush=True,
+            )
+    return pruned

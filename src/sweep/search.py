@@ -16,8 +16,11 @@ from hydra_plugins.sweeps_optuna_sweeper import (
     STORAGE_ENV,
     STUDY_ENV,
     TRIAL_ENV,
+    Pruner,
+    RoundJob,
     keep_storage,
     missing_trials,
+    prune_trials,
     search_space,
 )
 from src.ml.objectives import metric_names, parse_constraints
@@ -25,6 +28,12 @@ from src.ml.targets import TargetError, config_targets, resolve_class
 
 PARENT_ATTR = "mlflow_parent_run_id"  # the trial user attribute naming the sweep's parent run
 OUR_OPTUNA = "hydra_plugins.sweeps_optuna_sweeper.optuna_sweeper.SweepsOptunaSweeper"
+
+
+def prune_search(pruner: Pruner | None, rounds: int = 1, round_job: RoundJob | None = None) -> None:
+    """Have our Optuna sweeper run its trials in `rounds` rounds and prune those `pruner` names
+    (src.sweep.racing's; None: no pruning)."""
+    prune_trials(pruner, rounds, round_job)
 
 
 def is_search(config: DictConfig) -> bool:

@@ -117,7 +117,7 @@ FAULTS = [
     Fault("race_alpha_zero", "-m sweep.race=true cv.repeats=3 sweep.race_alpha=0", 1, "sweep.race_alpha=0 is not valid"),
     Fault("race_on_test", "-m sweep.race=true cv.repeats=3 sweep.select_on_test=true sweep.metric=test_accuracy", 1, "sweep.race=true with sweep.select_on_test=true"),
     Fault("race_repeats_swept", "-m sweep.race=true cv.repeats=2,3", 1, "cv.repeats is the race's number of rounds, one for every job, so it cannot be swept"),
-    Fault("race_search", "-m sweeps=knn_optuna sweep.race=true cv.repeats=3", 1, "sweep.race=true races a grid (Hydra's basic sweeper), not hydra.sweeper SweepsOptunaSweeper"),
+    Fault("race_search_resume", "-m sweeps=knn_optuna sweep.race=true cv.repeats=3 sweep.resume=latest", 1, "sweep.race=true with hydra/sweeper=optuna cannot sweep.resume yet"),
     Fault("race_single_run", "sweep.race=true cv.repeats=3", 1, "Run not started: sweep.race=true races the jobs of a sweep"),
     Fault("served_output", "mlflow.pyfunc_predict_fn=score", 1, "mlflow.pyfunc_predict_fn='score' is not valid; use predict | predict_proba"),
     Fault("resume_nonsense", "-m sweep.resume=nonsense", 1, "sweep.resume='nonsense'"),

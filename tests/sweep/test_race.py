@@ -7,12 +7,14 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import optuna
 import pandas as pd
 import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
 
-from src.analysis.race import eliminate
+from src.analysis import race as rule
 
 from ..helpers import (
     HEART_CSV,
@@ -22,6 +24,7 @@ from ..helpers import (
     start,
     sweep_runs,
     train,
+    train_in_process,
     wait_for,
 )
 
@@ -64,13 +67,9 @@ def eliminations(children: dict[str, Run]) -> dict[str, tuple[str, str, float]]:
 def replay(full_folds: dict[str, list[float]]) -> dict[str, str]:
     """The race replayed on a full run's folds: name -> the round it is eliminated after."""
     names = sorted(full_folds)
-    alive, replayed = list(range(len(names))), {}
-    for r in range(REPEATS - 1):
-        scores = {i: full_folds[names[i]][: (r + 1) * FOLDS] for i in alive}
-        gone = eliminate(scores, (193, 49), "maximize", 0.01)  # heart: 193 and 49 rows a fold
-        replayed |= {names[i]: str(r + 1) for i in gone}
-        alive = [i for i in alive if i not in gone]
-    return replayed
+    folds = {i: full_folds[name] for i, name in enumerate(names)}
+    out = rule.eliminations(folds, (193, 49), "maximize", REPEATS)  # heart: 193 and 49 rows a fold
+    return {names[i]: str(r) for i, r in out.items()}
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +88,7 @@ def test_a_race_eliminates_what_its_full_run_shows_worse(
     parent, children, folds = record(tracking_uri)
     full_parent, full_children, full_folds = full_run
     assert "Race round 1/4 (5 folds each): 0 of 4 eliminated, 4 go on" in output
+    assert "Race round 2/4 (10 folds each): 2 of 4 eliminated, 2 go on" in output
     assert "Race round 4/4 (20 folds each): 2 of 2 ran every fold" in output
     # one parent (sweep_runs), one child per configuration across the rounds, none RUNNING
     assert sorted(children) == sorted(full_children)
@@ -114,7 +114,9 @@ def test_a_race_eliminates_what_its_full_run_shows_worse(
         assert len(test) == 1
         if name in out:
             assert ran == int(out[name][0]) * FOLDS < REPEATS * FOLDS
-            assert out[name][2] < 0.01
+            level = rule.race_levels(REPEATS, FOLDS, (193, 49), rule.DEFAULT_RACE_ALPHA)
+            assert out[name][2] < level[int(out[name][0]) - 1]
+            assert parent.data.tags["sweep_race_level"] == f"{level[0]:.2g}"
             assert child.data.tags["race_leader_run_id"] == winner
         else:
             assert ran == REPEATS * FOLDS
@@ -128,11 +130,11 @@ def test_a_race_eliminates_what_its_full_run_shows_worse(
     # the parent counts what racing saved; eliminated children are never ranked
     assert parent.data.metrics["n_eliminated"] == 2
     assert parent.data.metrics["race_full_fold_fits"] == 4 * REPEATS * FOLDS
-    assert parent.data.metrics["race_fold_fits"] == sum(map(len, folds.values())) == 65
+    assert parent.data.metrics["race_fold_fits"] == sum(map(len, folds.values())) == 60
     raced = pd.read_csv(tmp_path / "sweep" / "sweep_summary.csv")
     assert raced[raced["race_eliminated_round"].notna()]["rank"].isna().all()
-    assert "Racing eliminated 2 of 4 configurations (1 after round 2, 1 after round 3)" in output
-    assert "The sweep did 65 of the 80 fold-fits a full run does (81%)" in output
+    assert "Racing eliminated 2 of 4 configurations (2 after round 2)" in output
+    assert "The sweep did 60 of the 80 fold-fits a full run does (75%)" in output
     assert "## Eliminated by the race" in (tmp_path / "sweep" / "sweep_summary.md").read_text()
 
 
@@ -145,7 +147,7 @@ def test_joblib_workers_run_the_same_race(tracking_uri: str, tmp_path: Path, mig
     sweep(basic_uri, basic_dir / "sweep", "sweep.race=true")
     workers = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
     output = sweep(tracking_uri, tmp_path / "sweep", "sweep.race=true", *workers)
-    assert "Race round 3/4 (15 folds each): 1 of 3 eliminated, 2 go on" in output
+    assert "Race round 2/4 (10 folds each): 2 of 4 eliminated, 2 go on" in output
     _, basic, basic_folds = record(basic_uri)
     parent, workers_children, worker_folds = record(tracking_uri)
     assert eliminations(workers_children) == eliminations(basic)
@@ -189,3 +191,48 @@ def test_ctrl_c_mid_race_then_resume_continues_from_the_last_complete_round(
         assert child.data.metrics["race_folds"] == len(steps)
     by_name = {c.info.run_name: c for c in after}
     assert {n: r[0] for n, r in eliminations(by_name).items()} == replay(full_folds)
+
+
+def test_an_optuna_search_prunes_a_hopeless_trial(tracking_uri: str, tmp_path: Path) -> None:
+    """Random search is Optuna's RandomSampler: its trials run round by round, and one much
+    worse than the best trial on the same folds ends PRUNED after its first round; its child
+    records what an eliminated child records."""
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    result = train_in_process(
+        tracking_uri, "-m", "model=logistic_regression", "hydra/sweeper=optuna",
+        "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=6",  # C: 1, 1, then 1e-5
+        "hydra.sweeper.direction=maximize", "hydra.sweeper.params={model.C: 'choice(1.0,0.00001)'}",
+        "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1", f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=pruned", "data=heart", f"data.path={HEART_CSV}", *LEAN,
+        "cv.repeats=3", "sweep.race=true", f"hydra.sweep.dir={tmp_path}/sweep",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    study = optuna.load_study(study_name="pruned", storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2 + [TrialState.PRUNED]
+    assert [t.params["model.C"] for t in study.trials] == [1.0, 1.0, 0.00001]
+    hopeless, best = study.trials[2], study.best_trial
+    client = MlflowClient(tracking_uri)
+    child = client.get_run(hopeless.user_attrs["mlflow_run_id"])
+    folds = fold_history(client, child.info.run_id)
+    assert len(folds) == FOLDS  # one round of 5 folds, then pruned
+    assert hopeless.intermediate_values == {0: pytest.approx(sum(folds) / FOLDS)}  # told
+    assert child.info.status == "FINISHED"
+    assert child.data.tags["race_eliminated_round"] == "1"
+    assert child.data.tags["race_leader_run_id"] == best.user_attrs["mlflow_run_id"]
+    assert child.data.metrics["race_folds"] == FOLDS
+    level = rule.race_levels(3, FOLDS, (193, 49), rule.DEFAULT_RACE_ALPHA)[0]
+    assert child.data.metrics["race_p_value"] < level
+    assert "Trial 2 pruned after round 1/3 (5 folds)" in result.stdout
+    # 15 folds cannot tell the two C=1 trials apart: a race already repeats its CV
+    assert "a race of more rounds (a larger cv.repeats) gives" in result.stdout
+    assert "repeated CV (cv.repeats=10)" not in result.stdout
+    for trial in study.trials[:2]:  # the others ran every round, in one child each
+        run_id = trial.user_attrs["mlflow_run_id"]
+        assert len(fold_history(client, run_id)) == 3 * FOLDS
+        assert "race_eliminated_round" not in client.get_run(run_id).data.tags
+    parent, children = sweep_runs(tracking_uri)
+    assert len(children) == 3 and parent.info.status == "FINISHED"
+    assert parent.data.metrics["n_eliminated"] == 1
+    assert parent.data.metrics["race_fold_fits"] == 2 * 3 * FOLDS + FOLDS
+    table = pd.read_csv(tmp_path / "sweep" / "sweep_summary.csv")
+    assert table[table["race_eliminated_round"].notna()]["rank"].isna().all()

@@ -4,6 +4,9 @@ Each job learns its trial from these environment variables, set for it through
 `hydra.job.env_set` (so a job on any launcher, in any process, sees them).
 """
 
+from collections.abc import Callable
+from typing import Any
+
 TRIAL_ENV = "HYDRA_OPTUNA_TRIAL"  # the trial's number in its study
 STUDY_ENV = "HYDRA_OPTUNA_STUDY"  # the study's name
 STORAGE_ENV = "HYDRA_OPTUNA_STORAGE"  # the study's storage URL ("" for an in-memory study)
@@ -38,3 +41,18 @@ def keep_storage(shown: str, real: str) -> None:
 def real_storage(storage: str | None) -> str | None:
     """The storage URL to open for the one the config shows."""
     return None if storage is None else _real_storages.get(storage, storage)
+
+
+# pruning (`sweep.race=true`): (round, the best trial's run id, [(trial number, its job's return
+# value)] of the round) -> the trial numbers to prune
+Pruner = Callable[[int, str, list[tuple[int, Any]]], set[int]]
+# (a trial's job, its round, the run its first round recorded) -> the job of that round
+RoundJob = Callable[[list[str], int, str | None], list[str]]
+_pruners: list[tuple[Pruner, int, RoundJob]] = []
+
+
+def prune_trials(pruner: Pruner | None, rounds: int = 1, round_job: RoundJob | None = None) -> None:
+    """Run each trial in `rounds` rounds (`round_job` says a round's job) and prune those
+    `pruner` names after a round (None: a trial is one job, never pruned)."""
+    ok = pruner is not None and round_job is not None and rounds >= 2
+    _pruners[:] = [(pruner, rounds, round_job)] if ok else []  # type: ignore[list-item]

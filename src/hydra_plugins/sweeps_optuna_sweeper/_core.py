@@ -5,7 +5,8 @@ trials asked in batches, launched, and told back.
 finished or failed). A study that already holds some is continued: only the missing trials run,
 and trial numbers go on. A trial interrupted (Ctrl-C, a killed process) ends FAIL without a job
 status, does not count, and is asked again with the same values first when its sweep resumes.
-The trials of one sweep are those carrying its `user_attrs`.
+The trials of one sweep are those carrying its `user_attrs`. A trial the race pruned
+(`_pruning`) ran to an end too.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def trial_overrides(trial: Trial, fixed: list[str], study: str, storage: str | N
 
 def is_ended(trial: FrozenTrial) -> bool:
     """A trial that counts toward n_trials: its job finished or failed (not interrupted)."""
-    return trial.state == TrialState.COMPLETE or (
+    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
         trial.state == TrialState.FAIL and JOB_STATUS in trial.user_attrs
     )
 
@@ -220,6 +221,8 @@ def sweep(options: dict[str, Any], setup: dict[str, Any], arguments: list[str]) 
     """Run the search and write `optimization_results.yaml` in the sweep folder."""
     config: DictConfig = setup["config"]
     directions = directions_of(options["direction"])
+    from ._pruning import launch_trials
+
     launcher = Plugins.instance().instantiate_launcher(**setup)
     params = options["params"] or {}
     space, fixed = search_space([f"{k}={v}" for k, v in params.items()] + list(arguments))
@@ -251,14 +254,15 @@ def sweep(options: dict[str, Any], setup: dict[str, Any], arguments: list[str]) 
             for key, value in user_attrs.items():
                 trial.set_user_attr(str(key), value)
         overrides = [trial_overrides(t, fixed, study.study_name, storage) for t in batch]
-        try:
-            returns = launcher.launch(overrides, initial_job_idx=job_idx)
+        try:  # in rounds, pruned (PRUNED) by the app's judge, when it races (_pruning)
+            returns, pruned, launched = launch_trials(launcher, study, batch, overrides, job_idx)
         except BaseException:  # interrupted: no trial stays RUNNING
             for trial in batch:
-                study.tell(trial, state=TrialState.FAIL)
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
-        job_idx += len(returns)
-        failures = [r for t, r in zip(batch, returns, strict=True) if tell(study, t, r)]
+        job_idx += launched
+        told = [(t, r) for t, r in zip(batch, returns, strict=True) if t.number not in pruned]
+        failures = [r for t, r in told if tell(study, t, r)]
         if len(failures) / len(returns) > float(options["max_failure_rate"]):
             log.error(f"{len(failures)} of {len(returns)} trials failed in a batch")
             _ = failures[0].return_value  # raises the first failure's error
