@@ -536,7 +536,7 @@ def grow_sweep(
 ) -> dict[str, tuple[str, float]]:
     """Give a finished sweep `total` children, fast: copies of its real children, row for row in
     the sqlite store's own tables (the client writes one run per transaction, ~13 ms a run),
-    each with its `cv_accuracy*` scores shifted by its own small offset (so every copy has
+    each with its `cv_accuracy*` scores lowered by its own small offset (so every copy has
     another score, its folds and mean still agreeing) and the next job number; by run id, each
     copy's original and its cv_accuracy_mean. For tests of reading at scale: the copies'
     artifacts are the originals'."""
@@ -568,7 +568,7 @@ def grow_sweep(
         for number in range(len(real), total):
             original = real[number % len(real)]
             source = rows[original]
-            new_id, offset = uuid.uuid4().hex, rng.uniform(-0.03, 0.03)
+            new_id, offset = uuid.uuid4().hex, rng.uniform(-0.05, 0.0)
             name = f"copy {number}"
             run = dict(zip(runs_columns, source["runs"][0], strict=True))
             run |= {"run_uuid": new_id, "name": name}
