@@ -171,6 +171,7 @@ def server_sweep(template: Path, work: Path, jobs: int) -> None:
     workers, all on this machine's two cores): children per second, and whether every job is
     exactly one FINISHED child."""
     sys.path.insert(0, str(REPO))
+    from src.tracking.store import search_all_runs
     from tests.helpers import running_postgres
     from tests.tracking.test_server import running_server
 
@@ -179,16 +180,7 @@ def server_sweep(template: Path, work: Path, jobs: int) -> None:
         wall = sweep(LEAN + TWO_WORKERS, template, work, grid, uri=url)[0]
         client = MlflowClient(url)
         experiment = client.get_experiment_by_name("heart-classification")
-        runs = []
-        token = None
-        while True:
-            page = client.search_runs(
-                [experiment.experiment_id], max_results=1000, page_token=token
-            )
-            runs += page
-            token = page.token
-            if not token:
-                break
+        runs = search_all_runs(client, [experiment.experiment_id], "")
     (parent,) = [r for r in runs if r.data.tags.get("sweep") == "true"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     finished = [c for c in children if c.info.status == "FINISHED"]

@@ -23,6 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from tests.benchmarks.bench import timed  # noqa: E402
 from tests.helpers import browse, grow_sweep, mlflow_process  # noqa: E402
 
 GRID = ["model=decision_tree", "model.max_depth=2,4,6,8", "model.min_samples_leaf=1,5"]
@@ -31,31 +32,13 @@ SUMMARIZE = """
 import sys
 from pathlib import Path
 from src.analysis.report import summarize_sweep
-summary, link = summarize_sweep(sys.argv[1], sys.argv[2], Path(sys.argv[3]))
-print(link)
+summarize_sweep(sys.argv[1], sys.argv[2], Path(sys.argv[3]))
 """
 
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, int, str]:
-    """(wall s, peak RSS MB, stdout) of one whole process started in the repository, run under
-    `/usr/bin/time -f %M` (its last stderr line: the peak RSS in KB)."""
-    started = time.perf_counter()
-    done = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", *command], cwd=REPO, env=env, capture_output=True, text=True
-    )
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"{command} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return wall, peak_rss_mb(done.stderr), done.stdout
-
-
-def peak_rss_mb(stderr: str) -> int:
-    """The peak RSS `/usr/bin/time -f %M` printed last on stderr, in MB."""
-    return int(stderr.strip().splitlines()[-1]) // 1024
-
-
-def ui_open_s(uri: str, link: str, work: Path) -> float:
-    """Seconds from opening the sweep's link until the page shows its charts' runs."""
+def ui_open_s(uri: str, path: str, work: Path) -> float:
+    """Seconds from opening the sweep's link (`path`: after the host) until the page shows its
+    charts' runs."""
     args = ["ui", "--backend-store-uri", uri, "--workers", "1"]
     with mlflow_process(args, work / "ui.log", timeout=120) as url:
         took: list[float] = []
@@ -64,7 +47,7 @@ def ui_open_s(uri: str, link: str, work: Path) -> float:
             page.goto(url)  # the UI's own start (its bundle) is not the view's
             page.get_by_text("Experiments").first.wait_for(timeout=90_000)
             started = time.perf_counter()
-            page.goto(link.replace("http://127.0.0.1:5000", url))
+            page.goto(f"{url}/{path}")
             page.get_by_text("matching runs").first.wait_for(timeout=120_000)
             page.get_by_text("Parallel Coordinates").first.wait_for(timeout=120_000)
             page.wait_for_function(
@@ -100,16 +83,15 @@ def main() -> None:
                  grown, 0)]  # fmt: skip
         summarize = [sys.executable, "-c", SUMMARIZE, uri, parent.info.run_id,
                      str(work / "summary")]  # fmt: skip
-        wall, rss, out = timed(summarize, env)
-        rows.append(("end-of-sweep summary (files, parent, plots, UI view)", wall, rss))
-        link = out.strip().splitlines()[-1].split(" ")[0]
-        cli = [sys.executable, "-m", "src.summary", "--sweep", parent.info.run_id]
-        wall, rss, _ = timed(cli, env)
-        rows.append(("`python -m src.summary --sweep ID`", wall, rss))
         rows.append(
-            ("the UI link opened, its charts drawn (Chromium)", ui_open_s(uri, link, work), 0)
+            ("end-of-sweep summary (files, parent, plots, UI view)", *timed(summarize, env))
         )
-        print(f"\n{out.strip()}\n")
+        cli = [sys.executable, "-m", "src.summary", "--sweep", parent.info.run_id]
+        rows.append(("`python -m src.summary --sweep ID`", *timed(cli, env)))
+        path = client.get_run(parent.info.run_id).data.tags["ui_link_path"]
+        rows.append(
+            ("the UI link opened, its charts drawn (Chromium)", ui_open_s(uri, path, work), 0)
+        )
         print("| step | wall s | peak RSS MB |")
         print("|---|---|---|")
         for name, wall, rss in rows:
