@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         help="read the children again, not the summary the sweep recorded at its end",
     )
     args = parser.parse_args(argv)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # the recorded text
     try:
         uri, experiment_name = chosen_store(args)
         client = MlflowClient(uri)
