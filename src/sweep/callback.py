@@ -36,7 +36,7 @@ from src.tracking.store import without_credentials
 
 def launcher_workers(*, _root_: DictConfig) -> int:
     """`${workers:}`: how many jobs the launcher runs at once (1 for Hydra's basic launcher),
-    so an Optuna sweep asks for trials in batches that keep every worker busy."""
+    so an Optuna sweep keeps every worker busy."""
     n_jobs = OmegaConf.select(_root_, "hydra.launcher.n_jobs", default=1)
     if n_jobs is None:
         return 1

@@ -25,12 +25,13 @@ from src.sweep.recovery import (
     check_no_live_children,
     check_not_held,
     end_orphans,
+    finished_trials,
     mark_stale_runs,
     reopen_sweep,
     resume_parent,
     take_lease,
 )
-from src.sweep.search import is_search, search_result, search_settings
+from src.sweep.search import is_search, retried_trials, search_result, search_settings
 from src.tracking.heartbeat import Heartbeat, first_beat
 from src.tracking.process import PROCESS_TAG, git_info
 from src.tracking.store import (
@@ -96,8 +97,12 @@ def open_sweep(
             client, parent, attempt, is_search(config), keep_failed=study, keep_started=race
         )
         print(f"Resuming sweep {parent_id}: {len(finished)} finished jobs are kept", flush=True)
-        if study or race:  # the study, or the race's children, hold what ran: the sweeper
-            finished = {}  # runs only what is missing
+        if study:  # the study holds what ran: the sweeper runs only what is missing, and a
+            # trial interrupted after its job finished, asked again, takes that child's result
+            retried = retried_trials(config, parent_id)
+            finished = finished_trials(client, parent, retried) if retried else {}
+        elif race:  # the race's children hold what ran: the sweeper runs only what is missing
+            finished = {}
     else:
         parent_id = create_parent_run(config, base, jobs, sweep_dir, command)
     interval = float(config.sweep.heartbeat_s)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import socket
 import uuid
+from collections.abc import Callable
 from functools import partial
 
 from mlflow.entities import Run, RunTag
@@ -20,6 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from src.ml.objectives import parse_constraints, sweep_objectives, violations
 from src.sweep.racing import RACE_FOLDS
+from src.sweep.search import TRIAL_TAG
 from src.tracking.child_run import run_score
 from src.tracking.heartbeat import STALE_INTERVALS, heartbeat_age
 from src.tracking.process import PROCESS_TAG, process_identity
@@ -271,15 +273,12 @@ def reopen_sweep(
     The parent then describes this attempt: RUNNING, `attempt_tags` (its process, sweep dir,
     launcher), and none of an earlier attempt's error or end tags."""
     finished: dict[str, float | tuple[float, ...]] = {}
-    names = [m for m, _ in sweep_objectives(parent.data.tags)]
-    constraints = parse_constraints(json.loads(parent.data.tags.get("sweep_constraints", "[]")))
+    score = recorded_score(parent)
     for child in sorted(children_of(client, parent), key=lambda run: run.info.start_time):
         key = child.data.tags.get("job_key", "")
         done = child.info.status == "FINISHED" and bool(key)
         if done and (key not in finished or keep_repeats):
-            metrics = child.data.metrics
-            broke = violations(constraints, metrics)
-            finished.setdefault(key, run_score(metrics, child.info.run_id, names, broke))
+            finished.setdefault(key, score(child))
             continue
         failed = child.info.status == "FAILED" and child.data.tags.get("error_type") != "Stale"
         if keep_failed and failed:
@@ -295,3 +294,29 @@ def reopen_sweep(
     with_retries(lambda: client.log_batch(parent_id, tags=tags))
     with_retries(lambda: client.update_run(parent_id, status="RUNNING"))
     return finished
+
+
+def recorded_score(parent: Run) -> Callable[[Run], float | tuple[float, ...]]:
+    """A finished child's result as its job returned it: the sweep's objectives, with how far
+    it breaks the sweep's constraints."""
+    names = [m for m, _ in sweep_objectives(parent.data.tags)]
+    constraints = parse_constraints(json.loads(parent.data.tags.get("sweep_constraints", "[]")))
+
+    def score(child: Run) -> float | tuple[float, ...]:
+        metrics = child.data.metrics
+        return run_score(metrics, child.info.run_id, names, violations(constraints, metrics))
+
+    return score
+
+
+def finished_trials(
+    client: MlflowClient, parent: Run, trials: set[str]
+) -> dict[str, float | tuple[float, ...]]:
+    """The job keys and results of the parent's FINISHED children that ran these trials (their
+    `optuna.trial_number`): the jobs a resumed search skips when it asks those trials again."""
+    score = recorded_score(parent)
+    return {
+        child.data.tags["job_key"]: score(child)
+        for child in children_of(client, parent, "FINISHED")
+        if child.data.tags.get(TRIAL_TAG) in trials and child.data.tags.get("job_key")
+    }

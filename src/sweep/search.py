@@ -18,6 +18,7 @@ from hydra_plugins.sweeps_optuna_sweeper import (
     TRIAL_ENV,
     Pruner,
     RoundJob,
+    interrupted_trials,
     keep_storage,
     missing_trials,
     prune_trials,
@@ -27,6 +28,7 @@ from src.ml.objectives import metric_names, parse_constraints
 from src.ml.targets import TargetError, config_targets, resolve_class
 
 PARENT_ATTR = "mlflow_parent_run_id"  # the trial user attribute naming the sweep's parent run
+TRIAL_TAG = "optuna.trial_number"  # the child's tag naming its trial
 OUR_OPTUNA = "hydra_plugins.sweeps_optuna_sweeper.optuna_sweeper.SweepsOptunaSweeper"
 
 
@@ -122,11 +124,19 @@ def trial_tags(env: Mapping[str, str] = os.environ) -> dict[str, str]:
     """The Optuna trial this job runs (study, trial number, storage), as its sweeper names it in
     the job's environment `env`; empty outside a search."""
     names = {
-        TRIAL_ENV: "optuna.trial_number",
+        TRIAL_ENV: TRIAL_TAG,
         STUDY_ENV: "optuna.study",
         STORAGE_ENV: "optuna.storage",
     }
     return {tag: str(env[name]) for name, tag in names.items() if name in env}
+
+
+def retried_trials(config: DictConfig, parent_run_id: str) -> set[str]:
+    """The numbers of the trials of a sweep's persistent study that its resume asks again
+    (interrupted), as the children's `optuna.trial_number` tags name them."""
+    sweeper = config.hydra.sweeper
+    user_attrs = {PARENT_ATTR: parent_run_id}
+    return {str(n) for n in interrupted_trials(sweeper.storage, sweeper.study_name, user_attrs)}
 
 
 def mark_trials(config: DictConfig, parent_run_id: str) -> None:

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -21,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from hydra_plugins.sweeps_optuna_sweeper._asynchronous import search
 from hydra_plugins.sweeps_optuna_sweeper._core import (
     JOB_STATUS,
     RETRY_OF,
@@ -118,6 +121,72 @@ def test_a_failed_job_is_a_failed_trial_naming_its_run() -> None:
     one, two = study.trials
     assert one.state == TrialState.FAIL and one.user_attrs == {JOB_STATUS: "FAILED", RUN_ID: "abc"}
     assert two.value == 0.8 and two.user_attrs == {JOB_STATUS: "COMPLETED", RUN_ID: "def"}
+
+
+@contextmanager
+def thread_pool(seconds: dict[int, float], ends: dict[int, float]):
+    """A pool whose job `n` (of trial `n`) sleeps `seconds[n]` in a thread, notes when it ended
+    in `ends`, and returns its trial's x (or fails, or is interrupted, as x says)."""
+    with ThreadPoolExecutor(max_workers=4) as threads:
+
+        def job(number: int, x: int) -> JobReturn:
+            time.sleep(seconds[number])
+            ends[number] = time.monotonic()
+            if x == -2:  # Ctrl-C reached the job: its run ended KILLED, the interrupt goes on
+                raise KeyboardInterrupt
+            if x == -1:  # its run ended FAILED
+                return JobReturn(status=JobStatus.FAILED, _return_value=ValueError("bad x"))
+            return JobReturn(status=JobStatus.COMPLETED, _return_value=float(x))
+
+        yield lambda overrides, idx: threads.submit(job, int(overrides[0]), int(overrides[1]))
+
+
+def asking(study: optuna.Study, xs: list[int], seen: dict[int, list[int]]):
+    """`ask` for `_asynchronous.search`: trial n gets x = xs[n]; `seen` notes, at each ask,
+    the trials the study then knows as ended."""
+
+    def ask():
+        ended = [t.number for t in study.get_trials(states=(TrialState.COMPLETE,))]
+        trial = study.ask({"x": IntDistribution(-2, 9)})
+        seen[trial.number] = ended
+        return trial, [str(trial.number), str(xs[trial.number])]
+
+    return ask
+
+
+def test_a_search_asks_a_trial_as_soon_as_one_ends_and_the_sampler_knows_the_ended_ones():
+    study = optuna.create_study(direction="maximize")
+    seconds = {0: 1.5} | dict.fromkeys(range(1, 6), 0.1)  # trial 0 takes 15 times longer
+    ends: dict[int, float] = {}
+    seen: dict[int, list[int]] = {}
+    ask = asking(study, [5, 1, 2, 3, 4, 6], seen)
+    search(thread_pool(seconds, ends), study, ask, to_ask=6, slots=2, max_failure_rate=0.0)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
+    assert [t.value for t in study.trials] == [5, 1, 2, 3, 4, 6]
+    assert max(ends[n] for n in range(1, 6)) < ends[0]  # 1 to 5 ran one by one beside 0
+    assert seen == {0: [], 1: [], 2: [1], 3: [1, 2], 4: [1, 2, 3], 5: [1, 2, 3, 4]}
+
+
+def test_an_interrupted_search_tells_its_finished_trials_and_fails_the_others():
+    study = optuna.create_study()
+    seconds = {0: 1.0, 1: 0.1, 2: 0.1}
+    ends: dict[int, float] = {}
+    ask = asking(study, [5, 1, -2], {})  # trial 2's job is interrupted, trial 0's runs on
+    with pytest.raises(KeyboardInterrupt):
+        search(thread_pool(seconds, ends), study, ask, to_ask=3, slots=2, max_failure_rate=1.0)
+    (done_0, done_1, interrupted) = study.trials
+    assert done_0.state == done_1.state == TrialState.COMPLETE  # finished jobs: told
+    assert interrupted.state == TrialState.FAIL and JOB_STATUS not in interrupted.user_attrs
+
+
+def test_a_search_past_its_failure_rate_asks_no_more_and_ends_the_running_trials():
+    study = optuna.create_study()
+    seconds = {0: 1.0, 1: 0.1, 2: 0.1}
+    ask = asking(study, [5, -1, 3, 4], {})
+    with pytest.raises(ValueError, match="bad x"):
+        search(thread_pool(seconds, {}), study, ask, to_ask=4, slots=2, max_failure_rate=0.0)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert study.trials[1].user_attrs[JOB_STATUS] == "FAILED"
 
 
 def heart_search(tmp: Path, *extra: str) -> list[str]:
@@ -282,3 +351,94 @@ def dashboard_json(url: str, timeout: float = 60) -> dict:
         except OSError:
             assert time.monotonic() < deadline, f"optuna-dashboard did not answer {url}"
             time.sleep(0.3)
+
+
+SLOW_TREES = 1500  # a trial of 1500 trees outlasts several of 5 to 8 trees
+
+
+def queued_study(tmp: Path, trees: list[int]) -> str:
+    """A persistent study whose first trials are queued with these tree counts (asked in this
+    order; distinct, as a resume skips a job whose values a finished child ran); its storage
+    URL."""
+    storage = f"sqlite:///{tmp}/optuna.db"
+    study = optuna.create_study(study_name="heart_rf", storage=storage, direction="maximize")
+    for n in trees:
+        study.enqueue_trial({"model.n_estimators": n})
+    return storage
+
+
+def trees_search(tmp: Path, launcher: list[str], n_trials: int) -> list[str]:
+    """A search of the queued study on 2 workers of `launcher`."""
+    return heart_search(
+        tmp, *launcher, f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.n_jobs=2",
+        f"hydra.sweeper.params={{model.n_estimators: 'int(interval(5,{SLOW_TREES}))'}}",
+    )  # fmt: skip
+
+
+JOBLIB_2 = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+SUBMITIT_LOCAL = ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+                  "hydra.launcher.tasks_per_node=1"]  # fmt: skip
+
+
+@pytest.mark.slow  # a real search on 2 joblib workers
+def test_a_search_on_workers_asks_a_trial_as_soon_as_a_worker_is_free(tracking_uri, tmp_path):
+    """Trial 0 is slow: the other worker runs trials 1 to 4 one after another beside it (in
+    batches of 2, trial 2 would wait for trial 0)."""
+    storage = queued_study(tmp_path, [SLOW_TREES, 5, 6, 7, 8])
+    result = cli(tracking_uri, "src.train", *trees_search(tmp_path, JOBLIB_2, 5),
+                 f"hydra.sweep.dir={tmp_path}/sweep")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "A new trial is asked as soon as one ends, 2 running at once" in result.stdout
+    study = optuna.load_study(study_name="heart_rf", storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 5
+    client = MlflowClient(tracking_uri)
+    runs = [client.get_run(t.user_attrs[RUN_ID]) for t in study.trials]
+    assert [r.info.status for r in runs] == ["FINISHED"] * 5
+    assert len({r.data.tags["mlflow.parentRunId"] for r in runs}) == 1
+    slow = runs[0].info
+    assert all(slow.start_time < r.info.start_time < slow.end_time for r in runs[2:])
+
+
+@pytest.mark.slow  # sweeps interrupted and resumed, on 2 workers
+@pytest.mark.parametrize("launcher", [JOBLIB_2, SUBMITIT_LOCAL], ids=["joblib", "submitit"])
+def test_an_interrupted_search_on_workers_resumes_with_no_duplicate(
+    launcher, tracking_uri, tmp_path
+) -> None:
+    storage = queued_study(tmp_path, [SLOW_TREES, 5, 6, 7, SLOW_TREES - 1, SLOW_TREES - 2])
+    process, out = start(tracking_uri, tmp_path, *trees_search(tmp_path, launcher, 6))
+    deadline = time.monotonic() + 240
+    while True:  # two trials done and the slow one still running: Ctrl-C
+        runs = [r for r in all_runs(tracking_uri) if r.data.tags.get("optuna.trial_number")]
+        if sum(r.info.status == "FINISHED" for r in runs) >= 2:
+            break
+        assert time.monotonic() < deadline and process.poll() is None, out.read_text()[-3000:]
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=120)
+    assert process.returncode != 0
+    study = optuna.load_study(study_name="heart_rf", storage=storage)
+    assert TrialState.RUNNING not in {t.state for t in study.trials}, out.read_text()[-3000:]
+    assert [r for r in all_runs(tracking_uri) if r.info.status == "RUNNING"] == []
+    study_trials = {str(t.number): t.state for t in study.trials}
+    finished = [
+        r.data.tags["optuna.trial_number"]
+        for r in all_runs(tracking_uri)
+        if r.info.status == "FINISHED" and r.data.tags.get("optuna.trial_number")
+    ]
+    complete = [n for n, state in study_trials.items() if state == TrialState.COMPLETE]
+    assert set(complete) <= set(finished) and complete, out.read_text()[-4000:]
+    # a job stopped after its run finished, before its return came back: its trial is FAIL
+    assert {study_trials[n] for n in set(finished) - set(complete)} <= {TrialState.FAIL}
+
+    resumed = cli(tracking_uri, "src.train", *trees_search(tmp_path, launcher, 6),
+                  "sweep.resume=latest", f"hydra.sweep.dir={tmp_path}/sweep")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    study = optuna.load_study(study_name="heart_rf", storage=storage)
+    complete_trials = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete_trials) == 6
+    ((parent_id, children),) = children_by_parent(tracking_uri).items()
+    ran = [(c.data.tags["optuna.trial_number"], c.data.tags["job_key"]) for c in children]
+    assert [c.info.status for c in children] == ["FINISHED"] * 6, (ran, resumed.stdout[-4000:])
+    assert len({key for _, key in ran}) == 6  # no job ran twice
+    runs = {c.info.run_id for c in children}
+    assert {t.user_attrs[RUN_ID] for t in complete_trials} == runs  # each trial its own child

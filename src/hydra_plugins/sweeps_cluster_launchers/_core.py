@@ -26,7 +26,9 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from . import lost_job
 
 log = logging.getLogger(__name__)
+
+Submit = Callable[[Sequence[str], int], Future]  # a job's overrides and number -> its return
 
 CANCEL_GRACE_S = 15.0  # how long cancelled jobs get to end their runs before the sweep closes
 WATCH_EVERY_S = 1.0  # how often a local submitit job checks that its launching process lives
@@ -86,10 +90,8 @@ def log_jobs(job_overrides: Sequence[Sequence[str]], first: int) -> None:
         log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
 
 
-def launch_submitit(
-    launcher: Any, cluster: str, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
-) -> Sequence[JobReturn]:
-    """hydra-submitit-launcher 1.2's launch, waiting for every job."""
+def submitit_executor(launcher: Any, cluster: str) -> Any:
+    """hydra-submitit-launcher 1.2's executor, with the sweep folder made."""
     import submitit
     from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 
@@ -112,11 +114,24 @@ def launch_submitit(
     sweep_dir.mkdir(parents=True, exist_ok=True)
     if "mode" in launcher.config.hydra.sweep:
         os.chmod(sweep_dir, mode=int(str(launcher.config.hydra.sweep.mode), 8))
-    log_jobs(job_overrides, initial_job_idx)
     if cluster == "local":  # its jobs are this host's processes: they watch this one
         launcher.launching = (os.getpid(), start_time(os.getpid()))
+    return executor
+
+
+def submitit_params(overrides: Sequence[str], idx: int) -> tuple[Any, ...]:
+    """The arguments of job `idx` for the launcher's `__call__` in the job's process."""
+    return (list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state())
+
+
+def launch_submitit(
+    launcher: Any, cluster: str, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+) -> Sequence[JobReturn]:
+    """hydra-submitit-launcher 1.2's launch, waiting for every job."""
+    executor = submitit_executor(launcher, cluster)
+    log_jobs(job_overrides, initial_job_idx)
     job_params = [
-        (list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state())
+        submitit_params(overrides, idx)
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx)
     ]
     jobs = executor.map_array(launcher, *zip(*job_params, strict=True))
@@ -127,6 +142,47 @@ def launch_submitit(
         )
     ]
     return wait_all(waits, partial(cancel_submitit, jobs))
+
+
+@contextmanager
+def submitit_pool(launcher: Any, cluster: str, slots: int) -> Iterator[Submit]:
+    """Submit jobs one by one (overrides, job number -> the future of its return), each a
+    submitit job of its own; leaving on an error (Ctrl-C) cancels those still running."""
+    executor = submitit_executor(launcher, cluster)
+    jobs: list[Any] = []
+
+    def start(overrides: Sequence[str], idx: int) -> Callable[[], JobReturn]:
+        log_jobs([overrides], idx)
+        jobs.append(executor.submit(launcher, *submitit_params(overrides, idx)))
+        return jobs[-1].result
+
+    with waiting(launcher, start, partial(cancel_submitit, jobs), slots) as submit:
+        yield submit
+
+
+@contextmanager
+def waiting(
+    launcher: Any,
+    start: Callable[[Sequence[str], int], Callable[[], JobReturn]],
+    cancel: Callable[[], None],
+    slots: int,
+) -> Iterator[Submit]:
+    """`submit` for jobs that `start` starts (returning how to wait for its return): a thread
+    waits for each (`slots` at once), and a job whose process died is `wait_for`'s; leaving on
+    an error, `cancel` the jobs still running."""
+    threads = ThreadPoolExecutor(max_workers=max(1, slots), thread_name_prefix="job-wait")
+
+    def submit(overrides: Sequence[str], idx: int) -> Future:
+        return threads.submit(wait_for, start(overrides, idx), launcher, overrides, idx)
+
+    try:
+        yield submit
+    except BaseException:
+        log.warning("Interrupted: cancelling the jobs still running")
+        cancel()
+        raise
+    finally:
+        threads.shutdown(wait=False, cancel_futures=True)
 
 
 def start_time(pid: int) -> str:
@@ -173,10 +229,9 @@ def first_result(job: Any) -> JobReturn:
     return job.results()[0]
 
 
-def launch_ray(
-    launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
-) -> Sequence[JobReturn]:
-    """hydra-ray-launcher 1.2's launch on the cluster `ray.init` reaches, waiting for every job."""
+def ray_task(launcher: Any) -> Any:
+    """The remote function that runs a job, on the cluster `ray.init` reaches, with the sweep
+    folder made."""
     import ray
 
     setup_globals()
@@ -184,7 +239,7 @@ def launch_ray(
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    log.info(f"Ray Launcher is launching {len(job_overrides)} jobs, sweep output dir: {sweep_dir}")
+    log.info(f"Ray Launcher sweep output dir: {sweep_dir}")
     init = OmegaConf.to_container(launcher.ray_cfg.init, resolve=True)
     remote = OmegaConf.to_container(launcher.ray_cfg.remote, resolve=True)
     assert isinstance(init, dict) and isinstance(remote, dict)
@@ -194,7 +249,17 @@ def launch_ray(
         if sigterm is not None:  # ray.init makes SIGTERM exit at once, without cancelling
             signal.signal(signal.SIGTERM, sigterm)
     remote.setdefault("max_retries", 0)
-    task = ray.remote(**{str(k): v for k, v in remote.items()})(run_on_ray)
+    return ray.remote(**{str(k): v for k, v in remote.items()})(run_on_ray)
+
+
+def launch_ray(
+    launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+) -> Sequence[JobReturn]:
+    """hydra-ray-launcher 1.2's launch on the cluster `ray.init` reaches, waiting for every job."""
+    import ray
+
+    task = ray_task(launcher)
+    log.info(f"Ray Launcher is launching {len(job_overrides)} jobs")
     log_jobs(job_overrides, initial_job_idx)
     configs = [
         job_config(launcher, overrides, idx)
@@ -212,6 +277,31 @@ def launch_ray(
         )
     ]
     return wait_all(waits, partial(cancel_ray, runs))
+
+
+@contextmanager
+def ray_pool(launcher: Any, slots: int) -> Iterator[Submit]:
+    """Submit jobs one by one (overrides, job number -> the future of its return), each a Ray
+    task; leaving on an error (Ctrl-C) cancels those still running."""
+    import ray
+
+    task = ray_task(launcher)
+    state = Singleton.get_state()
+    runs: list[Any] = []
+
+    def start(overrides: Sequence[str], idx: int) -> Callable[[], JobReturn]:
+        log_jobs([overrides], idx)
+        config = job_config(launcher, overrides, idx)
+        run = task.remote(launcher.hydra_context, config, launcher.task_function, state)
+        runs.append(run)
+
+        def result() -> JobReturn:
+            return ray.get(run)  # type: ignore[no-any-return]
+
+        return result
+
+    with waiting(launcher, start, partial(cancel_ray, runs), slots) as submit:
+        yield submit
 
 
 def cancel_ray(runs: Sequence[Any]) -> None:

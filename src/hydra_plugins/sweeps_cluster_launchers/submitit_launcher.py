@@ -1,11 +1,16 @@
 """The submitit launcher classes Hydra's plugin scan finds (with the `cluster` extra): light to
 import, their work in `_core`."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from importlib.util import find_spec
 from typing import Any
 
 from hydra.core.utils import JobReturn
+
+# a job's overrides and number -> the future of its return; submitted within the context
+Pool = AbstractContextManager[Callable[[Sequence[str], int], Future]]
 
 if find_spec("hydra_plugins.hydra_submitit_launcher") is not None:
     from hydra_plugins.hydra_submitit_launcher.submitit_launcher import (
@@ -35,6 +40,13 @@ if find_spec("hydra_plugins.hydra_submitit_launcher") is not None:
 
             return _core.launch_submitit(self, "local", job_overrides, initial_job_idx)
 
+        def pool(self, slots: int) -> Pool:
+            """Submit jobs one by one (overrides, job number -> the future of its return), as
+            local processes; `slots`: how many the caller keeps running."""
+            from . import _core
+
+            return _core.submitit_pool(self, "local", slots)
+
     class SweepsSlurmLauncher(SlurmLauncher):
         """hydra-submitit-launcher's SLURM launcher; waits for every job of a launch."""
 
@@ -45,3 +57,10 @@ if find_spec("hydra_plugins.hydra_submitit_launcher") is not None:
             from . import _core
 
             return _core.launch_submitit(self, "slurm", job_overrides, initial_job_idx)
+
+        def pool(self, slots: int) -> Pool:
+            """Submit jobs one by one (overrides, job number -> the future of its return), as
+            SLURM jobs; `slots`: how many the caller keeps running."""
+            from . import _core
+
+            return _core.submitit_pool(self, "slurm", slots)

@@ -6,16 +6,22 @@ and singletons) and every job restores it with `Singleton.set_state`, which re-e
 Hydra plugin module. Here that state is pickled once per launch, and a worker restores it on its
 first job of the launch; its later jobs share it, as jobs share it in-process under Hydra's
 basic launcher. The jobs, their ids, numbers, directories and returns are the stock launcher's.
+
+A search that asks a trial whenever one ends (our Optuna sweeper) submits its jobs one by one
+(`pool`) to a reusable loky executor, the kind of worker joblib's loky backend runs, with the same
+state, restore and watchdog.
 """
 
 import contextlib
 import logging
+import multiprocessing
 import os
 import signal
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, wait
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +30,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
+from joblib.externals.loky import get_reusable_executor
 from omegaconf import DictConfig, open_dict
 
 from .joblib_launcher import SweepsJoblibLauncher
@@ -52,10 +59,8 @@ def joblib_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def launch(
-    launcher: SweepsJoblibLauncher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
-) -> Sequence[JobReturn]:
-    """Run the jobs on a loky pool; their returns, in order."""
+def prepare_launch(launcher: SweepsJoblibLauncher) -> Path:
+    """Hydra's globals and logging in the launching process; the sweep folder, made."""
     setup_globals()
     assert launcher.config is not None
     assert launcher.task_function is not None
@@ -63,6 +68,22 @@ def launch(
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    return sweep_dir
+
+
+def launch_state(launcher: SweepsJoblibLauncher) -> tuple[bytes, bytes]:
+    """Hydra's state and the job's (context, config, task function), pickled once a launch."""
+    return (
+        cloudpickle.dumps(Singleton.get_state()),
+        cloudpickle.dumps((launcher.hydra_context, launcher.config, launcher.task_function)),
+    )
+
+
+def launch(
+    launcher: SweepsJoblibLauncher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+) -> Sequence[JobReturn]:
+    """Run the jobs on a loky pool; their returns, in order."""
+    sweep_dir = prepare_launch(launcher)
 
     kwargs = joblib_kwargs(dict(launcher.joblib))
     log.info(
@@ -74,12 +95,7 @@ def launch(
     for idx, overrides in enumerate(job_overrides):
         log.info("\t#{} : {}".format(idx, " ".join(filter_overrides(overrides))))
 
-    key = uuid.uuid4().hex
-    launcher_pid = os.getpid()
-    state = (
-        cloudpickle.dumps(Singleton.get_state()),
-        cloudpickle.dumps((launcher.hydra_context, launcher.config, launcher.task_function)),
-    )
+    key, state, launcher_pid = uuid.uuid4().hex, launch_state(launcher), os.getpid()
     runs = Parallel(**kwargs)(
         delayed(execute_job)(initial_job_idx + idx, list(overrides), key, state, launcher_pid)
         for idx, overrides in enumerate(job_overrides)
@@ -88,6 +104,38 @@ def launch(
     for run in runs:
         assert isinstance(run, JobReturn)
     return runs
+
+
+@contextlib.contextmanager
+def pool(launcher: SweepsJoblibLauncher) -> Iterator[Callable[[Sequence[str], int], Future]]:
+    """Submit jobs one by one (overrides, job number -> the future of its return) to a loky
+    executor of the launcher's `n_jobs` workers. Leaving on an error (Ctrl-C), the workers are
+    interrupted as a Ctrl-C in the terminal interrupts them (SIGINT: a running job ends its run
+    KILLED; one that just finished still returns), then killed after STOP_GRACE_S."""
+    sweep_dir = prepare_launch(launcher)
+    workers = effective_n_jobs(launcher.joblib.get("n_jobs") or 1)
+    key, state, pid = uuid.uuid4().hex, launch_state(launcher), os.getpid()
+    executor = get_reusable_executor(max_workers=workers)
+    log.info(f"A loky pool of {workers} workers runs each job as it is asked, sweep output dir "
+             f": {sweep_dir}")  # fmt: skip
+
+    submitted: list[Future] = []
+
+    def submit(overrides: Sequence[str], idx: int) -> Future:
+        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        submitted.append(executor.submit(execute_job, idx, list(overrides), key, state, pid))
+        return submitted[-1]
+
+    try:
+        yield submit
+    except BaseException:
+        log.warning("Interrupted: stopping the jobs still running")
+        for process in multiprocessing.active_children():  # this launch's workers
+            with contextlib.suppress(ProcessLookupError, TypeError):  # gone; not started
+                os.kill(process.pid, signal.SIGINT)  # type: ignore[arg-type]
+        wait([f for f in submitted if not f.done()], timeout=STOP_GRACE_S)
+        executor.shutdown(wait=True, kill_workers=True)
+        raise
 
 
 def watch_launcher(launcher_pid: int) -> None:

@@ -33,6 +33,14 @@ def missing_trials(storage: str | None, study_name: str | None, n_trials: int) -
     return missing(storage, study_name, n_trials)
 
 
+def interrupted_trials(storage: str | None, study_name: str | None, user_attrs: dict) -> set[int]:
+    """The trials of a sweep (those carrying `user_attrs`) its persistent study shows
+    interrupted: asked again, with the same values, when the sweep resumes."""
+    from ._core import interrupted_trials as interrupted
+
+    return interrupted(storage, study_name, user_attrs)
+
+
 def keep_storage(shown: str, real: str) -> None:
     """The sweeper opens `real` where its config says `shown` (the same URL, password hidden)."""
     _real_storages[shown] = real
@@ -56,3 +64,8 @@ def prune_trials(pruner: Pruner | None, rounds: int = 1, round_job: RoundJob | N
     `pruner` names after a round (None: a trial is one job, never pruned)."""
     ok = pruner is not None and round_job is not None and rounds >= 2
     _pruners[:] = [(pruner, rounds, round_job)] if ok else []  # type: ignore[list-item]
+
+
+def racing() -> bool:
+    """Whether trials run in rounds, pruned between them (`prune_trials` was given a pruner)."""
+    return bool(_pruners)

@@ -1,5 +1,7 @@
 """The search: a study (in memory or persistent), a search space in Hydra's override grammar,
-trials asked in batches, launched, and told back.
+trials asked, launched, and told back: one at a time as jobs end, where the launcher can run
+jobs one by one (`_asynchronous`), or in batches (Hydra's basic launcher, a race, or
+`batches: true`).
 
 `n_trials` is the number of trials the study should hold that ran to an end (their job
 finished or failed). A study that already holds some is continued: only the missing trials run,
@@ -14,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 from sqlalchemy.engine import make_url
 
-from . import STORAGE_ENV, STUDY_ENV, TRIAL_ENV, real_storage
+from . import STORAGE_ENV, STUDY_ENV, TRIAL_ENV, racing, real_storage
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +152,22 @@ def missing_trials(storage: str | None, study_name: str | None, n_trials: int) -
     return still_missing(study.get_trials(deepcopy=False), n_trials)
 
 
+def interrupted_trials(
+    storage: str | None, study_name: str | None, user_attrs: dict[str, Any]
+) -> set[int]:
+    """The numbers of the trials of the sweep `user_attrs` name that were interrupted (FAIL
+    without a job status): asked again when it resumes."""
+    storage = absolute_storage(storage)
+    if storage is None or study_name is None:
+        return set()
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:  # no such study yet
+        return set()
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    return {t.number for t in failed if carries(t, user_attrs) and not is_ended(t)}
+
+
 def prepare(study: optuna.Study, user_attrs: dict[str, Any], n_trials: int) -> int:
     """End this sweep's trials left RUNNING by a process that is gone (FAIL: interrupted),
     queue its interrupted trials again with the same values, and return how many trials to
@@ -221,8 +240,6 @@ def sweep(options: dict[str, Any], setup: dict[str, Any], arguments: list[str]) 
     """Run the search and write `optimization_results.yaml` in the sweep folder."""
     config: DictConfig = setup["config"]
     directions = directions_of(options["direction"])
-    from ._pruning import launch_trials
-
     launcher = Plugins.instance().instantiate_launcher(**setup)
     params = options["params"] or {}
     space, fixed = search_space([f"{k}={v}" for k, v in params.items()] + list(arguments))
@@ -247,15 +264,45 @@ def sweep(options: dict[str, Any], setup: dict[str, Any], arguments: list[str]) 
         f"Optuna study {study.study_name!r} ({shown(storage)}{continued}): "
         f"{to_ask} trials to run for n_trials={options['n_trials']}"
     )
+    n_jobs, max_failure_rate = int(options["n_jobs"]), float(options["max_failure_rate"])
+
+    def ask() -> tuple[Trial, list[str]]:
+        trial = study.ask(space)
+        for key, value in user_attrs.items():
+            trial.set_user_attr(str(key), value)
+        return trial, trial_overrides(trial, fixed, study.study_name, storage)
+
+    pool = getattr(launcher, "pool", None)
+    if pool is not None and not options["batches"] and not racing():
+        from ._asynchronous import search
+
+        log.info(f"A new trial is asked as soon as one ends, {n_jobs} running at once")
+        search(pool(n_jobs), study, ask, to_ask, n_jobs, max_failure_rate)
+    else:
+        search_in_batches(launcher, study, ask, to_ask, n_jobs, max_failure_rate)
+    write_results(study, storage, Path(str(config.hydra.sweep.dir)))
+
+
+def search_in_batches(
+    launcher: Any,
+    study: optuna.Study,
+    ask: Callable[[], tuple[Trial, list[str]]],
+    to_ask: int,
+    n_jobs: int,
+    max_failure_rate: float,
+) -> None:
+    """Ask `n_jobs` trials, launch them as one batch, tell them, and again, until `to_ask`
+    trials ran; a batch with more than `max_failure_rate` of its trials failed raises the first
+    failure's error."""
+    from ._pruning import launch_trials
+
     job_idx = 0
     while to_ask > 0:
-        batch = [study.ask(space) for _ in range(min(int(options["n_jobs"]), to_ask))]
-        for trial in batch:
-            for key, value in user_attrs.items():
-                trial.set_user_attr(str(key), value)
-        overrides = [trial_overrides(t, fixed, study.study_name, storage) for t in batch]
+        batch, overrides = zip(*[ask() for _ in range(min(n_jobs, to_ask))], strict=True)
         try:  # in rounds, pruned (PRUNED) by the app's judge, when it races (_pruning)
-            returns, pruned, launched = launch_trials(launcher, study, batch, overrides, job_idx)
+            returns, pruned, launched = launch_trials(
+                launcher, study, list(batch), list(overrides), job_idx
+            )
         except BaseException:  # interrupted: no trial stays RUNNING
             for trial in batch:
                 study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
@@ -263,11 +310,10 @@ def sweep(options: dict[str, Any], setup: dict[str, Any], arguments: list[str]) 
         job_idx += launched
         told = [(t, r) for t, r in zip(batch, returns, strict=True) if t.number not in pruned]
         failures = [r for t, r in told if tell(study, t, r)]
-        if len(failures) / len(returns) > float(options["max_failure_rate"]):
+        if len(failures) / len(returns) > max_failure_rate:
             log.error(f"{len(failures)} of {len(returns)} trials failed in a batch")
             _ = failures[0].return_value  # raises the first failure's error
         to_ask -= len(batch)
-    write_results(study, storage, Path(str(config.hydra.sweep.dir)))
 
 
 def write_results(study: optuna.Study, storage: str | None, sweep_dir: Path) -> None:

@@ -8,8 +8,9 @@ from omegaconf import DictConfig
 
 
 class SweepsOptunaSweeper(Sweeper):
-    """Hydra's Optuna sweeper's options, on a current Optuna: trials asked in batches of
-    `n_jobs`, run by whatever launcher the app has, told back to a study that may persist."""
+    """Hydra's Optuna sweeper's options, on a current Optuna: `n_jobs` trials running at once,
+    each asked as soon as one ends (or in batches: `batches`), run by whatever launcher the app
+    has, told back to a study that may persist."""
 
     def __init__(
         self,
@@ -22,6 +23,7 @@ class SweepsOptunaSweeper(Sweeper):
         max_failure_rate: float,
         params: DictConfig | None,
         user_attrs: DictConfig | None = None,
+        batches: bool = False,
     ) -> None:
         self.options = {
             "sampler": sampler,
@@ -33,6 +35,7 @@ class SweepsOptunaSweeper(Sweeper):
             "max_failure_rate": max_failure_rate,
             "params": params,
             "user_attrs": user_attrs,
+            "batches": batches,
         }
         self.setup_args: dict[str, Any] = {}
 
@@ -47,7 +50,7 @@ class SweepsOptunaSweeper(Sweeper):
         }
 
     def sweep(self, arguments: list[str]) -> Any:
-        """Search: ask trials, launch them in batches, tell their results to the study."""
+        """Search: ask trials, launch them, tell their results to the study."""
         from . import _core
 
         return _core.sweep(self.options, self.setup_args, arguments)
