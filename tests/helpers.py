@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
+import optuna
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -600,3 +601,56 @@ def grow_sweep(
                 marks = ", ".join("?" * len(names))
                 db.executemany(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", copied)
     return scores
+
+
+def heart_search(tmp: Path, *extra: str) -> list[str]:
+    """A random forest search on the heart data in a persistent sqlite study."""
+    return [
+        "-m",
+        "sweeps=random_forest_optuna",
+        "data=heart",
+        f"data.path={HEART_CSV}",
+        "mlflow.log_model=false",
+        "mlflow.log_plots=false",
+        f"hydra.sweeper.storage=sqlite:///{tmp}/optuna.db",
+        "hydra.sweeper.study_name=heart_rf",
+        "hydra.sweeper.params={model.n_estimators: 'int(interval(150,250))', "
+        "model.max_depth: 'range(2,8)'}",
+        *extra,
+    ]
+
+
+SLOW_TREES = 1500  # a trial of 1500 trees outlasts several of 5 to 8 trees
+
+
+def queued_study(tmp: Path, trees: list[int]) -> str:
+    """A persistent study whose first trials are queued with these tree counts (asked in this
+    order; distinct, as a resume skips a job whose values a finished child ran); its storage
+    URL."""
+    storage = f"sqlite:///{tmp}/optuna.db"
+    study = optuna.create_study(study_name="heart_rf", storage=storage, direction="maximize")
+    for n in trees:
+        study.enqueue_trial({"model.n_estimators": n})
+    return storage
+
+
+def trees_search(tmp: Path, launcher: list[str], n_trials: int) -> list[str]:
+    """A search of the queued study on 2 workers of `launcher`."""
+    return heart_search(
+        tmp, *launcher, f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.n_jobs=2",
+        f"hydra.sweeper.params={{model.n_estimators: 'int(interval(5,{SLOW_TREES}))'}}",
+    )  # fmt: skip
+
+
+def check_asked_as_workers_free(storage: str, uri: str) -> None:
+    """A search of the study queued with [SLOW_TREES, 4 fast ones] on 2 workers: every trial
+    COMPLETE, its child FINISHED under one parent, and trials 2 to 4 started while the slow
+    trial 0 ran (in batches of 2, trial 2 would wait for trial 0)."""
+    study = optuna.load_study(study_name="heart_rf", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 5
+    client = MlflowClient(uri)
+    runs = [client.get_run(t.user_attrs["mlflow_run_id"]) for t in study.trials]
+    assert [r.info.status for r in runs] == ["FINISHED"] * 5
+    assert len({r.data.tags["mlflow.parentRunId"] for r in runs}) == 1
+    slow = runs[0].info
+    assert all(slow.start_time < r.info.start_time < slow.end_time for r in runs[2:])

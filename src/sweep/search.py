@@ -53,6 +53,7 @@ def search_size(config: DictConfig) -> int | None:
     if sweeper._target_ != OUR_OPTUNA:
         return int(sweeper.n_trials)
     check_search_objectives(config)
+    check_search_options(sweeper)
     missing = missing_trials(sweeper.storage, sweeper.study_name, int(sweeper.n_trials))
     if missing == 0:
         raise ValueError(
@@ -101,6 +102,17 @@ def check_search_objectives(config: DictConfig) -> None:
 
 def _plain(value: object) -> object:
     return OmegaConf.to_object(value) if OmegaConf.is_config(value) else value
+
+
+def check_search_options(sweeper: DictConfig) -> None:
+    """Our Optuna sweeper's `n_jobs` (trials running at once) and `batches` (wait for each
+    batch) are a number >= 1 and a boolean."""
+    n_jobs, batches = sweeper.get("n_jobs"), sweeper.get("batches", False)
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
+        raise ValueError(f"hydra.sweeper.n_jobs={n_jobs!r}: the trials running at once, >= 1")
+    if not isinstance(batches, bool):
+        raise ValueError(f"hydra.sweeper.batches={batches!r}: true (wait for each batch of "
+                         f"n_jobs trials) or false")  # fmt: skip
 
 
 def first_values(config: DictConfig, overrides: list[str]) -> list[str]:

@@ -24,7 +24,18 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from ..helpers import HEART_CSV, MLFLOW_SERVER_ENV, all_runs, new_store, start, sweep_runs
+from ..helpers import (
+    HEART_CSV,
+    MLFLOW_SERVER_ENV,
+    SLOW_TREES,
+    all_runs,
+    check_asked_as_workers_free,
+    new_store,
+    queued_study,
+    start,
+    sweep_runs,
+    trees_search,
+)
 
 pytestmark = pytest.mark.slow  # run by `make test` / CI via `pytest -m slow`
 
@@ -293,7 +304,8 @@ def test_a_ray_cluster_sweep_nests_its_children_and_survives_a_killed_worker(
     server, all on loopback: one parent, a nested child per job recording the Ray node that ran
     it; SIGKILL of the Ray worker running one job: that child ends FAILED with Ray's error, the
     other jobs finish and the summary is written. Then a second sweep, SIGTERMed while its two
-    jobs run: Ray cancels them, their children and the parent end KILLED."""
+    jobs run: Ray cancels them, their children and the parent end KILLED. Then an Optuna search
+    whose first trial is slow: the other node runs the next trials beside it."""
     uri = new_store(migrated_store, tmp_path)  # the server's backend, read here directly
     log = tmp_path / "cluster.log"
     temp_dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths
@@ -332,6 +344,14 @@ def test_a_ray_cluster_sweep_nests_its_children_and_survives_a_killed_worker(
                 check_interrupted_sweep(
                     second_uri, second / "sweep", (second / "sweep.log").read_text()
                 )
+                # a third: an Optuna search asking a trial whenever a Ray worker is free
+                (third := tmp_path / "search").mkdir()
+                third_uri = new_store(migrated_store, third)
+                storage = queued_study(third, [SLOW_TREES, 5, 6, 7, 8])
+                search = ray_sweep(
+                    third_uri, third / "sweep", third / "sweep.log", trees_search(third, [], 5)
+                )
+                assert search.wait(timeout=300) == 0, (third / "sweep.log").read_text()[-3000:]
         finally:
             server.terminate()
             server.wait(timeout=60)
@@ -349,3 +369,4 @@ def test_a_ray_cluster_sweep_nests_its_children_and_survives_a_killed_worker(
     assert killed.data.tags["ray.node_id"] in node_ids  # the running child named its node
     lost = MlflowClient(uri).get_run(killed.info.run_id)
     assert lost.data.tags["error_type"] == "WorkerCrashedError"
+    check_asked_as_workers_free(storage, third_uri)

@@ -101,6 +101,8 @@ FAULTS = [
     Fault("constraint_unparseable", '-m sweep.constraints=["model_bytes=<1e6"]', 1, "sweep.constraints: 'model_bytes=<1e6' is not a constraint"),
     Fault("constraint_unknown_metric", '-m sweep.constraints=["speed<=1"]', 1, "sweep.constraints='speed<=1' is not valid; use a constraint on a metric every child records"),
     Fault("search_directions_unequal", "-m sweeps=random_forest_tradeoffs_optuna hydra.sweeper.direction=maximize", 1, "hydra.sweeper.direction='maximize' has 1 directions for the 2 objectives"),
+    Fault("search_batches_not_bool", "-m sweeps=knn_optuna hydra.sweeper.batches=maybe", 1, "hydra.sweeper.batches='maybe': true (wait for each batch of n_jobs trials) or false"),
+    Fault("search_no_trials_at_once", "-m sweeps=knn_optuna hydra.sweeper.n_jobs=0", 1, "hydra.sweeper.n_jobs=0: the trials running at once, >= 1"),
     Fault("search_single_objective_sampler", "-m sweeps=random_forest_tradeoffs_optuna hydra/sweeper/sampler=cmaes ~hydra.sweeper.sampler.population_size", 1, "hydra.sweeper.sampler=CmaEsSampler searches one objective, sweep.metric has 2"),
     Fault("alpha", "-m sweep.alpha=1.5", 1, "sweep.alpha=1.5 is not valid; use a significance level"),
     Fault("heartbeat", "-m sweep.heartbeat_s=0", 1, "sweep.heartbeat_s=0 is not valid; use seconds between"),

@@ -36,7 +36,21 @@ from hydra_plugins.sweeps_optuna_sweeper._core import (
 )
 from src.tracking.child_run import RunScore
 
-from ..helpers import HEART_CSV, REPO, all_runs, cli, free_port, start, train_in_process, wait_for
+from ..helpers import (
+    HEART_CSV,
+    REPO,
+    SLOW_TREES,
+    all_runs,
+    check_asked_as_workers_free,
+    cli,
+    free_port,
+    heart_search,
+    queued_study,
+    start,
+    train_in_process,
+    trees_search,
+    wait_for,
+)
 
 LEAN = ["mlflow.log_model=false", "mlflow.log_plots=false"]
 PARENT = "mlflow_parent_run_id"
@@ -189,22 +203,6 @@ def test_a_search_past_its_failure_rate_asks_no_more_and_ends_the_running_trials
     assert study.trials[1].user_attrs[JOB_STATUS] == "FAILED"
 
 
-def heart_search(tmp: Path, *extra: str) -> list[str]:
-    """A random forest search on the heart data in a persistent sqlite study."""
-    return [
-        "-m",
-        "sweeps=random_forest_optuna",
-        "data=heart",
-        f"data.path={HEART_CSV}",
-        *LEAN,
-        f"hydra.sweeper.storage=sqlite:///{tmp}/optuna.db",
-        "hydra.sweeper.study_name=heart_rf",
-        "hydra.sweeper.params={model.n_estimators: 'int(interval(150,250))', "
-        "model.max_depth: 'range(2,8)'}",
-        *extra,
-    ]
-
-
 def children_by_parent(uri: str) -> dict[str, list]:
     runs = all_runs(uri)
     parents = {r.info.run_id: [] for r in runs if r.data.tags.get("sweep") == "true"}
@@ -353,28 +351,6 @@ def dashboard_json(url: str, timeout: float = 60) -> dict:
             time.sleep(0.3)
 
 
-SLOW_TREES = 1500  # a trial of 1500 trees outlasts several of 5 to 8 trees
-
-
-def queued_study(tmp: Path, trees: list[int]) -> str:
-    """A persistent study whose first trials are queued with these tree counts (asked in this
-    order; distinct, as a resume skips a job whose values a finished child ran); its storage
-    URL."""
-    storage = f"sqlite:///{tmp}/optuna.db"
-    study = optuna.create_study(study_name="heart_rf", storage=storage, direction="maximize")
-    for n in trees:
-        study.enqueue_trial({"model.n_estimators": n})
-    return storage
-
-
-def trees_search(tmp: Path, launcher: list[str], n_trials: int) -> list[str]:
-    """A search of the queued study on 2 workers of `launcher`."""
-    return heart_search(
-        tmp, *launcher, f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.n_jobs=2",
-        f"hydra.sweeper.params={{model.n_estimators: 'int(interval(5,{SLOW_TREES}))'}}",
-    )  # fmt: skip
-
-
 JOBLIB_2 = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 SUBMITIT_LOCAL = ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
                   "hydra.launcher.tasks_per_node=1"]  # fmt: skip
@@ -389,14 +365,7 @@ def test_a_search_on_workers_asks_a_trial_as_soon_as_a_worker_is_free(tracking_u
                  f"hydra.sweep.dir={tmp_path}/sweep")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "A new trial is asked as soon as one ends, 2 running at once" in result.stdout
-    study = optuna.load_study(study_name="heart_rf", storage=storage)
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 5
-    client = MlflowClient(tracking_uri)
-    runs = [client.get_run(t.user_attrs[RUN_ID]) for t in study.trials]
-    assert [r.info.status for r in runs] == ["FINISHED"] * 5
-    assert len({r.data.tags["mlflow.parentRunId"] for r in runs}) == 1
-    slow = runs[0].info
-    assert all(slow.start_time < r.info.start_time < slow.end_time for r in runs[2:])
+    check_asked_as_workers_free(storage, tracking_uri)
 
 
 @pytest.mark.slow  # sweeps interrupted and resumed, on 2 workers

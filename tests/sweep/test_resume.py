@@ -10,12 +10,14 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
 from src.sweep.parent import command_tag
-from src.sweep.recovery import resume_parent
+from src.sweep.recovery import finished_trials, resume_parent
 from src.tracking.store import COMMAND_TAG, NoSweepError
 
 from ..helpers import (
     HEART_CSV,
     LEAN,
+    hand_sweep,
+    make_child,
     run,
     start,
     sweep_runs,
@@ -115,3 +117,25 @@ def test_resume_matches_a_command_longer_than_a_tag(tracking_uri) -> None:
     )
     with pytest.raises(NoSweepError, match="too long to list what differs"):
         resume_parent(client, experiment_id, parent.info.run_id, longer)
+
+
+def test_a_resumed_search_skips_only_the_finished_jobs_of_its_retried_trials(tracking_uri):
+    """A trial interrupted after its job finished is asked again when the search resumes: its
+    job is skipped with that child's result; other finished children are the study's business."""
+    client = MlflowClient(tracking_uri)
+    parent_id = hand_sweep(client, "search", {})
+    experiment_id = client.get_run(parent_id).info.experiment_id
+    for trial, status in (("0", "FINISHED"), ("1", "FINISHED"), ("2", "KILLED")):
+        tags = {"optuna.trial_number": trial, "job_key": f"k={trial}"}
+        child = make_child(client, experiment_id, parent_id, trial, [0.8, 0.9], 3, tags=tags)
+        client.set_terminated(child, status)
+    parent = client.get_run(parent_id)
+    skipped = finished_trials(client, parent, {"1", "2"})  # 2's job did not finish
+    assert list(skipped) == ["k=1"]
+    assert skipped["k=1"] == pytest.approx(0.85)
+    assert (
+        skipped["k=1"].run_id
+        == client.search_runs(  # type: ignore[attr-defined]
+            [experiment_id], "tags.`optuna.trial_number` = '1'"
+        )[0].info.run_id
+    )
