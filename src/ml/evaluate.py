@@ -6,6 +6,7 @@ import pickle
 import re
 import time
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -113,9 +114,9 @@ def cross_validation(
     (0-based), only that repeat's `folds` folds: the same splits as in the full `repeats`,
     since the repeats are drawn in order from one seed."""
     cv = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
-    splits = list(cv.split(data.X_train, data.y_train))
-    if repeat is not None:
-        splits = splits[repeat * folds : (repeat + 1) * folds]
+    # a repeat's folds: the splits drawn up to its end, not every repeat's (a race's round)
+    drawn = cv.split(data.X_train, data.y_train)
+    splits = list(drawn if repeat is None else islice(drawn, repeat * folds, (repeat + 1) * folds))
     scores = cross_validate(
         pipeline, data.X_train, data.y_train, cv=splits, error_score="raise",
         scoring=cv_scorers(sorted(np.unique(data.y_train))), return_indices=True,

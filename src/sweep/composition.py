@@ -4,12 +4,13 @@ Hydra composes every job of a multirun from scratch (parse the overrides, build 
 defaults list, load and merge the YAML files), in every launcher. Most jobs of a sweep differ only
 in values (`model.n_neighbors=3` vs `=5`), and Hydra itself applies value overrides *after*
 composing the defaults list. So `CachingConfigLoader` composes the defaults-affecting part of a
-job (its group choices, deletions and appends, and all `hydra.*` overrides) with Hydra's own
-loader once, keeps it, and for each job deep-copies it and applies the job's value overrides with
-the very function Hydra uses (`ConfigLoaderImpl._apply_overrides_to_config`), then sets the
-job-specific `hydra.overrides.task` and `hydra.job.override_dirname` as Hydra does. The result is
-the config Hydra would compose (tests/sweep/test_composition.py compares them, key by key and
-flag by flag).
+job (its group choices, deletions and appends, and its `hydra.*` overrides but those of the job's
+environment, `hydra.job.env_set.<NAME>`) with Hydra's own loader once, keeps it, and for each job
+deep-copies it and applies the job's value overrides with the very function Hydra uses
+(`ConfigLoaderImpl._apply_overrides_to_config`), then sets the job-specific
+`hydra.overrides.task`, `hydra.overrides.hydra` and `hydra.job.override_dirname` as Hydra does.
+The result is the config Hydra would compose (tests/sweep/test_composition.py compares them, key
+by key and flag by flag).
 
 It also keeps passwords out of every job's config (`credentials.keep_credentials_out`, with
 `sweep.compose_cache=false` too, which composes each job with Hydra's own code): Hydra saves a
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import pickle
 import sys
 from collections import OrderedDict
@@ -37,7 +39,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import ConfigCompositionException
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from src.sweep.credentials import keep_credentials_out
@@ -92,12 +94,16 @@ class CachingConfigLoader(ConfigLoaderImpl):
             # a job that moves the search path: leave it all to Hydra
             return self.load_configuration(config_name, overrides, RunMode.RUN)
         self.validate_sweep_overrides_legal(parsed, run_mode=RunMode.RUN, from_shell=True)
-        hydra_lines = tuple(str(o.input_line) for o in parsed if o.is_hydra_override())
+        hydra_lines = tuple(
+            str(o.input_line) for o in parsed if o.is_hydra_override() and not _sets_env(o)
+        )
         repo = self._repository(config_name, hydra_lines)
         structural: list[Override] = []
         values: list[Override] = []
         for o in parsed:
-            is_structural = o.is_hydra_override() or _selects_configs(o, repo)
+            is_structural = (o.is_hydra_override() and not _sets_env(o)) or _selects_configs(
+                o, repo
+            )
             (structural if is_structural else values).append(o)
         key = (config_name, self._search_path(), tuple(o.input_line for o in structural))
         base = _bases.get(key)
@@ -114,6 +120,10 @@ class CachingConfigLoader(ConfigLoaderImpl):
         ConfigLoaderImpl._apply_overrides_to_config(values, cfg)  # what Hydra does with them
         task = [o for o in parsed if not o.is_hydra_override()]
         cfg.hydra.overrides.task = [o.input_line for o in task]
+        cfg.hydra.overrides.hydra = [o.input_line for o in parsed if o.is_hydra_override()]
+        with open_dict(cfg.hydra):  # as Hydra: a copied variable wins over a set one
+            for name in cfg.hydra.job.env_copy:
+                cfg.hydra.job.env_set[name] = os.environ[name]
         dirname = cfg.hydra.job.config.override_dirname
         cfg.hydra.job.override_dirname = get_overrides_dirname(
             overrides=task,
@@ -142,6 +152,13 @@ class CachingConfigLoader(ConfigLoaderImpl):
 def _parse(line: str) -> Override:
     """One override line as Hydra parses it; a grid repeats few distinct lines, parsed once."""
     return OverridesParser.create().parse_overrides(overrides=[line])[0]
+
+
+def _sets_env(override: Override) -> bool:
+    """A `hydra.job.env_set.<NAME>` value: the job's environment, no part of the defaults list
+    (a race gives each round's job its round and run this way: composed as values, not once
+    per job)."""
+    return override.key_or_group.startswith("hydra.job.env_set.") and not override.is_delete()
 
 
 def _selects_configs(override: Override, repo: CachingConfigRepository) -> bool:

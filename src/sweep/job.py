@@ -145,7 +145,7 @@ def next_round(cfg: DictConfig, round_index: int, run_id: str | None) -> float:
     name = child_run_name(cfg, job_overrides(), ctx.swept)
     folds = int(cfg.cv.folds)
     with job_run(target, name, {ATTEMPT_TAG: ctx.attempt}, run_id=run_id):
-        data, pipeline = prepare(cfg)
+        data, pipeline = prepare(cfg, checked=True)
         scores, sizes = cross_validation(
             pipeline, data, folds, cfg.cv.seed, cfg.cv.repeats, round_index
         )
@@ -190,11 +190,14 @@ def describe_single_run(
     )
 
 
-def prepare(cfg: DictConfig) -> tuple[Dataset, Pipeline]:
-    """Check the run settings, load and split the data, and build the (unfitted) pipeline."""
-    check_settings(cfg)
+def prepare(cfg: DictConfig, checked: bool = False) -> tuple[Dataset, Pipeline]:
+    """Check the run settings (unless `checked`: a race's later round, its first round did),
+    load and split the data, and build the (unfitted) pipeline."""
+    if not checked:
+        check_settings(cfg)
     data = load_dataset(cfg.data)
-    check_folds(cfg.cv.folds, data.y_train, str(cfg.data.name))
+    if not checked:
+        check_folds(cfg.cv.folds, data.y_train, str(cfg.data.name))
     allowed = allowed_targets(cfg)
     return data, build_pipeline(cfg.model, data.X_train, data.categorical, allowed)
 

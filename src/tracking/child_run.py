@@ -274,11 +274,12 @@ def log_round(
         metrics.append(Metric(f"{key}_mean", float(np.mean(values)), now, round_index))
         metrics.append(Metric(f"{key}_std", float(np.std(values)), now, round_index))
     metrics.append(Metric("race_folds", float(start + folds), now, round_index))
-    for first in range(0, len(metrics), MAX_ENTITIES_PER_BATCH):
-        chunk = metrics[first : first + MAX_ENTITIES_PER_BATCH]
-        with_retries(partial(client.log_batch, run_id, metrics=chunk))
-    if tags := fold_scores_tag(so_far):  # every fold so far (else a reader finds it short)
-        with_retries(partial(client.log_batch, run_id, tags=tags))
+    # one write a round, the fold-scores tag (every fold so far) with the last of the metrics
+    size = MAX_ENTITIES_PER_BATCH - 1  # a batch's entities, the tag's place kept
+    chunks = [metrics[first : first + size] for first in range(0, len(metrics), size)]
+    for n, chunk in enumerate(chunks, 1):
+        tags = fold_scores_tag(so_far) if n == len(chunks) else []
+        with_retries(partial(client.log_batch, run_id, metrics=chunk, tags=tags))
 
 
 def log_sklearn_model(

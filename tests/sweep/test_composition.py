@@ -34,6 +34,9 @@ JOBS = [
     ["model=knn", "+extra.note=hi", "++seed=3", "mlflow.experiment_name=${data.name}-x"],
     ["model=svm", "model.estimator.C=2.0", "~sweeps"],
     [],
+    # a race's later round: its environment as hydra overrides (composed as values)
+    ["model=knn", "++hydra.job.env_set.HYDRA_RACE_ROUND=2", "++hydra.job.env_set.RUN=ab12"],
+    ["hydra.job.env_copy=[HOME]", "++hydra.job.env_set.HOME=/elsewhere"],
 ]
 
 
@@ -75,7 +78,8 @@ def test_same_config_as_hydra(loaders, job: list[str]) -> None:
         assert _resolved(got) == _resolved(expected)
         assert _flags(got) == _flags(expected)
         got.seed = 12345  # a job may change its copy; the cached base stays as composed
-    assert OmegaConf.to_container(got.hydra.overrides.task) == job
+    task = [o for o in job if not o.startswith(("hydra.", "++hydra."))]
+    assert OmegaConf.to_container(got.hydra.overrides.task) == task
 
 
 def test_composes_once_per_group_choice_set(loaders, monkeypatch) -> None:
@@ -94,6 +98,12 @@ def test_composes_once_per_group_choice_set(loaders, monkeypatch) -> None:
                 master, ["model=knn", f"model.n_neighbors={k}", f"model.weights={weights}"]
             )
             assert (cfg.model.n_neighbors, cfg.model.weights) == (k, weights)
+    for round_index, run in ((1, "a1"), (1, "b2"), (2, "a1")):  # a race's later rounds
+        env = [f"++hydra.job.env_set.{k}={v}" for k, v in (("R", round_index), ("RUN", run))]
+        cfg = ours.load_sweep_config(master, ["model=knn", "model.n_neighbors=3", *env])
+        env_set = OmegaConf.to_container(cfg.hydra.job.env_set)
+        assert env_set == {"R": str(round_index), "RUN": run}
+        assert list(cfg.hydra.overrides.hydra)[-2:] == env
     ours.load_sweep_config(master, ["model=random_forest", "model.max_depth=3"])
     assert [o for o in composed[0] if not o.startswith("hydra")] == ["model=knn"]
     assert [o for o in composed[1] if not o.startswith("hydra")] == ["model=random_forest"]
