@@ -97,11 +97,11 @@ def open_sweep(
             client, parent, attempt, is_search(config), keep_failed=study, keep_started=race
         )
         print(f"Resuming sweep {parent_id}: {len(finished)} finished jobs are kept", flush=True)
-        if study:  # the study holds what ran: the sweeper runs only what is missing, and a
+        if study and not race:  # the study holds what ran: the sweeper runs what is missing; a
             # trial interrupted after its job finished, asked again, takes that child's result
             retried = retried_trials(config, parent_id)
             finished = finished_trials(client, parent, retried) if retried else {}
-        elif race:  # the race's children hold what ran: the sweeper runs only what is missing
+        elif study or race:  # the study or the race's children hold what ran
             finished = {}
     else:
         parent_id = create_parent_run(config, base, jobs, sweep_dir, command)

@@ -193,6 +193,15 @@ def test_an_interrupted_search_tells_its_finished_trials_and_fails_the_others():
     assert interrupted.state == TrialState.FAIL and JOB_STATUS not in interrupted.user_attrs
 
 
+def test_a_search_stopped_by_its_failure_rate_says_so_whatever_the_later_trials_do():
+    study = optuna.create_study()
+    seconds = {0: 0.1, 1: 0.5}  # trial 0 fails first: 1 of 1 ended failed, above 0.5
+    ask = asking(study, [-1, 3, 4, 5], {})
+    with pytest.raises(ValueError, match="bad x"):  # though 1 of 2 is not above 0.5
+        search(thread_pool(seconds, {}), study, ask, to_ask=4, slots=2, max_failure_rate=0.5)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+
+
 def test_a_search_past_its_failure_rate_asks_no_more_and_ends_the_running_trials():
     study = optuna.create_study()
     seconds = {0: 1.0, 1: 0.1, 2: 0.1}
@@ -268,7 +277,7 @@ def test_an_interrupted_study_resumes_then_continues(tracking_uri, tmp_path) -> 
     ]:
         assert time.monotonic() < deadline and process.poll() is None, out.read_text()
         time.sleep(0.1)  # the third trial's child is running: interrupt it mid-trial
-    process.send_signal(signal.SIGINT)
+    os.killpg(process.pid, signal.SIGINT)  # the sweep, its workers and their jobs
     process.wait(timeout=120)
     assert process.returncode != 0
     study = optuna.load_study(study_name="heart_rf", storage=storage)
@@ -374,20 +383,23 @@ def test_an_interrupted_search_on_workers_resumes_with_no_duplicate(
     launcher, tracking_uri, tmp_path
 ) -> None:
     storage = queued_study(tmp_path, [SLOW_TREES, 5, 6, 7, SLOW_TREES - 1, SLOW_TREES - 2])
-    process, out = start(tracking_uri, tmp_path, *trees_search(tmp_path, launcher, 6))
+    process, out = start(
+        tracking_uri, tmp_path, *trees_search(tmp_path, launcher, 6), new_session=True
+    )
     deadline = time.monotonic() + 240
-    while True:  # two trials done and the slow one still running: Ctrl-C
+    while True:  # two trials done and the slow one still running: Ctrl-C, as in a terminal
         runs = [r for r in all_runs(tracking_uri) if r.data.tags.get("optuna.trial_number")]
         if sum(r.info.status == "FINISHED" for r in runs) >= 2:
             break
         assert time.monotonic() < deadline and process.poll() is None, out.read_text()[-3000:]
         time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
+    os.killpg(process.pid, signal.SIGINT)  # the sweep, its workers and their jobs
     process.wait(timeout=120)
     assert process.returncode != 0
     study = optuna.load_study(study_name="heart_rf", storage=storage)
     assert TrialState.RUNNING not in {t.state for t in study.trials}, out.read_text()[-3000:]
-    assert [r for r in all_runs(tracking_uri) if r.info.status == "RUNNING"] == []
+    stopped = {r.info.status for r in all_runs(tracking_uri)} - {"FINISHED"}
+    assert stopped <= {"KILLED"}, out.read_text()[-4000:]  # no RUNNING, no job made FAILED
     study_trials = {str(t.number): t.state for t in study.trials}
     finished = [
         r.data.tags["optuna.trial_number"]

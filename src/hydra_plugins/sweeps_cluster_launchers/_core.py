@@ -27,7 +27,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -167,22 +167,40 @@ def waiting(
     cancel: Callable[[], None],
     slots: int,
 ) -> Iterator[Submit]:
-    """`submit` for jobs that `start` starts (returning how to wait for its return): a thread
-    waits for each (`slots` at once), and a job whose process died is `wait_for`'s; leaving on
-    an error, `cancel` the jobs still running."""
-    threads = ThreadPoolExecutor(max_workers=max(1, slots), thread_name_prefix="job-wait")
+    """`submit` for jobs that `start` starts (returning how to wait for its return): a daemon
+    thread waits for each (it never holds the process's exit), and a job whose process died is
+    `wait_for`'s. Leaving on an error, `cancel` the jobs still running: their errors are then
+    the interrupt's, not lost jobs (no FAILED child is made for a job cancelled)."""
+    stopping = threading.Event()
+
+    def wait(
+        result: Callable[[], JobReturn], future: Future, overrides: Sequence[str], idx: int
+    ) -> None:
+        try:
+            future.set_result(result())
+            return
+        except BaseException as e:  # noqa: BLE001 - the job's error is its future's
+            error = e
+        try:
+            if stopping.is_set() or not isinstance(error, Exception):
+                raise error
+            future.set_result(lost_job(job_config(launcher, overrides, idx), error))
+        except BaseException as e:  # noqa: BLE001 - a future always ends
+            future.set_exception(e)
 
     def submit(overrides: Sequence[str], idx: int) -> Future:
-        return threads.submit(wait_for, start(overrides, idx), launcher, overrides, idx)
+        future: Future = Future()
+        args = (start(overrides, idx), future, overrides, idx)
+        threading.Thread(target=wait, args=args, name=f"job-wait-{idx}", daemon=True).start()
+        return future
 
     try:
         yield submit
     except BaseException:
         log.warning("Interrupted: cancelling the jobs still running")
+        stopping.set()
         cancel()
         raise
-    finally:
-        threads.shutdown(wait=False, cancel_futures=True)
 
 
 def start_time(pid: int) -> str:

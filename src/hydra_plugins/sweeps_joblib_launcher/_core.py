@@ -107,9 +107,12 @@ def launch(
 
 
 @contextlib.contextmanager
-def pool(launcher: SweepsJoblibLauncher) -> Iterator[Callable[[Sequence[str], int], Future]]:
+def pool(
+    launcher: SweepsJoblibLauncher, slots: int
+) -> Iterator[Callable[[Sequence[str], int], Future]]:
     """Submit jobs one by one (overrides, job number -> the future of its return) to a loky
-    executor of the launcher's `n_jobs` workers. Leaving on an error (Ctrl-C), the workers are
+    executor of the launcher's `n_jobs` workers (`slots`: the jobs the caller keeps running;
+    those beyond the workers wait in the queue). Leaving on an error (Ctrl-C), the workers are
     interrupted as a Ctrl-C in the terminal interrupts them (SIGINT: a running job ends its run
     KILLED; one that just finished still returns), then killed after STOP_GRACE_S."""
     sweep_dir = prepare_launch(launcher)
@@ -118,6 +121,9 @@ def pool(launcher: SweepsJoblibLauncher) -> Iterator[Callable[[Sequence[str], in
     executor = get_reusable_executor(max_workers=workers)
     log.info(f"A loky pool of {workers} workers runs each job as it is asked, sweep output dir "
              f": {sweep_dir}")  # fmt: skip
+    if slots > workers:
+        log.warning(f"{slots} jobs kept running for {workers} workers: {slots - workers} of "
+                    f"them wait in the pool's queue")  # fmt: skip
 
     submitted: list[Future] = []
 

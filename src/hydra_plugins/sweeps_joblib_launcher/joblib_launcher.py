@@ -28,4 +28,4 @@ class SweepsJoblibLauncher(JoblibLauncher):
         `n_jobs` workers (`slots`, the jobs the caller keeps running, may queue)."""
         from . import _core
 
-        return _core.pool(self)
+        return _core.pool(self, slots)

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import AbstractContextManager, contextmanager
 
 import optuna
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn
 from optuna.trial import Trial, TrialState
 
 from ._core import tell
@@ -47,6 +48,7 @@ def search(
     asked: tuple[Trial, list[str]] | None = None
     failures: list[JobReturn] = []
     ended = job_idx = 0
+    stopped = False  # asking stopped: more than max_failure_rate of the ended trials failed
     try:
         with pool as submit:
             while running or to_ask > 0:
@@ -64,15 +66,15 @@ def search(
                             failures.append(result)
                         del running[future]
                     ended += 1
-                if failures and len(failures) / max(ended, 1) > max_failure_rate and to_ask:
+                if failures and len(failures) / ended > max_failure_rate and to_ask:
                     log.error(f"{len(failures)} of {ended} ended trials failed: asking no more")
-                    to_ask = 0
+                    to_ask, stopped = 0, True
     except BaseException:
         if asked is not None:  # interrupted while its job was being submitted
             study.tell(asked[0], state=TrialState.FAIL, skip_if_finished=True)
         settle(study, running)
         raise
-    if failures and len(failures) / ended > max_failure_rate:
+    if stopped or (failures and len(failures) / ended > max_failure_rate):
         _ = failures[0].return_value  # raises the first failure's error
 
 
@@ -82,6 +84,9 @@ def signals_held() -> Iterator[None]:
     asked or told is in the study and in this loop's books together (only the study's storage
     is written here). Their handlers are swapped, not the signal mask: any thread may take a
     signal sent to the process."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals are handled in the main thread only
+        return
     caught: list[int] = []
     held = (signal.SIGINT, signal.SIGTERM)
     previous = {s: signal.signal(s, lambda signum, _: caught.append(signum)) for s in held}
@@ -95,13 +100,24 @@ def signals_held() -> Iterator[None]:
 
 
 def settle(study: optuna.Study, running: dict[Future, Trial]) -> None:
-    """After an interrupt (the jobs cancelled): tell each trial whose job finished; every other
-    running trial ends FAIL, as interrupted."""
+    """After an interrupt (the jobs cancelled): tell each trial whose job returned, finished or
+    failed; every other running trial (its job interrupted, its run KILLED) ends FAIL."""
     if running:
         wait(list(running), timeout=SETTLE_S)
     for future, trial in running.items():
-        finished = future.done() and not future.cancelled() and future.exception() is None
-        if finished and future.result().status == JobStatus.COMPLETED:
+        returned = future.done() and not future.cancelled() and future.exception() is None
+        try:
+            if not returned or killed(future.result()):
+                raise KeyboardInterrupt
             tell(study, trial, future.result())
-        else:
+        except BaseException:  # noqa: BLE001 - interrupted: asked again when it resumes
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+
+
+def killed(result: JobReturn) -> bool:
+    """Whether a job's run was stopped (KILLED), as its error says, rather than failed."""
+    try:
+        _ = result.return_value
+    except Exception as e:  # noqa: BLE001 - the job's error, whatever it is
+        return getattr(e, "status", None) == "KILLED"
+    return False
