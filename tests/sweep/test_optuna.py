@@ -277,7 +277,7 @@ def test_an_interrupted_study_resumes_then_continues(tracking_uri, tmp_path) -> 
     ]:
         assert time.monotonic() < deadline and process.poll() is None, out.read_text()
         time.sleep(0.1)  # the third trial's child is running: interrupt it mid-trial
-    os.killpg(process.pid, signal.SIGINT)  # the sweep, its workers and their jobs
+    process.send_signal(signal.SIGINT)
     process.wait(timeout=120)
     assert process.returncode != 0
     study = optuna.load_study(study_name="heart_rf", storage=storage)
