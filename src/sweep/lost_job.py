@@ -4,6 +4,8 @@ goes on. This runs in the launching process, which outlives the job's."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from hydra.core.utils import JobReturn, JobStatus
 from mlflow.entities import Param, Run
 from mlflow.tracking import MlflowClient
@@ -14,6 +16,7 @@ from src.ml.objectives import metric_names, parse_constraints, violations
 from src.sweep.context import SweepContext
 from src.sweep.overrides import child_run_name, job_tags
 from src.sweep.progress import report_progress
+from src.sweep.racing import RACE_FOLDS, race_round
 from src.sweep.search import trial_tags
 from src.tracking.child_run import RunFailed, run_score
 from src.tracking.process import PROCESS_TAG
@@ -31,14 +34,23 @@ def lost_job(ctx: SweepContext, job_config: DictConfig, error: Exception) -> Job
     overrides = [str(o) for o in job_config.hydra.overrides.task]
     name = child_run_name(job_config, overrides, ctx.swept)
     client = MlflowClient(ctx.target.tracking_uri)
-    run = attempt_run(client, ctx, int(job_config.hydra.job.num))
+    env = {str(k): str(v) for k, v in job_config.hydra.job.env_set.items()}
+    race = race_round(env)
+    if race is not None and race[1] is not None:  # a race's later round: its first round's run
+        run: Run | None = with_retries(partial(client.get_run, race[1]))
+    else:
+        run = attempt_run(client, ctx, int(job_config.hydra.job.num))
     names = metric_names(job_config.sweep.metric)
-    if run is not None and run.info.status == "FINISHED" and names[0] in run.data.metrics:
+    finished = run is not None and run.info.status == "FINISHED" and names[0] in run.data.metrics
+    if finished and race is not None and run is not None:  # finished this round, not before
+        done = run.data.metrics.get(RACE_FOLDS, 0.0)
+        finished = done >= (race[0] + 1) * int(job_config.cv.folds)
+    if finished and run is not None:
         constraints = parse_constraints(job_config.sweep.get("constraints"))
         broke = violations(constraints, run.data.metrics)
         value = run_score(run.data.metrics, run.info.run_id, names, broke)
         return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=value)
-    if run is None or run.info.status == "RUNNING":
+    if run is None or run.info.status in ("RUNNING", "FINISHED"):  # FINISHED: a round short
         run_id = record_lost_run(client, ctx, job_config, overrides, name, run, error)
         first_line = (str(error).strip() or type(error).__name__).splitlines()[0]
         report_progress(ctx, name, "FAILED", f"(its process died) {type(error).__name__}: "

@@ -129,3 +129,23 @@ def test_children_of_this_attempt_still_running_at_the_end_are_ended(sweep) -> N
     assert client.get_run(orphan).info.status == "FAILED"
     assert client.get_run(orphan).data.tags["error_type"] == "Orphaned"
     assert client.get_run(earlier.info.run_id).info.status == "RUNNING"  # not this attempt's
+
+
+def test_a_lost_later_round_of_a_race_fails_its_configurations_one_child(sweep) -> None:
+    """A race's later-round job has a new job number; its child is the run its first round
+    made (named in the job's environment): that run ends FAILED, no second child is made. A
+    run FINISHED by the round before (the job died before it reopened it) is a round short:
+    FAILED too; one that holds this round's folds keeps its result."""
+    client, start = sweep
+    ctx = start()
+    first = job_child(client, ctx, 0)  # made by round 1 (job 0); round 2 is job 7, round 3 job 9
+    client.log_metric(first, "cv_accuracy_mean", 0.9)
+    client.log_metric(first, "race_folds", 10)  # two rounds of 5 folds done
+    client.set_terminated(first, "FINISHED")
+    race = ["++hydra.job.env_set.HYDRA_RACE_RUN=" + first]
+    kept = lost_job(ctx, job_config(7, "++hydra.job.env_set.HYDRA_RACE_ROUND=1", *race), OSError())
+    assert kept.return_value == 0.9 and client.get_run(first).info.status == "FINISHED"
+    lost = lost_job(ctx, job_config(9, "++hydra.job.env_set.HYDRA_RACE_ROUND=2", *race), OSError())
+    assert math.isnan(lost.return_value)  # a grid's failed job
+    assert client.get_run(first).info.status == "FAILED"
+    assert len(client.search_runs([ctx.target.experiment_id])) == 2  # the parent and the child
