@@ -423,3 +423,20 @@ def test_an_interrupted_search_on_workers_resumes_with_no_duplicate(
     assert len({key for _, key in ran}) == 6  # no job ran twice
     runs = {c.info.run_id for c in children}
     assert {t.user_attrs[RUN_ID] for t in complete_trials} == runs  # each trial its own child
+
+
+def test_the_pruner_is_found_after_hydras_plugin_scan_reexecutes_the_package() -> None:
+    """Hydra's plugin scan re-executes a plugin package in its loaded module (rebinding its
+    globals) but not its `_`-modules: the pruner the app hands over must reach the launch."""
+    import importlib
+
+    import hydra_plugins.sweeps_optuna_sweeper as package
+    from hydra_plugins.sweeps_optuna_sweeper import _pruning
+
+    importlib.reload(package)  # as the scan does: exec_module on sys.modules' module
+    pruner, round_job = (lambda *args: set()), (lambda job, r, run: job)
+    package.prune_trials(pruner, 2, round_job)
+    try:
+        assert _pruning.pruning() == (pruner, 2, round_job)
+    finally:
+        package.prune_trials(None)

@@ -66,6 +66,13 @@ def prune_trials(pruner: Pruner | None, rounds: int = 1, round_job: RoundJob | N
     _pruners[:] = [(pruner, rounds, round_job)] if ok else []  # type: ignore[list-item]
 
 
+def pruning() -> tuple[Pruner, int, RoundJob] | None:
+    """The pruner, rounds and round job `prune_trials` was last given (None: no pruning). A
+    function, read when called: Hydra's plugin scan re-executes this module, rebinding its
+    globals, so a module that imported `_pruners` itself would keep an older list."""
+    return _pruners[0] if _pruners else None
+
+
 def racing() -> bool:
     """Whether trials run in rounds, pruned between them (`prune_trials` was given a pruner)."""
-    return bool(_pruners)
+    return pruning() is not None

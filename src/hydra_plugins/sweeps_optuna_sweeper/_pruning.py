@@ -17,7 +17,7 @@ import optuna
 from hydra.core.utils import JobReturn, JobStatus
 from optuna.trial import Trial, TrialState
 
-from . import _pruners
+from . import pruning
 from ._core import JOB_STATUS, RUN_ID
 
 
@@ -33,10 +33,11 @@ def launch_trials(
 ) -> tuple[list[JobReturn], set[int], int]:
     """Launch a batch's jobs: each trial's last job return, the trials pruned (told PRUNED
     here), and how many jobs ran."""
-    if not _pruners:
+    prunes = pruning()
+    if prunes is None:
         returns = list(launcher.launch(jobs, initial_job_idx=job_idx))
         return returns, set(), len(jobs)
-    pruner, rounds, round_job = _pruners[0]
+    pruner, rounds, round_job = prunes
     best = best_run(study)  # the trials of this batch are compared with the best before it
     last: dict[int, JobReturn] = {}
     run_ids: dict[int, str] = {}
