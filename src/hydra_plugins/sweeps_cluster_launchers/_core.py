@@ -145,7 +145,7 @@ def launch_submitit(
 
 
 @contextmanager
-def submitit_pool(launcher: Any, cluster: str, slots: int) -> Iterator[Submit]:
+def submitit_pool(launcher: Any, cluster: str) -> Iterator[Submit]:
     """Submit jobs one by one (overrides, job number -> the future of its return), each a
     submitit job of its own; leaving on an error (Ctrl-C) cancels those still running."""
     executor = submitit_executor(launcher, cluster)
@@ -156,7 +156,7 @@ def submitit_pool(launcher: Any, cluster: str, slots: int) -> Iterator[Submit]:
         jobs.append(executor.submit(launcher, *submitit_params(overrides, idx)))
         return jobs[-1].result
 
-    with waiting(launcher, start, partial(cancel_submitit, jobs), slots) as submit:
+    with waiting(launcher, start, partial(cancel_submitit, jobs)) as submit:
         yield submit
 
 
@@ -165,27 +165,26 @@ def waiting(
     launcher: Any,
     start: Callable[[Sequence[str], int], Callable[[], JobReturn]],
     cancel: Callable[[], None],
-    slots: int,
 ) -> Iterator[Submit]:
     """`submit` for jobs that `start` starts (returning how to wait for its return): a daemon
     thread waits for each (it never holds the process's exit), and a job whose process died is
-    `wait_for`'s. Leaving on an error, `cancel` the jobs still running: their errors are then
-    the interrupt's, not lost jobs (no FAILED child is made for a job cancelled)."""
+    `lost_job`'s, as in `wait_for`. Leaving on an error, `cancel` the jobs still running: their
+    errors are then the interrupt's, not lost jobs (no FAILED child is made for a job
+    cancelled)."""
     stopping = threading.Event()
 
     def wait(
         result: Callable[[], JobReturn], future: Future, overrides: Sequence[str], idx: int
     ) -> None:
-        try:
-            future.set_result(result())
-            return
+        try:  # a future always ends
+            try:
+                value = result()
+            except Exception as e:
+                if stopping.is_set():
+                    raise
+                value = lost_job(job_config(launcher, overrides, idx), e)
+            future.set_result(value)
         except BaseException as e:  # noqa: BLE001 - the job's error is its future's
-            error = e
-        try:
-            if stopping.is_set() or not isinstance(error, Exception):
-                raise error
-            future.set_result(lost_job(job_config(launcher, overrides, idx), error))
-        except BaseException as e:  # noqa: BLE001 - a future always ends
             future.set_exception(e)
 
     def submit(overrides: Sequence[str], idx: int) -> Future:
@@ -298,7 +297,7 @@ def launch_ray(
 
 
 @contextmanager
-def ray_pool(launcher: Any, slots: int) -> Iterator[Submit]:
+def ray_pool(launcher: Any) -> Iterator[Submit]:
     """Submit jobs one by one (overrides, job number -> the future of its return), each a Ray
     task; leaving on an error (Ctrl-C) cancels those still running."""
     import ray
@@ -318,7 +317,7 @@ def ray_pool(launcher: Any, slots: int) -> Iterator[Submit]:
 
         return result
 
-    with waiting(launcher, start, partial(cancel_ray, runs), slots) as submit:
+    with waiting(launcher, start, partial(cancel_ray, runs)) as submit:
         yield submit
 
 

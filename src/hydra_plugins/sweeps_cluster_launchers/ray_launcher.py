@@ -30,4 +30,4 @@ if find_spec("hydra_plugins.hydra_ray_launcher") is not None:
             Ray tasks; `slots`: how many the caller keeps running."""
             from . import _core
 
-            return _core.ray_pool(self, slots)
+            return _core.ray_pool(self)

@@ -45,7 +45,7 @@ if find_spec("hydra_plugins.hydra_submitit_launcher") is not None:
             local processes; `slots`: how many the caller keeps running."""
             from . import _core
 
-            return _core.submitit_pool(self, "local", slots)
+            return _core.submitit_pool(self, "local")
 
     class SweepsSlurmLauncher(SlurmLauncher):
         """hydra-submitit-launcher's SLURM launcher; waits for every job of a launch."""
@@ -63,4 +63,4 @@ if find_spec("hydra_plugins.hydra_submitit_launcher") is not None:
             SLURM jobs; `slots`: how many the caller keeps running."""
             from . import _core
 
-            return _core.submitit_pool(self, "slurm", slots)
+            return _core.submitit_pool(self, "slurm")
