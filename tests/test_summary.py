@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import time
 import zlib
@@ -254,6 +255,34 @@ def test_summary_of_a_sweep_stopped_before_any_child_started(migrated_store, tmp
     assert f"viewStateShareKey={parent.info.run_id}" in link.url and link.note is None
     assert "there is no best run" in (tmp_path / "out" / "sweep_summary.md").read_text()
     assert client.get_run(parent.info.run_id).data.metrics["n_children"] == 0
+
+
+def test_pages_are_read_with_the_garbage_collector_paused(migrated_store, tmp_path) -> None:
+    """A page of runs is read with the garbage collector off (the collections its ORM objects
+    trigger were most of a big sweep's reading time), which is then as it was."""
+    client = MlflowClient(new_store(migrated_store, tmp_path))
+    experiment_id = client.create_experiment("paged")
+    for i in range(3):
+        client.create_run(experiment_id, run_name=f"run {i}")
+    collections: list[str] = []
+    searched = client.search_runs
+
+    def search_runs(*args, **kwargs):
+        collections.append("on" if gc.isenabled() else "off")
+        result = searched(*args, **kwargs)
+        collections.append("on" if gc.isenabled() else "off")
+        return result
+
+    client.search_runs = search_runs  # type: ignore[method-assign]
+    assert len(store.search_all_runs(client, [experiment_id], "")) == 3
+    assert collections == ["off", "off"] and gc.isenabled()
+    gc.disable()
+    try:
+        with pytest.raises(ZeroDivisionError), store.gc_paused():
+            1 / 0  # noqa: B018
+        assert not gc.isenabled()  # a collector the caller had off stays off
+    finally:
+        gc.enable()
 
 
 def test_summary_of_more_children_than_a_page_lists_them_all(

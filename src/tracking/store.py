@@ -7,6 +7,7 @@ on any run: the pieces the child run, the parent run and recovery all share.
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
 import re
 import socket
@@ -375,15 +376,31 @@ def search_all_runs(client: MlflowClient, experiment_ids: list[str], query: str)
     runs: list[Run] = []
     token = None
     while True:
-        page: PagedList[Run] = with_retries(
-            lambda token=token: client.search_runs(  # type: ignore[misc]
-                experiment_ids, query, max_results=PAGE_SIZE, page_token=token
+        with gc_paused():
+            page: PagedList[Run] = with_retries(
+                lambda token=token: client.search_runs(  # type: ignore[misc]
+                    experiment_ids, query, max_results=PAGE_SIZE, page_token=token
+                )
             )
-        )
         runs.extend(page)
         token = page.token
         if not token:
             return runs
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for the block (as it was after): a page of runs
+    from a database store builds a great many short-lived ORM objects, and the collections
+    they trigger walk every run read so far: most of the time a big sweep took to read
+    (tests/benchmarks/README.md)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def children_of(client: MlflowClient, parent: Run, status: str | None = None) -> list[Run]:
