@@ -42,12 +42,16 @@ def test_the_readme_lists_every_private_api_we_use() -> None:
         assert name.rsplit(" ", 1)[-1].rsplit(".", 1)[-1] in listed, f"README misses {name}"
 
 
-def test_the_race_sweeper_finds_what_it_reads_on_the_basic_sweeper() -> None:
-    """SweepsRaceSweeper (a BasicSweeper) reads these attributes, set by `__init__` and
-    `setup`, and calls `validate_batch_is_legal` and `split_arguments`."""
+def test_our_sweepers_find_what_they_read_on_the_basic_sweeper() -> None:
+    """SweepsRaceSweeper and SweepsGridSweeper (BasicSweepers) read these attributes, set by
+    `__init__` and `setup`, and call `validate_batch_is_legal` and `split_arguments` (the grid
+    sweeper also `get_job_batch` and `is_done`, over its `overrides`)."""
     import hydra._internal.core_plugins.basic_sweeper as basic  # as Hydra's plugin scan left it
 
     sweeper = basic.BasicSweeper(max_batch_size=None, params={})
-    for name in ("config", "launcher", "hydra_context", "params", "max_batch_size"):
+    for name in ("config", "launcher", "hydra_context", "params", "max_batch_size", "overrides"):
         assert hasattr(sweeper, name), f"BasicSweeper has no {name} any more"
     assert callable(sweeper.validate_batch_is_legal)
+    sweeper.overrides = [[["a=1"]], [["a=2"]]]
+    assert sweeper.get_job_batch() == [["a=1"]] and not sweeper.is_done()
+    assert sweeper.get_job_batch() == [["a=2"]] and sweeper.is_done()

@@ -29,6 +29,7 @@ from src.sweep.overrides import expand_jobs, unresolved, varying_keys
 from src.sweep.parent import fail_parent_run, finish_parent_run, open_sweep
 from src.sweep.progress import job_outcomes, reset_progress
 from src.sweep.racing import check_race, is_race, start_race, stop_race, use_race_sweeper
+from src.sweep.recovery import use_grid_sweeper
 from src.sweep.search import check_sweeper_targets, is_search, mark_trials, search_size
 from src.sweep.task import describe_error, settle_gc
 from src.tracking.store import without_credentials
@@ -120,6 +121,7 @@ class MlflowSweepCallback(Callback):
         )
         mark_trials(config, str(target.parent_run_id))
         start_race(config, self.context)
+        use_grid_sweeper(config, self.context)
         handle_lost_jobs(partial(lost_job, self.context))  # our cluster launchers' lost jobs
         print(
             f"Sweep parent run {target.parent_run_id} in experiment "

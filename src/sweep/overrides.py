@@ -103,7 +103,8 @@ def group_choices() -> dict[str, str]:
 def child_run_name(cfg: DictConfig, overrides: list[str], swept: tuple[str, ...] = ()) -> str:
     """A short readable run name: `knn n_neighbors=5 weights=distance`; in a sweep only the
     swept keys are named, since the others are the same for every child."""
-    parts = [model_choice(cfg)]
+    typed = [o.partition("=")[2] for o in overrides if o.partition("=")[0] == "model"]
+    parts = typed[-1:] or [model_choice(cfg)]  # a job's own choice, read before it is composed
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
         if key in ("model", "sweeps", "mlflow") or key.startswith(

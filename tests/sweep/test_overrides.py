@@ -13,7 +13,9 @@ KNN = OmegaConf.create({"model": {"_target_": "sklearn.neighbors.KNeighborsClass
 @pytest.mark.parametrize(  # one row a case, however long
     ("overrides", "swept", "name"),
     [
-        (["model=knn", "model.n_neighbors=5", "model.weights=distance"], (), "KNeighborsClassifier n_neighbors=5 weights=distance"),
+        # a model typed in the overrides names it, as its job's composed config would
+        (["model=knn", "model.n_neighbors=5", "model.weights=distance"], (), "knn n_neighbors=5 weights=distance"),
+        (["model.n_neighbors=5", "model.weights=distance"], (), "KNeighborsClassifier n_neighbors=5 weights=distance"),
         # in a sweep only the swept keys are named: the rest is the same for every child
         (["model.n_neighbors=5", "data=heart", "seed=3"], ("model.n_neighbors",), "KNeighborsClassifier n_neighbors=5"),
         # where and how, not what: store, data path, policy and Hydra's own keys are left out

@@ -51,11 +51,17 @@ def test_resume_reruns_only_what_did_not_finish(tracking_uri, tmp_path, launcher
     parent, before = sweep_runs(tracking_uri)
     finished_before = {c.info.run_id for c in before if c.info.status == "FINISHED"}
     assert 2 <= len(finished_before) < 6
-    result = run(tracking_uri, tmp_path, *sweep, "sweep.resume=latest")
+    kept_numbers = {c.data.tags["job_number"] for c in before if c.info.status == "FINISHED"}
+    resumed_dir = tmp_path / "resumed"
+    result = run(tracking_uri, tmp_path, *sweep, "sweep.resume=latest", sweep_dir=resumed_dir)
     assert result.returncode == 0, result.stderr
     assert f"Resuming sweep {parent.info.run_id}: {len(finished_before)} finished" in result.stdout
     assert result.stdout.count("SKIPPED (finished in an earlier attempt)") == len(finished_before)
+    # the finished jobs were not launched (no job folder); the others kept their grid numbers
+    launched = {p.name for p in resumed_dir.iterdir() if p.name.isdigit()}
+    assert launched == {str(n) for n in range(6)} - kept_numbers
     resumed, children = sweep_runs(tracking_uri)  # still exactly one parent
+    assert {c.data.tags["job_number"] for c in children} == {str(n) for n in range(6)}
     assert resumed.info.run_id == parent.info.run_id and resumed.info.status == "FINISHED"
     assert sorted(c.data.params["model.n_neighbors"] for c in children) == sorted(
         ["3", "5", "7", "9", "11", "13"]
