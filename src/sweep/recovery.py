@@ -24,7 +24,7 @@ from hydra_plugins.sweeps_grid_sweeper import skip_jobs
 from src.ml.objectives import parse_constraints, sweep_objectives, violations
 from src.sweep.context import SweepContext
 from src.sweep.overrides import child_run_name, job_key
-from src.sweep.progress import report_progress
+from src.sweep.progress import report_outcomes
 from src.sweep.racing import BASIC_SWEEPER, RACE_FOLDS, is_race
 from src.sweep.search import TRIAL_TAG
 from src.tracking.child_run import run_score
@@ -348,11 +348,11 @@ def finished_in_batch(
 ) -> dict[int, float | tuple[float, ...]]:
     """The batch's jobs an earlier attempt finished, by position: their recorded results; each
     is reported SKIPPED, as a job skipped by its worker would be."""
-    found: dict[int, float | tuple[float, ...]] = {}
-    for position, job in enumerate(batch):
-        key = job_key(list(job))
-        if key in ctx.finished:
-            name = child_run_name(config, list(job), ctx.swept)
-            report_progress(ctx, name, "SKIPPED", "(finished in an earlier attempt)")
-            found[position] = ctx.finished[key]
+    found = {
+        position: ctx.finished[key]
+        for position, key in enumerate(job_key(list(job)) for job in batch)
+        if key in ctx.finished
+    }
+    names = [child_run_name(config, list(batch[position]), ctx.swept) for position in found]
+    report_outcomes(ctx, names, "SKIPPED", "(finished in an earlier attempt)")
     return found
