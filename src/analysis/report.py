@@ -37,7 +37,7 @@ from src.analysis.text import body_text, header_text
 from src.analysis.verdict import VERDICT_COLUMNS
 from src.ml.evaluate import TEST_METRICS
 from src.tracking.store import search_all_runs, ui_url, with_retries
-from src.tracking.ui_view import PAGE, SweepView, best_of, store_view
+from src.tracking.ui_view import SweepView, best_of, charts_note, store_view
 
 TOP_N = 10
 TEXT_FILE = "sweep_summary.txt"  # on the parent under summary/, as the CLI prints it
@@ -323,14 +323,7 @@ def sweep_view(client: MlflowClient, tracking_uri: str, summary: SweepSummary) -
     )
     path, note = store_view(client, view)
     base = parent.data.tags.get("ui_url") or ui_url(tracking_uri)
-    shown = None
-    if cutoff is not None:
-        n, metric = len(summary.table), summary.metric
-        shown = (
-            f"its charts show the best {reach:,} of {n:,} children by {metric}"
-            if reach <= PAGE
-            else f"its charts show {PAGE} of the {reach:,} children tied at the best {metric}"
-        ) + ": the most the UI loads at once"
+    shown = None if cutoff is None else charts_note(reach, len(summary.table), summary.metric)
     return UiLink(f"{base.rstrip('/')}/{path}", path, note, shown)
 
 

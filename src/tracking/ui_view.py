@@ -108,6 +108,23 @@ def best_of(scores: list[float], direction: str) -> tuple[float | None, int]:
     return within[-1], len(within)
 
 
+def charts_note(reach: int, children: int, metric: str) -> str:
+    """What the view's charts show of a sweep with more children than the UI loads, given the
+    `reach` of `best_of`; fewer than `PAGE` only when a tie would cross the page's end."""
+    if reach > PAGE:
+        return (
+            f"its charts show {PAGE} of the {reach:,} children tied at the best {metric}: the "
+            f"most the UI loads at once"
+        )
+    shown = f"its charts show the best {reach:,} of {children:,} children by {metric}"
+    if reach == PAGE:
+        return f"{shown}: the most the UI loads at once"
+    return (
+        f"{shown}: the UI loads {PAGE} at once, and the children tied at the next score "
+        f"would not all fit"
+    )
+
+
 def search_filter(view: SweepView) -> str:
     """The runs the view shows: the sweep's children, or its best ones when they are too many."""
     children = f"tags.mlflow.parentRunId = '{view.parent_run_id}'"

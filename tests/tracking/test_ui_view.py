@@ -7,7 +7,14 @@ from dataclasses import replace
 from mlflow.tracking import MlflowClient
 
 from src.tracking import ui_view
-from src.tracking.ui_view import PAGE, SweepView, best_of, search_filter, store_view
+from src.tracking.ui_view import (
+    PAGE,
+    SweepView,
+    best_of,
+    charts_note,
+    search_filter,
+    store_view,
+)
 
 
 def test_a_ui_that_does_not_read_the_format_gets_the_plain_link(tracking_uri, monkeypatch) -> None:
@@ -54,3 +61,17 @@ def test_more_children_than_the_ui_loads_are_filtered_to_the_best() -> None:
         "tags.mlflow.parentRunId = 'abc' and metrics.`cv_accuracy_mean` <= 0.30000000000000004"
     )  # the value exactly as stored, so the 100th itself is in
     assert search_filter(replace(view, cutoff=None)) == "tags.mlflow.parentRunId = 'abc'"
+
+
+def test_the_note_says_why_the_charts_show_fewer_than_the_ui_loads() -> None:
+    """A tie across the page's end leaves fewer than a page charted: the note says so, and does
+    not call that number the most the UI loads."""
+    assert charts_note(100, 10_000, "m") == (
+        "its charts show the best 100 of 10,000 children by m: the most the UI loads at once"
+    )
+    fewer = charts_note(28, 10_000, "m")
+    assert fewer.startswith("its charts show the best 28 of 10,000 children by m: the UI loads")
+    assert "tied at the next score" in fewer and "the most" not in fewer
+    assert charts_note(150, 155, "m") == (
+        "its charts show 100 of the 150 children tied at the best m: the most the UI loads at once"
+    )
