@@ -321,10 +321,11 @@ def verdict_note(summary: SweepSummary) -> str | None:
             f"The best is significantly better than each of the {len(verdict.adjusted)} other "
             f"configurations compared ({test})."
         )
-    elif len(equal) == len(verdict.adjusted) and not verdict.unpaired:
+    elif len(equal) == len(verdict.adjusted):
+        compared = " compared" if verdict.unpaired else ""  # the unpaired: a sentence below
         sentences.append(
-            f"All {len(equal) + 1} configurations are statistically indistinguishable from the "
-            f"best ({test}): none is significantly worse than the best{more}."
+            f"All {len(equal) + 1} configurations{compared} are statistically indistinguishable "
+            f"from the best ({test}): none is significantly worse than the best{more}."
         )
     elif len(equal) > MAX_LISTED:  # name the fewer: the significantly worse ones
         worse = [names[i] for i in verdict.adjusted if not verdict.equivalent(i)]

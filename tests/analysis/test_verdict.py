@@ -232,6 +232,25 @@ def test_a_long_list_of_equivalents_names_the_fewer_worse_ones(tracking_uri) -> 
     assert f"all but the 13 significantly worse, {listed} and 3 more (equivalent_to_best" in note
 
 
+def test_when_none_compared_is_worse_and_some_are_unpaired_the_sentence_says_so(
+    tracking_uri,
+) -> None:
+    """Every configuration paired with the best is indistinguishable from it, and others ran on
+    other folds (a swept seed): the sentence says all those compared, and lists no empty
+    "significantly worse" (a 10,000-job grid over seeds wrote "all but the 0 significantly
+    worse, (...)")."""
+    client = MlflowClient(tracking_uri)
+    twins = {f"twin{k}": BEST for k in range(12)}
+    parent = hand_sweep(client, "unpaired", twins)
+    make_child(client, client.get_run(parent).info.experiment_id, parent, "other seed",
+               [v - 0.01 for v in BEST], 5, params={"seed": "7", "cv.seed": "7"})  # fmt: skip
+    note = verdict_note(load_summary(client, client.get_run(parent)))
+    assert note is not None and note.startswith(
+        "All 12 configurations compared are statistically indistinguishable from the best"
+    ), note
+    assert "significantly worse," not in note and "1 cannot be paired with the best" in note
+
+
 def test_the_verdict_reads_the_folds_of_a_tag_without_a_history_call(
     tracking_uri, monkeypatch
 ) -> None:
