@@ -275,7 +275,7 @@ def plot_verdict(
     ax.set_yticks(y, labels, fontsize="small")
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)
-    ax.set_xlabel(f"{metric}: configuration minus the best, mean over the folds, and interval")
+    ax.set_xlabel(f"{metric}: configuration minus the best\n(mean over the folds, and interval)")
     ax.legend(
         handles=[
             Line2D([], [], marker="D", color=BEST_COLOR, linestyle="", label="the best"),
@@ -289,7 +289,7 @@ def plot_verdict(
         frameon=False,
     )
     shown = f"the top {len(head)}" + (f" and {len(extra)} further down" if len(extra) else "")
-    _titled(fig, heading, f"Difference to the best, {shown} of {len(ranked)} configurations")
+    _titled(fig, heading, f"Difference to the best, {shown} of {len(ranked):,} configurations")
     fig.tight_layout()
     return fig
 
