@@ -129,7 +129,7 @@ def plot_metric_vs_params(
             ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 3 else 0,
                           ha="right" if len(labels) > 3 else "center")  # fmt: skip
         ax.scatter(x, y, s=22, alpha=0.6, color=EQUAL_COLOR, edgecolors="white", linewidths=0.5,
-                   label=f"one run ({len(y)})", zorder=2)  # fmt: skip
+                   label=f"one run ({len(y):,})", zorder=2)  # fmt: skip
         ax.plot(means.index, means.to_numpy(), color="black", marker="_", markersize=18,
                 linestyle=":" if numeric is not None else "", label="mean per value",
                 zorder=3)  # fmt: skip
@@ -212,7 +212,7 @@ def plot_parallel_coordinates(
     ax.set_yticks([])
     ax.legend(loc="upper left", bbox_to_anchor=(0, -0.08), fontsize="small", frameon=False)
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=metric)
-    _titled(fig, heading, f"Parallel coordinates of the {len(ranked)} finished runs")
+    _titled(fig, heading, f"Parallel coordinates of the {len(ranked):,} finished runs")
     fig.tight_layout()
     return fig
 
