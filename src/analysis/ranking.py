@@ -324,20 +324,20 @@ def verdict_note(summary: SweepSummary) -> str | None:
     elif len(equal) == len(verdict.adjusted):
         compared = " compared" if verdict.unpaired else ""  # the unpaired: a sentence below
         sentences.append(
-            f"All {len(equal) + 1} configurations{compared} are statistically indistinguishable "
+            f"All {len(equal) + 1:,} configurations{compared} are statistically indistinguishable "
             f"from the best ({test}): none is significantly worse than the best{more}."
         )
     elif len(equal) > MAX_LISTED:  # name the fewer: the significantly worse ones
         worse = [names[i] for i in verdict.adjusted if not verdict.equivalent(i)]
         sentences.append(
-            f"{len(equal) + 1} of {len(verdict.adjusted) + 1} configurations are statistically "
+            f"{len(equal) + 1:,} of {len(verdict.adjusted) + 1:,} configurations are statistically "
             f"indistinguishable from the best ({test}): all but the {len(worse)} significantly "
             f"worse, {listed(worse)} (equivalent_to_best in the table). These folds cannot "
             f"tell them apart{more}."
         )
     elif equal:
         sentences.append(
-            f"{len(equal) + 1} of {len(verdict.adjusted) + 1} configurations are statistically "
+            f"{len(equal) + 1:,} of {len(verdict.adjusted) + 1:,} configurations are statistically "
             f"indistinguishable from the best ({test}): {top['run_name']} (the best), "
             f"{', '.join(names[i] for i in equal)}. These folds cannot tell them apart{more}."
         )
@@ -345,7 +345,7 @@ def verdict_note(summary: SweepSummary) -> str | None:
     for run_id, why in verdict.unpaired.items():
         reasons.setdefault(why, []).append(names[run_id])
     sentences += [
-        f"{len(runs)} cannot be paired with the best, {why}: {listed(runs)}."
+        f"{len(runs):,} cannot be paired with the best, {why}: {listed(runs)}."
         for why, runs in reasons.items()
     ]
     return " ".join(sentences)

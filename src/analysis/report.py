@@ -74,8 +74,8 @@ def render_markdown(summary: SweepSummary, importance: pd.DataFrame, link: UiLin
         f"# Sweep {_code(parent.info.run_name)}",
         "",
         *([_code(note), ""] if (note := parent.data.tags.get("mlflow.note.content")) else []),
-        f"Parent run `{parent.info.run_id}`: {counts['n_children']} children, "
-        f"{counts['n_finished']} finished, {counts['n_failed']} failed. "
+        f"Parent run `{parent.info.run_id}`: {counts['n_children']:,} children, "
+        f"{counts['n_finished']:,} finished, {counts['n_failed']:,} failed. "
         f"Ranked by `{metric}` ({summary.direction}), a cross-validation score on the "
         f"training split, not the test score.",
         *(

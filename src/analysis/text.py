@@ -25,7 +25,7 @@ def header_text(summary: SweepSummary, experiment: str) -> str:
     objectives = ", ".join(f"{m} ({d})" for m, d in summary.objectives)
     return (
         f"Sweep {summary.parent.info.run_name} ({summary.parent.info.run_id}) in experiment "
-        f"{experiment!r}: {counts['n_children']} children, {counts['n_finished']} finished, "
+        f"{experiment!r}: {counts['n_children']:,} children, {counts['n_finished']:,} finished, "
         f"{counts['n_failed']} failed; ranked by {summary.metric} ({summary.direction})"
         + (f"; objectives {objectives}" if objectives else "")
         + f"\n  {summary.parent.data.tags.get('mlflow.note.content', '')}\n"
