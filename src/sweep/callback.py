@@ -24,12 +24,12 @@ from src.sweep.checks import check_launcher, validate_jobs
 from src.sweep.context import Launch, SweepContext, set_current_sweep
 from src.sweep.credentials import CredentialsError, keep_credentials_out
 from src.sweep.exit_guard import ExitGuard
+from src.sweep.grid import use_grid_sweeper
 from src.sweep.lost_job import lost_job
 from src.sweep.overrides import expand_jobs, unresolved, varying_keys
 from src.sweep.parent import fail_parent_run, finish_parent_run, open_sweep
 from src.sweep.progress import job_outcomes, reset_progress
 from src.sweep.racing import check_race, is_race, start_race, stop_race, use_race_sweeper
-from src.sweep.recovery import use_grid_sweeper
 from src.sweep.search import check_sweeper_targets, is_search, mark_trials, search_size
 from src.sweep.task import describe_error, settle_gc
 from src.tracking.store import without_credentials

@@ -12,20 +12,15 @@ from __future__ import annotations
 import json
 import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import partial
 
 from mlflow.entities import Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from hydra_plugins.sweeps_grid_sweeper import skip_jobs
 from src.ml.objectives import parse_constraints, sweep_objectives, violations
-from src.sweep.context import SweepContext
-from src.sweep.overrides import child_run_name, job_key
-from src.sweep.progress import report_outcomes
-from src.sweep.racing import BASIC_SWEEPER, RACE_FOLDS, is_race
+from src.sweep.racing import RACE_FOLDS
 from src.sweep.search import TRIAL_TAG
 from src.tracking.child_run import run_score
 from src.tracking.heartbeat import STALE_INTERVALS, heartbeat_age
@@ -42,7 +37,6 @@ from src.tracking.store import (
 
 # what an ended attempt leaves on its parent, cleared when the sweep resumes
 ATTEMPT_END_TAGS = ("error_type", "error_message", "end_reason")
-GRID_SWEEPER = "hydra_plugins.sweeps_grid_sweeper.grid_sweeper.SweepsGridSweeper"
 
 
 def liveness(run: Run, now: float | None = None) -> tuple[bool | None, str]:
@@ -326,33 +320,3 @@ def finished_trials(
         for child in children_of(client, parent, "FINISHED")
         if child.data.tags.get(TRIAL_TAG) in trials and child.data.tags.get("job_key")
     }
-
-
-def use_grid_sweeper(config: DictConfig, ctx: SweepContext) -> None:
-    """A resumed grid runs on the grid sweeper, which launches only the jobs that did not
-    finish in an earlier attempt (each finished one still reported SKIPPED): sending them to a
-    worker to be skipped there took minutes for thousands. Hydra makes the sweeper after the
-    callback's `on_multirun_start`."""
-    skip_jobs(None)
-    if not ctx.finished or is_race(config) or str(config.hydra.sweeper._target_) != BASIC_SWEEPER:
-        return
-    options = OmegaConf.to_container(config.hydra.sweeper, resolve=False)
-    assert isinstance(options, dict)
-    with read_write(config), open_dict(config):
-        config.hydra.sweeper = OmegaConf.create(options | {"_target_": GRID_SWEEPER})
-    skip_jobs(partial(finished_in_batch, ctx, config))
-
-
-def finished_in_batch(
-    ctx: SweepContext, config: DictConfig, batch: Sequence[Sequence[str]]
-) -> dict[int, float | tuple[float, ...]]:
-    """The batch's jobs an earlier attempt finished, by position: their recorded results; each
-    is reported SKIPPED, as a job skipped by its worker would be."""
-    found = {
-        position: ctx.finished[key]
-        for position, key in enumerate(job_key(list(job)) for job in batch)
-        if key in ctx.finished
-    }
-    names = [child_run_name(config, list(batch[position]), ctx.swept) for position in found]
-    report_outcomes(ctx, names, "SKIPPED", "(finished in an earlier attempt)")
-    return found

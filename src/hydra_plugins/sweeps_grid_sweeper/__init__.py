@@ -1,6 +1,6 @@
-"""A resumed grid (`sweep.resume` on Hydra's basic sweeper): the same grid, batches and job
-numbers, where the jobs an earlier attempt finished are not launched (`SweepsGridSweeper`,
-swapped in for Hydra's basic sweeper by the app).
+"""A grid as Hydra's basic sweeper makes it (the same grid, batches and job numbers), without
+its batch check (the app composed every job before), and on a resume without the jobs an
+earlier attempt finished (`SweepsGridSweeper`, swapped in for Hydra's basic sweeper by the app).
 
 Which jobs finished, and what they returned, is the app's to say: it hands the sweeper a
 function in the launching process before the sweep starts (`skip_jobs`); without one, every

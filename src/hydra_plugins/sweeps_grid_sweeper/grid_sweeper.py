@@ -14,9 +14,11 @@ from . import finished_jobs
 
 
 class SweepsGridSweeper(BasicSweeper):
-    """Hydra's basic sweeper's grid, options and batch check; a job the app says finished in an
-    earlier attempt is not launched (its return is the one recorded), and every launched job
-    keeps the number it has in the grid (its output folder, its `job_number`)."""
+    """Hydra's basic sweeper's grid and options; a job the app says finished in an earlier
+    attempt is not launched (its return is the one recorded), and every launched job keeps the
+    number it has in the grid (its output folder, its `job_number`). Hydra's batch check
+    (`validate_batch_is_legal`: every job's config composed once more) is left out: the app
+    swaps this sweeper in only after its own checks composed every job of the grid."""
 
     def sweep(self, arguments: list[str]) -> Any:
         """Launch the grid batch by batch, as the basic sweeper does, minus the finished jobs."""
@@ -37,7 +39,6 @@ class SweepsGridSweeper(BasicSweeper):
                 for i, v in finished_jobs(batch).items()
             }
             for start, stop in unfinished_spans(len(batch), set(ended)):
-                self.validate_batch_is_legal(batch[start:stop])
                 launched = self.launcher.launch(batch[start:stop], initial_job_idx=first + start)
                 ended.update(zip(range(start, stop), launched, strict=True))
             results = [ended[i] for i in range(len(batch))]
