@@ -44,8 +44,9 @@ def test_the_readme_lists_every_private_api_we_use() -> None:
 
 def test_our_sweepers_find_what_they_read_on_the_basic_sweeper() -> None:
     """SweepsRaceSweeper and SweepsGridSweeper (BasicSweepers) read these attributes, set by
-    `__init__` and `setup`, and call `validate_batch_is_legal` and `split_arguments` (the grid
-    sweeper also `get_job_batch` and `is_done`, over its `overrides`)."""
+    `__init__` and `setup`, and call `split_arguments`; the race sweeper also
+    `validate_batch_is_legal`, the grid sweeper `get_job_batch` and `is_done` (over its
+    `overrides`)."""
     import hydra._internal.core_plugins.basic_sweeper as basic  # as Hydra's plugin scan left it
 
     sweeper = basic.BasicSweeper(max_batch_size=None, params={})
