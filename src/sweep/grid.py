@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from hydra_plugins.sweeps_grid_sweeper import skip_jobs
 from src.sweep.context import SweepContext
 from src.sweep.overrides import child_run_name, job_key
-from src.sweep.progress import report_outcomes
+from src.sweep.progress import FINISHED_EARLIER, report_outcomes
 from src.sweep.racing import BASIC_SWEEPER, is_race
 
 GRID_SWEEPER = "hydra_plugins.sweeps_grid_sweeper.grid_sweeper.SweepsGridSweeper"
@@ -30,7 +30,8 @@ def use_grid_sweeper(config: DictConfig, ctx: SweepContext) -> None:
     assert isinstance(options, dict)
     with read_write(config), open_dict(config):
         config.hydra.sweeper = OmegaConf.create(options | {"_target_": GRID_SWEEPER})
-    skip_jobs(partial(finished_in_batch, ctx, config))
+    if ctx.finished:  # a resume: a new sweep has nothing to look up, report or skip
+        skip_jobs(partial(finished_in_batch, ctx, config))
 
 
 def finished_in_batch(
@@ -44,5 +45,5 @@ def finished_in_batch(
         if key in ctx.finished
     }
     names = [child_run_name(config, list(batch[position]), ctx.swept) for position in found]
-    report_outcomes(ctx, names, "SKIPPED", "(finished in an earlier attempt)")
+    report_outcomes(ctx, names, "SKIPPED", FINISHED_EARLIER)
     return found

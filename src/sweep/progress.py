@@ -10,6 +10,8 @@ from pathlib import Path
 from src.sweep.context import SweepContext
 
 PROGRESS_FILE = ".sweep_progress.tsv"
+# the detail of a job a resume skips, whichever process skips it
+FINISHED_EARLIER = "(finished in an earlier attempt)"
 
 
 def reset_progress(sweep_dir: Path) -> None:

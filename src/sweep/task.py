@@ -16,7 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 from src.ml.objectives import metric_names
 from src.sweep.context import current_sweep
 from src.sweep.overrides import child_run_name, job_key, job_overrides
-from src.sweep.progress import job_outcomes, report_progress
+from src.sweep.progress import FINISHED_EARLIER, job_outcomes, report_progress
 from src.sweep.racing import race_round
 from src.tracking.child_run import RunFailed
 from src.tracking.interrupts import first_stop_signal
@@ -56,7 +56,7 @@ def run_task(task: Callable[[DictConfig], Score], cfg: DictConfig) -> Score:
     name = child_run_name(cfg, overrides, ctx.swept)
     key = job_key(overrides)
     if key in ctx.finished:
-        report_progress(ctx, name, "SKIPPED", "(finished in an earlier attempt)")
+        report_progress(ctx, name, "SKIPPED", FINISHED_EARLIER)
         return ctx.finished[key]
     if ctx.max_failures is not None and job_outcomes(ctx)[0] > ctx.max_failures:
         reason = f"sweep.max_failures={ctx.max_failures} exceeded"

@@ -1,5 +1,5 @@
-"""The sweeper class Hydra's plugin scan finds: Hydra's basic sweeper, without the jobs the app
-says an earlier attempt finished."""
+"""The sweeper class Hydra's plugin scan finds: Hydra's basic sweeper, without its batch check
+and without the jobs the app says an earlier attempt finished."""
 
 from collections.abc import Sequence
 from pathlib import Path
