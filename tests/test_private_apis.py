@@ -44,15 +44,13 @@ def test_the_readme_lists_every_private_api_we_use() -> None:
 
 def test_our_sweepers_find_what_they_read_on_the_basic_sweeper() -> None:
     """SweepsRaceSweeper and SweepsGridSweeper (BasicSweepers) read these attributes, set by
-    `__init__` and `setup`, and call `split_arguments`; the race sweeper also
-    `validate_batch_is_legal`, the grid sweeper `get_job_batch` and `is_done` (over its
-    `overrides`)."""
+    `__init__` and `setup`, and call `split_arguments`; the grid sweeper also `get_job_batch`
+    and `is_done` (over its `overrides`)."""
     import hydra._internal.core_plugins.basic_sweeper as basic  # as Hydra's plugin scan left it
 
     sweeper = basic.BasicSweeper(max_batch_size=None, params={})
     for name in ("config", "launcher", "hydra_context", "params", "max_batch_size", "overrides"):
         assert hasattr(sweeper, name), f"BasicSweeper has no {name} any more"
-    assert callable(sweeper.validate_batch_is_legal)
     sweeper.overrides = [[["a=1"]], [["a=2"]]]
     assert sweeper.get_job_batch() == [["a=1"]] and not sweeper.is_done()
     assert sweeper.get_job_batch() == [["a=2"]] and sweeper.is_done()

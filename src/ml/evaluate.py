@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -113,10 +114,7 @@ def cross_validation(
     cv_fit_time in seconds) and the first fold's training and test rows. With `repeat`
     (0-based), only that repeat's `folds` folds: the same splits as in the full `repeats`,
     since the repeats are drawn in order from one seed."""
-    cv = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
-    # a repeat's folds: the splits drawn up to its end, not every repeat's (a race's round)
-    drawn = cv.split(data.X_train, data.y_train)
-    splits = list(drawn if repeat is None else islice(drawn, repeat * folds, (repeat + 1) * folds))
+    splits = cv_splits(data, folds, seed, repeats, repeat)
     scores = cross_validate(
         pipeline, data.X_train, data.y_train, cv=splits, error_score="raise",
         scoring=cv_scorers(sorted(np.unique(data.y_train))), return_indices=True,
@@ -126,6 +124,29 @@ def cross_validation(
     per_fold = {f"cv_{name}": [float(v) for v in scores[f"test_{name}"]] for name in CV_SCORES}
     per_fold[FIT_TIME] = [float(v) for v in scores["fit_time"]]
     return per_fold, fold_sizes
+
+
+def cv_splits(
+    data: Dataset, folds: int, seed: int, repeats: int, repeat: int | None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (train, test) indices of repeated stratified K-fold on the training split; with
+    `repeat`, only that repeat's, drawn up to its end (a race's round), and kept: every
+    configuration of a round in this process runs the same."""
+    if repeat is None:
+        cv = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+        return list(cv.split(data.X_train, data.y_train))
+    key = (data.train_fingerprint, folds, seed, repeats, repeat)
+    if key not in _round_splits:
+        cv = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+        drawn = cv.split(data.X_train, data.y_train)
+        _round_splits[key] = list(islice(drawn, repeat * folds, (repeat + 1) * folds))
+        while len(_round_splits) > 4:
+            _round_splits.popitem(last=False)
+    return _round_splits[key]
+
+
+# per process: the splits of the last few race rounds (a round's configurations share them)
+_round_splits: OrderedDict[tuple, list[tuple[np.ndarray, np.ndarray]]] = OrderedDict()
 
 
 def cv_scorers(classes: list) -> dict:

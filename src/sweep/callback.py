@@ -102,7 +102,7 @@ class MlflowSweepCallback(Callback):
             sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
             target, finished, heartbeat = open_sweep(config, jobs, sweep_dir, experiment)
             reset_progress(sweep_dir)
-            use_race_sweeper(config)
+            use_race_sweeper(config, launcher_workers(_root_=config))
         except Exception as e:
             # Hydra only warns about a callback's exception and launches the jobs anyway:
             # SystemExit stops the sweep here, before any job and before any parent exists

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra._internal.config_repository import CachingConfigRepository
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import ConfigCompositionException
@@ -176,6 +177,17 @@ def _running_hydra() -> Hydra:
     hydra = GlobalHydra.instance().hydra
     assert hydra is not None, "Hydra is not initialized"
     return hydra
+
+
+def compose_job(overrides: list[str]) -> DictConfig:
+    """In a job of a sweep: the config of the sweep's job with these overrides, composed as the
+    launcher composed this job's (the sweep's hydra overrides and this job's, then `overrides`)
+    by the running Hydra's config loader: ours, so from this process's cache (a race's later
+    round runs several configurations in one job)."""
+    loader = GlobalHydra.instance().config_loader()
+    master = HydraConfig.instance().cfg  # this job's hydra node, as a config of its own
+    assert isinstance(master, DictConfig), "HydraConfig is not set: not in a job"
+    return loader.load_sweep_config(master, overrides)
 
 
 def install(cache: bool = True) -> CachingConfigLoader:

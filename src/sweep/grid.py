@@ -45,5 +45,5 @@ def finished_in_batch(
         if key in ctx.finished
     }
     names = [child_run_name(config, list(batch[position]), ctx.swept) for position in found]
-    report_outcomes(ctx, names, "SKIPPED", FINISHED_EARLIER)
+    report_outcomes(ctx, [(name, "SKIPPED", FINISHED_EARLIER) for name in names])
     return found

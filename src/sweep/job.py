@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from src.ml.pipeline import build_pipeline
 from src.ml.plots import save_child_plots
 from src.ml.targets import allowed_targets
 from src.sweep.checks import SettingsError, check_folds, check_settings
+from src.sweep.composition import compose_job
 from src.sweep.context import current_sweep
 from src.sweep.overrides import (
     child_run_name,
@@ -27,7 +30,7 @@ from src.sweep.overrides import (
     job_tags,
     model_choice,
 )
-from src.sweep.racing import RACE_FOLDS, race_round
+from src.sweep.racing import RACE_FOLDS, RoundError, RoundFolds, race_block, race_round
 from src.sweep.search import trial_tags
 from src.tracking.child_run import (
     RunScore,
@@ -40,6 +43,7 @@ from src.tracking.child_run import (
     node_tags,
     run_score,
 )
+from src.tracking.interrupts import first_stop_signal
 from src.tracking.process import git_info
 from src.tracking.store import (
     ATTEMPT_TAG,
@@ -54,9 +58,10 @@ from src.tracking.store import (
 )
 
 
-def train(cfg: DictConfig) -> float | tuple[float, ...]:
+def train(cfg: DictConfig) -> Any:
     """Fit and evaluate `cfg`, record it in MLflow, and return the selection metric (one value
-    per objective when sweep.metric is a list)."""
+    per objective when sweep.metric is a list); a race's later round of a block of
+    configurations returns each one's folds instead."""
     ctx = current_sweep()
     race = race_round() if ctx is not None else None
     if ctx is None and cfg.sweep.get("race", False) is True:
@@ -64,6 +69,8 @@ def train(cfg: DictConfig) -> float | tuple[float, ...]:
             "sweep.race=true races the jobs of a sweep: add -m and the values to sweep "
             "(a single run runs every fold)"
         )
+    if race is not None and (block := race_block()) is not None:
+        return run_block(cfg, race[0], block)
     if race is not None and race[0] > 0:
         return next_round(cfg, *race)
     # a single run checks its input before its run exists; a sweep checked every job's before
@@ -132,10 +139,52 @@ def feasibility_tags(cfg: DictConfig, metrics: dict[str, float]) -> dict[str, st
     return {"feasible": "false", "infeasible": ", ".join(broke)}
 
 
+# per process: a race's configurations as a later round's job prepared them (data, unfitted
+# pipeline, cv.folds, cv.seed, cv.repeats), by the attempt and the job's overrides: its next
+# round, if this process runs it, neither composes nor builds again (cross_validate clones)
+_prepared: OrderedDict[tuple[str, ...], tuple[Dataset, Pipeline, int, int, int]] = OrderedDict()
+MAX_PREPARED = 1024
+
+
+def _remember(key: tuple[str, ...], prepared: tuple[Dataset, Pipeline, int, int, int]) -> None:
+    _prepared[key] = prepared
+    while len(_prepared) > MAX_PREPARED:
+        _prepared.popitem(last=False)
+
+
+def run_block(
+    cfg: DictConfig, round_index: int, block: list[tuple[str, list[str]]]
+) -> list[RoundFolds | RoundError]:
+    """A raced grid's later round of a block of configurations, (the run its first round made,
+    its job's overrides) each, `cfg` the first's: each one's next CV repeat, returned for the
+    race's judge to record on its run (none is touched here); one that fails returns its
+    error, and the others go on."""
+    ctx = current_sweep()
+    assert ctx is not None
+    results: list[RoundFolds | RoundError] = []
+    for n, (run_id, overrides) in enumerate(block):
+        if (signum := first_stop_signal()) is not None:  # its KeyboardInterrupt may be lost
+            raise KeyboardInterrupt(f"{signal.Signals(signum).name}: the sweep is stopping")
+        try:
+            key = (ctx.attempt, *overrides)
+            if key not in _prepared:
+                config = cfg if n == 0 else compose_job(overrides)
+                cv = (int(config.cv.folds), int(config.cv.seed), int(config.cv.repeats))
+                _remember(key, (*prepare(config, checked=True), *cv))
+            data, pipeline, folds, seed, repeats = _prepared[key]
+            scores, sizes = cross_validation(pipeline, data, folds, seed, repeats, round_index)
+        except Exception as e:
+            results.append(RoundError.of(run_id, e))
+        else:
+            results.append(RoundFolds(run_id, scores, sizes))
+    return results
+
+
 def next_round(cfg: DictConfig, round_index: int, run_id: str | None) -> float:
-    """A race's later round: the next CV repeat of the configuration, its folds appended to the
-    run its first round made (steps go on), its `cv_*_mean` and `cv_*_std` over every fold so
-    far logged at step = the round; the test metrics, model and plots stay the first round's."""
+    """A pruned search's later round of a trial: the next CV repeat of the configuration, its
+    folds appended to the run its first round made (steps go on), its `cv_*_mean` and
+    `cv_*_std` over every fold so far logged at step = the round; the test metrics, model and
+    plots stay the first round's."""
     ctx = current_sweep()
     assert ctx is not None
     if run_id is None:

@@ -16,7 +16,7 @@ from src.ml.objectives import metric_names, parse_constraints, violations
 from src.sweep.context import SweepContext
 from src.sweep.overrides import child_run_name, job_tags
 from src.sweep.progress import report_progress
-from src.sweep.racing import RACE_FOLDS, race_round
+from src.sweep.racing import RACE_FOLDS, RoundError, race_block, race_round
 from src.sweep.search import trial_tags
 from src.tracking.child_run import RunFailed, run_score
 from src.tracking.process import PROCESS_TAG
@@ -30,11 +30,19 @@ def lost_job(ctx: SweepContext, job_config: DictConfig, error: Exception) -> Job
     launcher composed it): its child ends FAILED with `error` (the run this attempt made for it,
     or a new FAILED child if it died before making one) and counts as a failed job, so a grid's
     job returns NaN and a search's returns the error. A job that had finished keeps its run and
-    returns its metric. The callback hands it, with its sweep, to our cluster launchers."""
+    returns its metric. A race's later round of a block of configurations returns each one's
+    error, for the race's judge to end its run FAILED with. The callback hands it, with its
+    sweep, to our cluster launchers."""
     overrides = [str(o) for o in job_config.hydra.overrides.task]
+    env = {str(k): str(v) for k, v in job_config.hydra.job.env_set.items()}
+    if (block := race_block(env)) is not None:
+        lost = RoundError.of("", error)
+        message = f"({END_REASON}) {lost.message}"
+        failures = [RoundError(run_id, lost.error_type, message, lost.traceback)
+                    for run_id, _ in block]  # fmt: skip
+        return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=failures)
     name = child_run_name(job_config, overrides, ctx.swept)
     client = MlflowClient(ctx.target.tracking_uri)
-    env = {str(k): str(v) for k, v in job_config.hydra.job.env_set.items()}
     race = race_round(env)
     if race is not None and race[1] is not None:  # a race's later round: its first round's run
         run: Run | None = with_retries(partial(client.get_run, race[1]))

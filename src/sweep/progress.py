@@ -23,17 +23,17 @@ def reset_progress(sweep_dir: Path) -> None:
 def report_progress(ctx: SweepContext, run_name: str, status: str, detail: str) -> None:
     """Record the job's outcome for the whole sweep and print `[k/N] name status detail,
     elapsed, ETA`."""
-    report_outcomes(ctx, [run_name], status, detail)
+    report_outcomes(ctx, [(run_name, status, detail)])
 
 
-def report_outcomes(ctx: SweepContext, run_names: list[str], status: str, detail: str) -> None:
-    """Record that these jobs ended with the same outcome, in one write to the progress file
-    (a resume's thousands of skipped jobs: not one read of the whole file each), and print each
-    one's line."""
+def report_outcomes(ctx: SweepContext, outcomes: list[tuple[str, str, str]]) -> None:
+    """Record how these jobs ended, (run name, status, detail) each, in one write to the
+    progress file (a resume's thousands of skipped jobs, a race's round: not one read of the
+    whole file each), and print each one's line."""
     path = Path(ctx.sweep_dir) / PROGRESS_FILE
     with path.open("a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)  # jobs in several processes append to the same file
-        f.write("".join(f"{status}\t{name}\n" for name in run_names))
+        f.write("".join(f"{status}\t{name}\n" for name, status, _ in outcomes))
         f.flush()
         f.seek(0)
         counted = f.read().count("\n")
@@ -42,7 +42,7 @@ def report_outcomes(ctx: SweepContext, run_names: list[str], status: str, detail
     # a race's rounds run as many jobs as its eliminations leave: no total to count down to
     total = f"/{ctx.n_jobs}" if ctx.n_jobs and ctx.rounds == 1 else ""
     lines = []
-    for done, name in enumerate(run_names, counted - len(run_names) + 1):
+    for done, (name, status, detail) in enumerate(outcomes, counted - len(outcomes) + 1):
         eta = ""
         if total and ctx.n_jobs and done < ctx.n_jobs:
             eta = f", ~{_duration(elapsed / done * (ctx.n_jobs - done))} left"

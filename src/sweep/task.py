@@ -17,7 +17,7 @@ from src.ml.objectives import metric_names
 from src.sweep.context import current_sweep
 from src.sweep.overrides import child_run_name, job_key, job_overrides
 from src.sweep.progress import FINISHED_EARLIER, job_outcomes, report_progress
-from src.sweep.racing import race_round
+from src.sweep.racing import race_block, race_round
 from src.tracking.child_run import RunFailed
 from src.tracking.interrupts import first_stop_signal
 from src.tracking.store import redact_text
@@ -40,7 +40,8 @@ def run_task(task: Callable[[DictConfig], Score], cfg: DictConfig) -> Score:
     (sweep.resume) is skipped, a failed job is reported and the sweep goes on, and once
     sweep.max_failures is exceeded the jobs not yet started are skipped. A grid's failed or
     skipped job returns NaN; a search's raises, so that its sweeper records a failed trial
-    (Optuna refuses NaN as a value)."""
+    (Optuna refuses NaN as a value). A race's later round returns its block's outcomes, which
+    the race's judge records and reports."""
     ctx = current_sweep()
     if ctx is None:
         try:
@@ -52,6 +53,8 @@ def run_task(task: Callable[[DictConfig], Score], cfg: DictConfig) -> Score:
             raise SystemExit(f"{started}: {describe_error(e)}") from None
     if (signum := first_stop_signal()) is not None:  # its KeyboardInterrupt may have been lost
         raise KeyboardInterrupt(f"{signal.Signals(signum).name}: the sweep is stopping")
+    if race_block() is not None:  # a race's later round: its judge records each outcome
+        return task(cfg)
     overrides = job_overrides()
     name = child_run_name(cfg, overrides, ctx.swept)
     key = job_key(overrides)

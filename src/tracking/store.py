@@ -322,6 +322,8 @@ def redacted(uri: str) -> str:
 
 def redact_text(text: str) -> str:
     """`text` with the user-info of every URI in it redacted as `redacted` does."""
+    if "://" not in text:  # the pattern tries every letter of a long word: not for nothing
+        return text
 
     def hide(found: re.Match[str]) -> str:
         user, colon, _ = found["info"].partition(":")
@@ -361,8 +363,15 @@ def run_tags(target: RunTarget, run_name: str, extra: dict[str, str]) -> dict[st
 def record_failure(client: MlflowClient, run_id: str, error: BaseException) -> None:
     """Tag a run with the error and store its traceback as `error/traceback.txt`."""
     text = "".join(traceback.format_exception(error))
-    message = str(error) or type(error).__name__
-    tags = [RunTag("error_type", type(error).__name__),
+    record_error(client, run_id, type(error).__name__, str(error) or type(error).__name__, text)
+
+
+def record_error(
+    client: MlflowClient, run_id: str, error_type: str, message: str, text: str
+) -> None:
+    """Tag a run with an error (its type's name and message) and store `text`, its
+    traceback, as `error/traceback.txt`."""
+    tags = [RunTag("error_type", error_type),
             RunTag("error_message", message[:MAX_TAG_VAL_LENGTH])]  # fmt: skip
     try:
         with_retries(lambda: client.log_batch(run_id, tags=tags))

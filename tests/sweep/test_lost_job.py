@@ -16,6 +16,7 @@ from omegaconf import DictConfig, open_dict
 
 from hydra_plugins.sweeps_cluster_launchers import handle_lost_jobs
 from hydra_plugins.sweeps_cluster_launchers import lost_job as launchers_lost_job
+from hydra_plugins.sweeps_race_sweeper import block_overrides
 from src.sweep.context import SweepContext
 from src.sweep.lost_job import END_REASON, lost_job
 from src.sweep.progress import PROGRESS_FILE
@@ -131,11 +132,11 @@ def test_children_of_this_attempt_still_running_at_the_end_are_ended(sweep) -> N
     assert client.get_run(earlier.info.run_id).info.status == "RUNNING"  # not this attempt's
 
 
-def test_a_lost_later_round_of_a_race_fails_its_configurations_one_child(sweep) -> None:
-    """A race's later-round job has a new job number; its child is the run its first round
-    made (named in the job's environment): that run ends FAILED, no second child is made. A
-    run FINISHED by the round before (the job died before it reopened it) is a round short:
-    FAILED too; one that holds this round's folds keeps its result."""
+def test_a_lost_later_round_of_a_pruned_trial_fails_its_one_child(sweep) -> None:
+    """A pruned search's later-round job (a trial's) has a new job number; its child is the
+    run its first round made (named in the job's environment): that run ends FAILED, no second
+    child is made. A run FINISHED by the round before (the job died before it reopened it) is
+    a round short: FAILED too; one that holds this round's folds keeps its result."""
     client, start = sweep
     ctx = start()
     first = job_child(client, ctx, 0)  # made by round 1 (job 0); round 2 is job 7, round 3 job 9
@@ -149,3 +150,21 @@ def test_a_lost_later_round_of_a_race_fails_its_configurations_one_child(sweep) 
     assert math.isnan(lost.return_value)  # a grid's failed job
     assert client.get_run(first).info.status == "FAILED"
     assert len(client.search_runs([ctx.target.experiment_id])) == 2  # the parent and the child
+
+
+def test_a_lost_later_round_of_a_raced_grid_returns_each_configurations_error(sweep) -> None:
+    """A raced grid's later round runs a block of configurations in one job: lost, it returns
+    the launcher's error for each of them, which the race's judge records on their runs (see
+    test_race); no run is made or touched here."""
+    client, start = sweep
+    ctx = start()
+    runs = [job_child(client, ctx, n) for n in (0, 1)]
+    other = [*OVERRIDES[:-2], "model.n_neighbors=9", "data=iris"]
+    block = block_overrides([(runs[0], OVERRIDES), (runs[1], other)], 3)
+    returned = lost_job(ctx, job_config(12, *block[len(OVERRIDES) :]), OSError("node-2 lost"))
+    errors = returned.return_value
+    assert [e.run_id for e in errors] == runs
+    assert {e.error_type for e in errors} == {"OSError"}
+    assert all(e.message == f"({END_REASON}) node-2 lost" for e in errors)
+    assert [client.get_run(r).info.status for r in runs] == ["RUNNING", "RUNNING"]
+    assert len(client.search_runs([ctx.target.experiment_id])) == 3  # the parent, two children

@@ -4,7 +4,9 @@ same race on joblib workers, and what the summary records."""
 
 from __future__ import annotations
 
+import json
 import signal
+import time
 from pathlib import Path
 
 import optuna
@@ -15,6 +17,10 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from src.analysis import race as rule
+from src.sweep.context import SweepContext
+from src.sweep.progress import PROGRESS_FILE
+from src.sweep.racing import Race, RaceJudge, RoundError, RoundFolds
+from src.tracking.store import RunTarget
 
 from ..helpers import (
     HEART_CSV,
@@ -236,3 +242,53 @@ def test_an_optuna_search_prunes_a_hopeless_trial(tracking_uri: str, tmp_path: P
     assert parent.data.metrics["race_fold_fits"] == 2 * 3 * FOLDS + FOLDS
     table = pd.read_csv(tmp_path / "sweep" / "sweep_summary.csv")
     assert table[table["race_eliminated_round"].notna()]["rank"].isna().all()
+
+
+def test_the_judge_records_a_later_round_and_fails_one_that_failed(
+    tracking_uri: str, tmp_path: Path
+) -> None:
+    """A later round's block returns folds or an error per configuration; the judge (in the
+    launching process) appends the folds to the child, ends a failed one FAILED with its
+    error (it leaves the race), and, when the same round runs again for it (a resume), appends
+    them and ends it FINISHED again. One progress line each."""
+    client = MlflowClient(tracking_uri)
+    experiment = client.create_experiment("racing")
+    parent = client.create_run(experiment).info.run_id
+    first = {"cv_accuracy": [0.8, 0.7, 0.9, 0.8, 0.8], "cv_fit_time": [0.1] * FOLDS}
+    runs = []
+    for name in ("a", "b"):
+        run_id = client.create_run(experiment, run_name=name).info.run_id
+        for key, values in first.items():  # round 1, as its job logged it
+            for step, value in enumerate(values):
+                client.log_metric(run_id, key, value, step=step)
+        client.log_metric(run_id, "race_folds", FOLDS)
+        client.set_tag(run_id, "cv_fold_scores", json.dumps(first))
+        client.set_terminated(run_id, "FINISHED")
+        runs.append(run_id)
+    target = RunTarget(tracking_uri, experiment, parent, None, None)
+    ctx = SweepContext(target, str(tmp_path), 2, time.time(), None, rounds=REPEATS)
+    judge = RaceJudge(ctx, Race(REPEATS, FOLDS, "maximize", 0.05, "cv_accuracy_mean"))
+    second = {"cv_accuracy": [0.9, 0.9, 0.7, 0.8, 0.9], "cv_fit_time": [0.2] * FOLDS}
+    try:
+        raise ValueError("n_neighbors=0: bad value")
+    except ValueError as e:
+        failed = RoundError.of(runs[1], e)
+    went_on = judge.judge_round(1, [(0, RoundFolds(runs[0], second, (193, 49))), (1, failed)])
+    assert went_on == {0}
+    history = client.get_metric_history(runs[0], "cv_accuracy")
+    assert [m.value for m in sorted(history, key=lambda m: m.step)] == [
+        *first["cv_accuracy"], *second["cv_accuracy"]]  # fmt: skip
+    a, b = client.get_run(runs[0]), client.get_run(runs[1])
+    assert a.info.status == "FINISHED" and a.data.metrics["race_folds"] == 2 * FOLDS
+    so_far = first["cv_accuracy"] + second["cv_accuracy"]
+    assert a.data.metrics["cv_accuracy_mean"] == pytest.approx(sum(so_far) / len(so_far))
+    assert json.loads(a.data.tags["cv_fold_scores"])["cv_fit_time"] == [0.1] * 5 + [0.2] * 5
+    assert b.info.status == "FAILED" and b.data.metrics["race_folds"] == FOLDS
+    assert b.data.tags["error_type"] == "ValueError"
+    assert "n_neighbors=0" in b.data.tags["error_message"]
+    again = judge.judge_round(1, [(1, RoundFolds(runs[1], second, (193, 49)))])
+    assert again == {1}
+    b = client.get_run(runs[1])
+    assert b.info.status == "FINISHED" and b.data.metrics["race_folds"] == 2 * FOLDS
+    lines = (tmp_path / PROGRESS_FILE).read_text().splitlines()
+    assert lines == ["FINISHED\ta", "FAILED\tb", "FINISHED\tb"]

@@ -1,20 +1,31 @@
 """`sweep.race=true`: a grid raced in rounds, each round one CV repeat of every configuration
 still in the race (`SweepsRaceSweeper`, swapped in for Hydra's basic sweeper by the app).
 
+The first round is one job per configuration: each makes its configuration's child run. A later
+round is at most `blocks` jobs (the launcher's workers), each running the round's folds of a
+block of configurations and returning their scores; the app's judge records them on the
+children and says which configurations go on. A round of cheap folds would otherwise cost more
+in jobs than in folds.
+
 Which configurations leave the race is the app's to say: it hands the sweeper a judge in the
 launching process before the sweep starts (`judge_rounds`), and, when the sweep resumes, what
 its earlier attempts recorded; without a judge the sweeper refuses to race. A job learns its
-round, and the run its earlier rounds recorded, from these environment variables, set for it
-through `hydra.job.env_set` (so a job on any launcher sees them).
+round, and (a later round's) the configurations of its block, from these environment
+variables, set for it through `hydra.job.env_set` (so a job on any launcher sees them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+import json
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 ROUND_ENV = "HYDRA_RACE_ROUND"  # the round this job runs: 0, 1, ... (one CV repeat each)
 RUN_ENV = "HYDRA_RACE_RUN"  # the run id the configuration's first round returned
+# a later round's block: its configurations' (run id, job overrides), JSON in URL-safe base64
+# (an override's value may hold quotes, commas and `${`, which Hydra would read)
+BLOCK_ENV = "HYDRA_RACE_BLOCK"
 
 
 class Recorded(NamedTuple):
@@ -33,8 +44,9 @@ class Earlier(str):
     class."""
 
 
-# (round, [(job index, its job's return value or Earlier(run id)), ...] in job order) -> the
-# job indices that go on to the next round
+# (round, [(job index, its result or Earlier(run id)), ...] in job order) -> the job indices
+# that go on to the next round; a result is the configuration's job's return value in the first
+# round, its part of its block's return value after it
 Judge = Callable[[int, list[tuple[int, Any]]], set[int]]
 # the grid's jobs (override lists) -> job index -> what earlier attempts recorded of it
 Recall = Callable[[list[list[str]]], dict[int, Recorded]]
@@ -65,3 +77,23 @@ def round_overrides(job: list[str], round_index: int, run_id: str | None) -> lis
     (and, after the first, the run its first round recorded)."""
     env = {ROUND_ENV: str(round_index)} | ({RUN_ENV: run_id} if run_id else {})
     return job + [f"++hydra.job.env_set.{k}={v}" for k, v in env.items()]
+
+
+def block_overrides(block: list[tuple[str, list[str]]], round_index: int) -> list[str]:
+    """The job that runs a later round of a block of configurations, each (the run its first
+    round recorded, its job's overrides): the block's first configuration's job, with the round
+    and the block in its environment."""
+    payload = json.dumps(block, separators=(",", ":")).encode()
+    code = base64.urlsafe_b64encode(payload).decode().rstrip("=")
+    env = {ROUND_ENV: str(round_index), BLOCK_ENV: f"'{code}'"}
+    return block[0][1] + [f"++hydra.job.env_set.{k}={v}" for k, v in env.items()]
+
+
+def job_block(env: Mapping[str, str]) -> list[tuple[str, list[str]]] | None:
+    """The block of configurations a later round's job runs, (run id, overrides) each, from
+    its environment `env`; None for any other job."""
+    code = env.get(BLOCK_ENV)
+    if not code:
+        return None
+    payload = base64.urlsafe_b64decode(code + "=" * (-len(code) % 4))
+    return [(str(run_id), [str(o) for o in overrides]) for run_id, overrides in json.loads(payload)]

@@ -1,10 +1,14 @@
 """The race: the grid expanded as Hydra's basic sweeper expands it, then round after round the
 configurations still in the race launched as one batch (in `max_batch_size` chunks) through the
-configured launcher, their returns handed to the app's judge in job order.
+configured launcher, their results handed to the app's judge in job order.
 
+The first round is a job per configuration. A later round deals the configurations to at most
+`blocks` jobs, one by one in job order as cards are dealt (neighbours in a grid often cost
+alike), and each job returns its block's results in the block's order.
 Job order, not completion order: the launcher returns a batch's results in the order it was
-given, so the judge sees the same round on every launcher. A configuration keeps its job's
-overrides in every round; the round and the run of its first round travel in its environment.
+given, so the judge sees the same round on every launcher, however the blocks fell. Hydra's
+batch check (`validate_batch_is_legal`: every job's config composed once more) is left out, as
+the grid sweeper leaves it out: the app races a grid only after its checks composed every job.
 A resumed race starts from the last round every configuration still in it completed: that
 round is judged again on the recorded folds (with the configurations it eliminated: the same
 folds give the same decision), and only the rounds not yet run are launched.
@@ -20,7 +24,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 
-from . import Earlier, judge, recall, round_overrides
+from . import Earlier, block_overrides, judge, recall, round_overrides
 
 log = logging.getLogger(__name__)
 
@@ -54,21 +58,37 @@ def race(sweeper: Any, arguments: list[str]) -> list[list[JobReturn]]:
             (i, Earlier(run_ids[i])) for i in alive if done.get(i, 0) > round_index
         ]
         to_run = [i for i in alive if done.get(i, 0) <= round_index]
-        size = sweeper.max_batch_size or max(1, len(to_run))
-        for first in range(0, len(to_run), size):
-            chunk = to_run[first : first + size]
-            batch = [round_overrides(jobs[i], round_index, run_ids.get(i)) for i in chunk]
+        if round_index == 0:  # a job per configuration: each makes its child
+            blocks = [[i] for i in to_run]
+        else:
+            n = min(len(to_run), sweeper.blocks or len(to_run))
+            blocks = [to_run[b::n] for b in range(n)]
+        size = sweeper.max_batch_size or max(1, len(blocks))
+        for first in range(0, len(blocks), size):
+            chunk = blocks[first : first + size]
             if round_index == 0:
-                sweeper.validate_batch_is_legal(batch)
+                batch = [round_overrides(jobs[i], 0, None) for (i,) in chunk]
+            else:
+                batch = [
+                    block_overrides([(run_ids[i], jobs[i]) for i in block], round_index)
+                    for block in chunk
+                ]  # fmt: skip
             ended = sweeper.launcher.launch(batch, initial_job_idx=job_idx)
             job_idx += len(batch)
             returns.append(list(ended))
-            for index, result in zip(chunk, ended, strict=True):
+            for block, result in zip(chunk, ended, strict=True):
                 value = result.return_value  # raises what ended the job, as the basic sweeper
-                run_id = getattr(value, "run_id", None)
-                if index not in run_ids and run_id is not None:
-                    run_ids[index] = str(run_id)
-                results.append((index, value))
+                if round_index == 0:
+                    (index,) = block
+                    run_id = getattr(value, "run_id", None)
+                    if run_id is not None:
+                        run_ids[index] = str(run_id)
+                    results.append((index, value))
+                    continue
+                # a later round's job returns one result per configuration of its block; any
+                # other value (a job that failed or was lost whole) is every one's result
+                parts = value if isinstance(value, list) and len(value) == len(block) else None
+                results += [(i, value if parts is None else parts[k]) for k, i in enumerate(block)]
         survivors = judge(round_index, sorted(results, key=lambda r: r[0]))
         alive = [i for i in alive if i in survivors]
     return returns
