@@ -29,7 +29,7 @@ class SweepContext:
     finished: dict[str, float | tuple[float, ...]] = field(
         default_factory=dict
     )  # resumed: job key -> its metric
-    rounds: int = 1  # a race's most rounds (sweep.race: cv.repeats); each round a job per config
+    rounds: int = 1  # a race's most rounds (sweep.race: cv.repeats)
     resumed: bool = False  # this attempt resumes an earlier one (sweep.resume)
     # this attempt of the sweep (a resume is another): its children carry it (store.ATTEMPT_TAG)
     attempt: str = field(default_factory=lambda: uuid.uuid4().hex)

@@ -116,7 +116,7 @@ def train(cfg: DictConfig) -> Any:
             splits |= feasibility_tags(cfg, metrics)
             log_results(
                 client, run_id, params, metrics, artifacts, model_id, result.fold_scores,
-                splits,
+                splits, fold_tag=race is None,
             )  # fmt: skip
     if ctx is None:
         print(describe_single_run(cfg, target, run_id, result.metrics), flush=True)
@@ -207,7 +207,7 @@ def next_round(cfg: DictConfig, round_index: int, run_id: str | None) -> float:
                     f"{key}, not the {round_index * folds} of the rounds before"
                 )
             so_far[key] = earlier + new
-        log_round(client, run_id, scores, so_far, round_index, folds)
+        log_round(client, run_id, scores, so_far, round_index, folds, round_index + 1 == ctx.rounds)
     key = str(fold_metric(metric_names(cfg.sweep.metric)[0]))
     mean = sum(so_far[key]) / len(so_far[key])
     return RunScore(mean, run_id, tuple(so_far[key]), sizes)

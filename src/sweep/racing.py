@@ -316,7 +316,8 @@ class RaceJudge:
                     f"folds of {key}, not the {round_index * folds} of the rounds before"
                 )
             so_far[key] = before + new
-        log_round(self.client, result.run_id, result.scores, so_far, round_index, folds)
+        last = round_index + 1 == self.race.rounds
+        log_round(self.client, result.run_id, result.scores, so_far, round_index, folds, last)
         self.folds[result.run_id] = so_far
         if result.run_id in self.unfinished:  # an earlier attempt's failed round, run again
             self.unfinished.discard(result.run_id)

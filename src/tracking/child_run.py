@@ -205,16 +205,18 @@ def log_results(
     model_id: str | None = None,
     fold_scores: dict[str, list[float]] | None = None,
     tags: dict[str, str] | None = None,
+    fold_tag: bool = True,
 ) -> None:
     """Log params, metrics and `tags` in one batch, and the artifact folder in one upload; with
     `model_id`, the metrics are also the logged model's. `fold_scores` are logged one value per
-    step (the fold's index)."""
+    step (the fold's index), and again as the fold-scores tag if `fold_tag` (a race's first
+    round: its last round writes the tag)."""
     long_values = {k: v for k, v in params.items() if len(v) > MAX_PARAM_VAL_LENGTH}
     now = int(time.time() * 1000)
     batch_params = [Param(k, v[:MAX_PARAM_VAL_LENGTH]) for k, v in params.items()]
     batch_tags = [RunTag(f"param_truncated.{k}", "true") for k in long_values]
     batch_tags += [RunTag(k, v) for k, v in (tags or {}).items()]
-    batch_tags += fold_scores_tag(fold_scores or {})
+    batch_tags += fold_scores_tag(fold_scores or {}) if fold_tag else []
     for key, value in long_values.items():
         (artifact_dir / "params").mkdir(parents=True, exist_ok=True)
         (artifact_dir / "params" / f"{key}.txt").write_text(value)
@@ -260,9 +262,12 @@ def log_round(
     so_far: dict[str, list[float]],
     round_index: int,
     folds: int,
+    last: bool,
 ) -> None:
     """A race round on its run: the round's fold scores at the steps after the earlier rounds',
-    `<key>_mean` and `<key>_std` over every fold so far and `race_folds` at step = the round."""
+    `<key>_mean` and `<key>_std` over every fold so far and `race_folds` at step = the round;
+    with its `last` round, every fold again as the fold-scores tag (written once: a tag is a
+    commit of its own in MLflow's store, and a race may run thousands of rounds of children)."""
     now = int(time.time() * 1000)
     start = round_index * folds
     metrics = [
@@ -274,11 +279,11 @@ def log_round(
         metrics.append(Metric(f"{key}_mean", float(np.mean(values)), now, round_index))
         metrics.append(Metric(f"{key}_std", float(np.std(values)), now, round_index))
     metrics.append(Metric("race_folds", float(start + folds), now, round_index))
-    # one write a round, the fold-scores tag (every fold so far) with the last of the metrics
+    # one write a round; the last round's fold-scores tag with the last of the metrics
     size = MAX_ENTITIES_PER_BATCH - 1  # a batch's entities, the tag's place kept
     chunks = [metrics[first : first + size] for first in range(0, len(metrics), size)]
     for n, chunk in enumerate(chunks, 1):
-        tags = fold_scores_tag(so_far) if n == len(chunks) else []
+        tags = fold_scores_tag(so_far) if last and n == len(chunks) else []
         with_retries(partial(client.log_batch, run_id, metrics=chunk, tags=tags))
 
 

@@ -250,7 +250,8 @@ def test_the_judge_records_a_later_round_and_fails_one_that_failed(
     """A later round's block returns folds or an error per configuration; the judge (in the
     launching process) appends the folds to the child, ends a failed one FAILED with its
     error (it leaves the race), and, when the same round runs again for it (a resume), appends
-    them and ends it FINISHED again. One progress line each."""
+    them and ends it FINISHED again. One progress line each. The fold-scores tag comes with a
+    child's last round, whole."""
     client = MlflowClient(tracking_uri)
     experiment = client.create_experiment("racing")
     parent = client.create_run(experiment).info.run_id
@@ -262,7 +263,6 @@ def test_the_judge_records_a_later_round_and_fails_one_that_failed(
             for step, value in enumerate(values):
                 client.log_metric(run_id, key, value, step=step)
         client.log_metric(run_id, "race_folds", FOLDS)
-        client.set_tag(run_id, "cv_fold_scores", json.dumps(first))
         client.set_terminated(run_id, "FINISHED")
         runs.append(run_id)
     target = RunTarget(tracking_uri, experiment, parent, None, None)
@@ -282,7 +282,7 @@ def test_the_judge_records_a_later_round_and_fails_one_that_failed(
     assert a.info.status == "FINISHED" and a.data.metrics["race_folds"] == 2 * FOLDS
     so_far = first["cv_accuracy"] + second["cv_accuracy"]
     assert a.data.metrics["cv_accuracy_mean"] == pytest.approx(sum(so_far) / len(so_far))
-    assert json.loads(a.data.tags["cv_fold_scores"])["cv_fit_time"] == [0.1] * 5 + [0.2] * 5
+    assert "cv_fold_scores" not in a.data.tags  # its race goes on
     assert b.info.status == "FAILED" and b.data.metrics["race_folds"] == FOLDS
     assert b.data.tags["error_type"] == "ValueError"
     assert "n_neighbors=0" in b.data.tags["error_message"]
@@ -290,5 +290,9 @@ def test_the_judge_records_a_later_round_and_fails_one_that_failed(
     assert again == {1}
     b = client.get_run(runs[1])
     assert b.info.status == "FINISHED" and b.data.metrics["race_folds"] == 2 * FOLDS
+    for round_index in (2, 3):  # a's last rounds: the tag holds its 20 folds
+        judge.judge_round(round_index, [(0, RoundFolds(runs[0], second, (193, 49)))])
+    tagged = json.loads(client.get_run(runs[0]).data.tags["cv_fold_scores"])
+    assert tagged["cv_fit_time"] == [0.1] * 5 + [0.2] * 15
     lines = (tmp_path / PROGRESS_FILE).read_text().splitlines()
-    assert lines == ["FINISHED\ta", "FAILED\tb", "FINISHED\tb"]
+    assert lines == ["FINISHED\ta", "FAILED\tb", "FINISHED\tb", "FINISHED\ta", "FINISHED\ta"]
