@@ -125,7 +125,10 @@ def train(cfg: DictConfig) -> Any:
     if race is None:
         return run_score(result.metrics, run_id, names, violations(constraints, result.metrics))
     folds = result.fold_scores[str(fold_metric(names[0]))]
-    return RunScore(result.metrics[names[0]], run_id, tuple(folds), result.fold_sizes)
+    return RunScore(
+        result.metrics[names[0]], run_id, tuple(folds), result.fold_sizes,
+        fold_scores=result.fold_scores,
+    )  # fmt: skip
 
 
 def feasibility_tags(cfg: DictConfig, metrics: dict[str, float]) -> dict[str, str]:
@@ -139,14 +142,16 @@ def feasibility_tags(cfg: DictConfig, metrics: dict[str, float]) -> dict[str, st
     return {"feasible": "false", "infeasible": ", ".join(broke)}
 
 
-# per process: a race's configurations as a later round's job prepared them (data, unfitted
-# pipeline, cv.folds, cv.seed, cv.repeats), by the attempt and the job's overrides: its next
-# round, if this process runs it, neither composes nor builds again (cross_validate clones)
-_prepared: OrderedDict[tuple[str, ...], tuple[Dataset, Pipeline, int, int, int]] = OrderedDict()
+# per process: a race's configurations as a later round's job prepared them (run name, data,
+# unfitted pipeline, cv.folds, cv.seed, cv.repeats), by the attempt and the job's overrides:
+# its next round, if this process runs it, neither composes nor builds again (cross_validate
+# clones the pipeline)
+Prepared = tuple[str, Dataset, Pipeline, int, int, int]
+_prepared: OrderedDict[tuple[str, ...], Prepared] = OrderedDict()
 MAX_PREPARED = 1024
 
 
-def _remember(key: tuple[str, ...], prepared: tuple[Dataset, Pipeline, int, int, int]) -> None:
+def _remember(key: tuple[str, ...], prepared: Prepared) -> None:
     _prepared[key] = prepared
     while len(_prepared) > MAX_PREPARED:
         _prepared.popitem(last=False)
@@ -170,13 +175,14 @@ def run_block(
             if key not in _prepared:
                 config = cfg if n == 0 else compose_job(overrides)
                 cv = (int(config.cv.folds), int(config.cv.seed), int(config.cv.repeats))
-                _remember(key, (*prepare(config, checked=True), *cv))
-            data, pipeline, folds, seed, repeats = _prepared[key]
+                name = child_run_name(config, overrides, ctx.swept)
+                _remember(key, (name, *prepare(config, checked=True), *cv))
+            name, data, pipeline, folds, seed, repeats = _prepared[key]
             scores, sizes = cross_validation(pipeline, data, folds, seed, repeats, round_index)
         except Exception as e:
             results.append(RoundError.of(run_id, e))
         else:
-            results.append(RoundFolds(run_id, scores, sizes))
+            results.append(RoundFolds(run_id, name, scores, sizes))
     return results
 
 

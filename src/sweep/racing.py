@@ -60,11 +60,13 @@ class Race:
 
 @dataclass(frozen=True)
 class RoundFolds:
-    """A configuration's later round as its block's job ran it: the run its first round made,
-    the round's fold scores (cv_<name> -> values in split order, as `cross_validation` gives
-    them) and the folds' training and test rows. The judge records them on the run."""
+    """A configuration's later round as its block's job ran it: the run its first round made
+    and its name, the round's fold scores (cv_<name> -> values in split order, as
+    `cross_validation` gives them) and the folds' training and test rows. The judge records
+    them on the run."""
 
     run_id: str
+    name: str
     scores: dict[str, list[float]]
     sizes: tuple[int, int]
 
@@ -236,6 +238,9 @@ class RaceJudge:
             i: recorded_score(client, v, n_folds, race.metric) if isinstance(v, str) else v
             for i, v in results
         }
+        for value in given.values():  # a first round's folds: the ones the next go after
+            if isinstance(value, RunScore) and value.fold_scores:
+                self.folds[value.run_id] = value.fold_scores
         given |= self.record_round(round_index, given)
         entrants = {
             index: value
@@ -257,7 +262,10 @@ class RaceJudge:
         leader_name = self.run_name(entrants[leader].run_id) if leader is not None else ""
         for index, why in out.items():
             leader_id = entrants[why.leader].run_id
-            record_elimination(client, entrants[index].run_id, round_index, leader_id, why.p_value)
+            record_elimination(
+                client, entrants[index].run_id, round_index, leader_id, why.p_value,
+                self.run_name(leader_id),
+            )  # fmt: skip
         failed = len(results) - len(entrants)
         head = f"Race round {round_index + 1}/{race.rounds} ({n_folds} folds each): "
         failures = f", {failed} failed" if failed else ""
@@ -292,7 +300,8 @@ class RaceJudge:
                     value = RoundError.of(value.run_id, e)
                 else:
                     detail = f"round {round_index + 1}/{self.race.rounds} {metric}={score:.4f}"
-                    lines.append((self.names[value.run_id], "FINISHED", detail))
+                    self.names[value.run_id] = value.name
+                    lines.append((value.name, "FINISHED", detail))
                     recorded[index] = score
             if isinstance(value, RoundError):
                 self.record_failed(value)
@@ -367,14 +376,18 @@ def record_level(client: MlflowClient, ctx: SweepContext, level: float) -> None:
 
 
 def record_elimination(
-    client: MlflowClient, run_id: str, round_index: int, leader_run_id: str, p_value: float
+    client: MlflowClient,
+    run_id: str,
+    round_index: int,
+    leader_run_id: str,
+    p_value: float,
+    leader_name: str,
 ) -> None:
     """What an eliminated (or pruned) child records: the round after which it left, the leader
     it lost to (name and run) and the p-value of that comparison."""
-    leader = with_retries(lambda: client.get_run(leader_run_id))
     tags = {
         ELIMINATED_TAG: str(round_index + 1),
-        LEADER_TAGS[0]: str(leader.info.run_name),
+        LEADER_TAGS[0]: leader_name,
         LEADER_TAGS[1]: leader_run_id,
     }
     metrics = [Metric("race_p_value", p_value, int(time.time() * 1000), round_index)]
@@ -409,7 +422,9 @@ def prune_round(
         record_level(client, ctx, level)
         p = p_value_better(list(best.folds), list(value.folds), value.sizes, race.direction)
         if p < level:
-            record_elimination(client, value.run_id, round_index, best_run_id, p)
+            record_elimination(
+                client, value.run_id, round_index, best_run_id, p, str(best_run.info.run_name)
+            )
             pruned.add(number)
             print(
                 f"Trial {number} pruned after round {round_index + 1}/{race.rounds} ({n_folds} "

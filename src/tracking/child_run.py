@@ -72,12 +72,14 @@ class RunScore(float):
     sweepers expect, whose `run_id` a search records on its trial; in a race also the
     selection metric's fold scores so far and the folds' training and test rows; with
     sweep.constraints how far the run breaks each (`violations` by the constraint's text, > 0
-    broken: what a search tells Optuna)."""
+    broken: what a search tells Optuna); a race's first round also every fold metric's scores
+    (`fold_scores`: cv_<name> -> values), the folds its judge appends the next rounds to."""
 
     run_id: str
     folds: tuple[float, ...]
     sizes: tuple[int, int]
     violations: dict[str, float]
+    fold_scores: dict[str, list[float]]
 
     def __new__(
         cls,
@@ -86,15 +88,19 @@ class RunScore(float):
         folds: tuple[float, ...] = (),
         sizes: tuple[int, int] = (0, 0),
         violations: Mapping[str, float] | None = None,
+        fold_scores: Mapping[str, list[float]] | None = None,
     ) -> RunScore:
         score = super().__new__(cls, value)
         score.run_id, score.folds, score.sizes = run_id, tuple(folds), sizes
         score.violations = dict(violations or {})
+        score.fold_scores = dict(fold_scores or {})
         return score
 
     def __reduce__(self) -> tuple[type[RunScore], tuple[Any, ...]]:
         """Pickled (to and from joblib workers) with its run, folds and violations."""
-        return RunScore, (float(self), self.run_id, self.folds, self.sizes, self.violations)
+        return RunScore, (
+            float(self), self.run_id, self.folds, self.sizes, self.violations, self.fold_scores,
+        )  # fmt: skip
 
 
 class RunScores(tuple[float, ...]):

@@ -273,7 +273,7 @@ def test_the_judge_records_a_later_round_and_fails_one_that_failed(
         raise ValueError("n_neighbors=0: bad value")
     except ValueError as e:
         failed = RoundError.of(runs[1], e)
-    went_on = judge.judge_round(1, [(0, RoundFolds(runs[0], second, (193, 49))), (1, failed)])
+    went_on = judge.judge_round(1, [(0, RoundFolds(runs[0], "a", second, (193, 49))), (1, failed)])
     assert went_on == {0}
     history = client.get_metric_history(runs[0], "cv_accuracy")
     assert [m.value for m in sorted(history, key=lambda m: m.step)] == [
@@ -286,12 +286,12 @@ def test_the_judge_records_a_later_round_and_fails_one_that_failed(
     assert b.info.status == "FAILED" and b.data.metrics["race_folds"] == FOLDS
     assert b.data.tags["error_type"] == "ValueError"
     assert "n_neighbors=0" in b.data.tags["error_message"]
-    again = judge.judge_round(1, [(1, RoundFolds(runs[1], second, (193, 49)))])
+    again = judge.judge_round(1, [(1, RoundFolds(runs[1], "b", second, (193, 49)))])
     assert again == {1}
     b = client.get_run(runs[1])
     assert b.info.status == "FINISHED" and b.data.metrics["race_folds"] == 2 * FOLDS
     for round_index in (2, 3):  # a's last rounds: the tag holds its 20 folds
-        judge.judge_round(round_index, [(0, RoundFolds(runs[0], second, (193, 49)))])
+        judge.judge_round(round_index, [(0, RoundFolds(runs[0], "a", second, (193, 49)))])
     tagged = json.loads(client.get_run(runs[0]).data.tags["cv_fold_scores"])
     assert tagged["cv_fit_time"] == [0.1] * 5 + [0.2] * 15
     lines = (tmp_path / PROGRESS_FILE).read_text().splitlines()
