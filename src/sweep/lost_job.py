@@ -1,6 +1,7 @@
 """A job whose process died before it returned (killed, its node lost), as the launcher that
-waited for it reports it: its child run ends FAILED with the launcher's error, and the sweep
-goes on. This runs in the launching process, which outlives the job's."""
+waited for it reports it: its child run ends FAILED with the launcher's error (a race's later
+round of a block: each of its children, by the race's judge), and the sweep goes on. This runs
+in the launching process, which outlives the job's."""
 
 from __future__ import annotations
 

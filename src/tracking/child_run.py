@@ -168,7 +168,7 @@ def job_run(
     target: RunTarget, run_name: str, tags: dict[str, str], run_id: str | None = None
 ) -> Iterator[str]:
     """Create a run (nested when `target` has a parent), or reopen `run_id` (RUNNING again, in
-    this process: a race's later round), yield its id, and always end it.
+    this process: a pruned search's later round), yield its id, and always end it.
 
     An exception inside marks the run FAILED with the exception's type and message as tags and
     the traceback as an artifact, then raises `RunFailed` from the error; an interrupt marks it
