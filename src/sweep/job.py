@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import tempfile
 from collections import OrderedDict
 from pathlib import Path
@@ -43,7 +42,7 @@ from src.tracking.child_run import (
     node_tags,
     run_score,
 )
-from src.tracking.interrupts import first_stop_signal
+from src.tracking.interrupts import stop_if_requested
 from src.tracking.process import git_info
 from src.tracking.store import (
     ATTEMPT_TAG,
@@ -168,8 +167,7 @@ def run_block(
     assert ctx is not None
     results: list[RoundFolds | RoundError] = []
     for n, (run_id, overrides) in enumerate(block):
-        if (signum := first_stop_signal()) is not None:  # its KeyboardInterrupt may be lost
-            raise KeyboardInterrupt(f"{signal.Signals(signum).name}: the sweep is stopping")
+        stop_if_requested()
         try:
             key = (ctx.attempt, *overrides)
             if key not in _prepared:

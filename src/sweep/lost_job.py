@@ -21,7 +21,14 @@ from src.sweep.racing import RACE_FOLDS, RoundError, race_block, race_round
 from src.sweep.search import trial_tags
 from src.tracking.child_run import RunFailed, run_score
 from src.tracking.process import PROCESS_TAG
-from src.tracking.store import ATTEMPT_TAG, mlflow_key, record_failure, run_tags, with_retries
+from src.tracking.store import (
+    ATTEMPT_TAG,
+    error_parts,
+    mlflow_key,
+    record_failure,
+    run_tags,
+    with_retries,
+)
 
 END_REASON = "its process died before the job returned: the error is the launcher's"
 
@@ -37,10 +44,9 @@ def lost_job(ctx: SweepContext, job_config: DictConfig, error: Exception) -> Job
     overrides = [str(o) for o in job_config.hydra.overrides.task]
     env = {str(k): str(v) for k, v in job_config.hydra.job.env_set.items()}
     if (block := race_block(env)) is not None:
-        lost = RoundError.of("", error)
-        message = f"({END_REASON}) {lost.message}"
-        failures = [RoundError(run_id, lost.error_type, message, lost.traceback)
-                    for run_id, _ in block]  # fmt: skip
+        error_type, message, text = error_parts(error)
+        message = f"({END_REASON}) {message}"
+        failures = [RoundError(run_id, error_type, message, text) for run_id, _ in block]
         return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=failures)
     name = child_run_name(job_config, overrides, ctx.swept)
     client = MlflowClient(ctx.target.tracking_uri)

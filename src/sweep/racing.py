@@ -5,11 +5,9 @@ after every round, and tells a job its round and its block."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, partial
@@ -35,7 +33,7 @@ from src.sweep.overrides import job_key
 from src.sweep.progress import job_outcomes, report_outcomes
 from src.sweep.search import OUR_OPTUNA, prune_search
 from src.tracking.child_run import RunScore, fold_values, log_round
-from src.tracking.store import FOLD_SCORES_TAG, children_of, record_error, with_retries
+from src.tracking.store import children_of, error_parts, record_error, with_retries
 
 RACE_SWEEPER = "hydra_plugins.sweeps_race_sweeper.race_sweeper.SweepsRaceSweeper"
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -85,8 +83,7 @@ class RoundError:
     @classmethod
     def of(cls, run_id: str, error: BaseException) -> RoundError:
         """The round of `run_id` failed with `error`."""
-        text = "".join(traceback.format_exception(error))
-        return cls(run_id, type(error).__name__, str(error) or type(error).__name__, text)
+        return cls(run_id, *error_parts(error))
 
 
 def is_race(config: DictConfig) -> bool:
@@ -315,7 +312,7 @@ class RaceJudge:
     def record_folds(self, round_index: int, result: RoundFolds) -> RunScore:
         """Append a round's folds to its run; the configuration's selection metric so far."""
         folds = self.race.folds
-        earlier = self.so_far(result.run_id, list(result.scores), round_index * folds)
+        earlier = self.so_far(result.run_id, list(result.scores))
         so_far = {}
         for key, new in result.scores.items():
             before = earlier.get(key, [])
@@ -334,22 +331,12 @@ class RaceJudge:
         selected = so_far[str(fold_metric(self.race.metric))]
         return RunScore(sum(selected) / len(selected), result.run_id, tuple(selected), result.sizes)
 
-    def so_far(self, run_id: str, keys: list[str], n: int) -> dict[str, list[float]]:
-        """A run's fold scores of these metrics as recorded so far (`n` each, unless a round
-        was lost or run twice): read once from the store (its fold-scores tag, or a metric's
-        history when the tag holds other than `n`: it is not rewritten once too long), then
-        kept."""
+    def so_far(self, run_id: str, keys: list[str]) -> dict[str, list[float]]:
+        """A run's fold scores of these metrics so far: its first round's job returned them,
+        or (a resumed race, a rerun after a failed round) read once from their histories (a
+        raced child's fold-scores tag comes only with its last round), then kept."""
         if run_id not in self.folds:
-            client = self.client
-            run = with_retries(lambda: client.get_run(run_id))
-            self.names[run_id] = str(run.info.run_name)
-            tagged = json.loads(run.data.tags.get(FOLD_SCORES_TAG) or "{}")
-            self.folds[run_id] = {
-                k: [float(v) for v in tagged[k]]
-                if len(tagged.get(k, ())) == n
-                else fold_values(client, run_id, k)
-                for k in keys
-            }
+            self.folds[run_id] = {k: fold_values(self.client, run_id, k) for k in keys}
         return self.folds[run_id]
 
     def run_name(self, run_id: str) -> str:

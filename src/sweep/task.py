@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gc
 import os
-import signal
 from collections.abc import Callable
 
 from hydra.errors import HydraException
@@ -19,7 +18,7 @@ from src.sweep.overrides import child_run_name, job_key, job_overrides
 from src.sweep.progress import FINISHED_EARLIER, job_outcomes, report_progress
 from src.sweep.racing import race_block, race_round
 from src.tracking.child_run import RunFailed
-from src.tracking.interrupts import first_stop_signal
+from src.tracking.interrupts import stop_if_requested
 from src.tracking.store import redact_text
 
 Score = float | tuple[float, ...]  # one value per objective when there are several
@@ -51,8 +50,7 @@ def run_task(task: Callable[[DictConfig], Score], cfg: DictConfig) -> Score:
                 raise
             started = "Run failed" if isinstance(e, RunFailed) else "Run not started"
             raise SystemExit(f"{started}: {describe_error(e)}") from None
-    if (signum := first_stop_signal()) is not None:  # its KeyboardInterrupt may have been lost
-        raise KeyboardInterrupt(f"{signal.Signals(signum).name}: the sweep is stopping")
+    stop_if_requested()
     if race_block() is not None:  # a race's later round: its judge records each outcome
         return task(cfg)
     overrides = job_overrides()

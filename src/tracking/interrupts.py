@@ -29,6 +29,13 @@ def first_stop_signal() -> int | None:
     return _requests[0] if _requests else None
 
 
+def stop_if_requested() -> None:
+    """Raise KeyboardInterrupt if a stop signal arrived (its own KeyboardInterrupt may have been
+    lost, caught by code that was running then): what a job checks before more work."""
+    if (signum := first_stop_signal()) is not None:
+        raise KeyboardInterrupt(f"{signal.Signals(signum).name}: the sweep is stopping")
+
+
 def remember_and_interrupt(signum: int, frame: Any) -> None:
     """A signal handler: remember `signum`, and raise KeyboardInterrupt as Ctrl-C does."""
     request_stop(signum)

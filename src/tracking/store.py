@@ -362,8 +362,14 @@ def run_tags(target: RunTarget, run_name: str, extra: dict[str, str]) -> dict[st
 
 def record_failure(client: MlflowClient, run_id: str, error: BaseException) -> None:
     """Tag a run with the error and store its traceback as `error/traceback.txt`."""
-    text = "".join(traceback.format_exception(error))
-    record_error(client, run_id, type(error).__name__, str(error) or type(error).__name__, text)
+    record_error(client, run_id, *error_parts(error))
+
+
+def error_parts(error: BaseException) -> tuple[str, str, str]:
+    """What a run records of an error: its type's name, its message (the name when it has
+    none) and its traceback."""
+    name = type(error).__name__
+    return name, str(error) or name, "".join(traceback.format_exception(error))
 
 
 def record_error(
