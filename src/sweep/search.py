@@ -38,9 +38,14 @@ def prune_search(pruner: Pruner | None, rounds: int = 1, round_job: RoundJob | N
     prune_trials(pruner, rounds, round_job)
 
 
+# Hydra's basic sweeper, and ours that run its grid (the app swaps them in for it)
+GRID_SWEEPERS = ("BasicSweeper", "SweepsGridSweeper", "SweepsRaceSweeper")
+
+
 def is_search(config: DictConfig) -> bool:
-    """A sweeper that picks values as it goes (Optuna), rather than Hydra's basic grid."""
-    return not str(config.hydra.sweeper._target_).endswith("BasicSweeper")
+    """A sweeper that picks values as it goes (Optuna), rather than a grid (Hydra's basic
+    sweeper, or the grid or race sweeper the app swaps in for it)."""
+    return not str(config.hydra.sweeper._target_).endswith(GRID_SWEEPERS)
 
 
 def search_size(config: DictConfig) -> int | None:

@@ -296,3 +296,24 @@ def test_the_judge_records_a_later_round_and_fails_one_that_failed(
     assert tagged["cv_fit_time"] == [0.1] * 5 + [0.2] * 15
     lines = (tmp_path / PROGRESS_FILE).read_text().splitlines()
     assert lines == ["FINISHED\ta", "FAILED\tb", "FINISHED\tb", "FINISHED\ta", "FINISHED\ta"]
+
+
+def test_a_configuration_that_fails_its_first_round_leaves_the_race_and_the_race_goes_on(
+    tracking_uri: str, tmp_path: Path
+) -> None:
+    """A race is a grid: a failed job is a FAILED child, reported in one line, and the others
+    race on; the sweep ends non-zero, naming the failure (it once took the race for a search,
+    whose failed job ends the sweep with a traceback)."""
+    result = train(
+        tracking_uri, "-m", "model=knn", "model.n_neighbors=5,7,200", "data=heart",
+        f"data.path={HEART_CSV}", "cv.repeats=3", *LEAN, "sweep.race=true",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "1 of 3 jobs failed" in result.stderr
+    assert "Race round 1/3 (5 folds each): 0 of 3 eliminated, 1 failed, 2 go on" in result.stdout
+    assert "Race round 3/3 (15 folds each): 2 of 2 ran every fold" in result.stdout
+    parent, children = sweep_runs(tracking_uri)
+    statuses = sorted(c.info.status for c in children)
+    assert parent.info.status == "FINISHED" and statuses == ["FAILED", "FINISHED", "FINISHED"]
