@@ -6,12 +6,15 @@ folds, the same splits for every configuration, as a full run has them), up to `
 rounds. After each round but the last the leader is the best mean of the selection metric's
 folds (ties: the earlier job); every other configuration still in the race is compared with it
 on all the folds run so far by the verdict's test (the one-sided corrected resampled t-test),
-the p-values Holm-adjusted over the comparisons, and those below the round's level leave the
-race. The levels are a group-sequential boundary (Pocock's, src/ml/sequential.py) that spends
-`sweep.race_alpha` (0.05) over the rounds that may eliminate, on the information the corrected
-test's model of CV folds gives each round. The rule reads only fold scores, in job order, so the
-same folds give the same eliminations on every launcher and in any order the jobs end. Its
-error is measured, not assumed (tests/analysis/test_race.py, tests/benchmarks/race_replay.py).
+each comparison's fold variance moderated by the round's other comparisons (Smyth's empirical
+Bayes, limma's: a round of 5 folds gives a variance 4 degrees of freedom, too few to show what
+the verdict's 50 folds will), the p-values Holm-adjusted over the comparisons, and those below
+the round's level leave the race. The levels are a group-sequential boundary (Pocock's,
+src/ml/sequential.py) that spends `sweep.race_alpha` (0.025) over the rounds that may
+eliminate, on the information the corrected test's model of CV folds gives each round. The
+rule reads only fold scores, in job order, so the same folds give the same eliminations on
+every launcher and in any order the jobs end. Its error is measured, not assumed
+(tests/analysis/test_race.py, tests/benchmarks/race_replay.py).
 """
 
 from __future__ import annotations
@@ -22,11 +25,10 @@ from functools import cache
 
 import numpy as np
 
-from src.analysis.verdict import p_value_better
 from src.ml.sequential import POCOCK, nominal_levels
-from src.ml.stats import holm
+from src.ml.stats import holm, moderated_ttests
 
-DEFAULT_RACE_ALPHA = 0.05
+DEFAULT_RACE_ALPHA = 0.025
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,11 @@ def eliminate(
         return {}
     leader = leader_of(folds, direction)
     others = sorted(i for i in folds if i != leader)
-    raw = [p_value_better(list(folds[leader]), list(folds[i]), sizes, direction) for i in others]
+    sign = -1.0 if direction == "minimize" else 1.0
+    raw = moderated_ttests(
+        sign * np.asarray(folds[leader], dtype=float),
+        [sign * np.asarray(folds[i], dtype=float) for i in others],
+        *sizes,
+    )
     adjusted = holm(raw)
     return {i: Elimination(leader, p) for i, p in zip(others, adjusted, strict=True) if p < level}

@@ -467,7 +467,14 @@ def race_note(summary: SweepSummary) -> str | None:
     rounds = pd.to_numeric(out[ELIMINATED]).astype(int).value_counts().sort_index()
     when = ", ".join(f"{n} after round {r}" for r, n in rounds.items())
     search = "Optuna" in tags.get("sweeper", "")  # a search: each trial against the best one
-    leader, holm = ("the best trial", "") if search else ("the leader", "Holm-adjusted, ")
+    leader, holm = (
+        ("the best trial", "")
+        if search
+        else (
+            "the leader",
+            "its fold variance moderated over the round's comparisons, Holm-adjusted, ",
+        )
+    )
     return (
         f"Racing eliminated {len(out)} of {len(table)} configurations ({when}), each "
         f"significantly worse than {leader} on the folds run so far (one-sided corrected "

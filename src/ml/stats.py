@@ -1,5 +1,6 @@
-"""Paired comparison of CV fold scores: the corrected resampled t-test, its confidence interval
-of the mean difference, and Holm's correction."""
+"""Paired comparison of CV fold scores: the corrected resampled t-test (alone, or one reference
+against several with their fold variances moderated), its confidence interval of the mean
+difference, and Holm's correction."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
+from scipy import optimize, special
 from scipy.stats import t as student_t
 
 
@@ -28,14 +31,80 @@ def corrected_ttest(
     n = len(differences)
     if n_train <= 0 or n_test <= 0:
         raise ValueError(f"n_train and n_test must be > 0, got {n_train} and {n_test}")
-    mean = float(differences.mean())
-    variance = float(differences.var(ddof=1)) * (1 / n + n_test / n_train)
+    fold_variance = float(differences.var(ddof=1))
+    return _corrected_t(float(differences.mean()), fold_variance, n, n - 1, n_test / n_train)
+
+
+def _corrected_t(
+    mean: float, fold_variance: float, n: int, df: float, ratio: float
+) -> tuple[float, float]:
+    """(t, one-sided p) of a mean fold difference whose folds vary by `fold_variance` (on `df`
+    degrees of freedom), the variance inflated by 1/n + n_test/n_train (`ratio`)."""
+    variance = fold_variance * (1 / n + ratio)
     if variance == 0:
         if mean == 0:
             return 0.0, 1.0
         return math.copysign(math.inf, mean), 0.0 if mean > 0 else 1.0
     t_stat = mean / math.sqrt(variance)
-    return t_stat, float(student_t.sf(t_stat, n - 1))
+    return t_stat, float(student_t.sf(t_stat, df))
+
+
+def squeeze_variances(
+    variances: Sequence[float], df: float, most_prior_df: float = math.inf
+) -> tuple[np.ndarray, float, float]:
+    """Empirical Bayes posterior variances (Smyth 2004, as limma's `squeezeVar`): sample
+    variances on `df` degrees of freedom each, shrunk toward a scaled inverse chi-square prior
+    fitted to them all by the moments of their logs. Returns (posterior variances, the prior's
+    variance, its degrees of freedom: infinite when the variances spread no more than sampling
+    alone spreads them, and at most `most_prior_df`)."""
+    given = np.asarray(variances, dtype=float)
+    middle = float(np.median(given))
+    x = np.maximum(given, 1e-5 * (middle if middle > 0 else 1.0))  # limma: zeros offset away
+    e = np.log(x) - special.digamma(df / 2) + math.log(df / 2)
+    spread = float(e.var(ddof=1)) - float(special.polygamma(1, df / 2))
+    if spread > 0:
+        prior_df = 2 * _trigamma_inverse(spread)
+        prior = math.exp(float(e.mean()) + special.digamma(prior_df / 2) - math.log(prior_df / 2))
+    else:
+        prior_df, prior = math.inf, float(x.mean())  # limma since 2017: the pooled variance
+    prior_df = min(prior_df, most_prior_df)
+    if math.isinf(prior_df):
+        return np.full(len(given), prior), prior, prior_df
+    return (prior_df * prior + df * given) / (prior_df + df), prior, prior_df
+
+
+def _trigamma_inverse(value: float) -> float:
+    """The y > 0 with trigamma(y) = value (trigamma falls from infinity to 0 on y > 0)."""
+    low, high = 1e-8, 1 / value + 1.0
+    while special.polygamma(1, high) > value:
+        high *= 2
+    return float(optimize.brentq(lambda y: special.polygamma(1, y) - value, low, high))
+
+
+def moderated_ttests(
+    reference: npt.ArrayLike, others: npt.ArrayLike, n_train: int, n_test: int
+) -> list[float]:
+    """One-sided p that `reference` scores higher than each of `others` on the same folds: the
+    corrected resampled t-test with each comparison's fold variance moderated by the others'
+    (`squeeze_variances`, fitted to the comparisons whose differences vary at all: a constant
+    difference, often identical configurations, says nothing of the others' spread, and
+    limma's offset of a zero variance would swamp the moments of the logs). Every comparison
+    shares the reference's folds, so together they know that part of the spread no better than
+    one of them does: the prior counts for at most one comparison's degrees of freedom (a
+    round's are at most doubled). Fewer than 3 comparisons that vary: the plain test."""
+    differences = np.asarray(reference, dtype=float)[None, :] - np.asarray(others, dtype=float)
+    n = differences.shape[1]
+    variances, df = differences.var(axis=1, ddof=1), n - 1
+    extra, varies = 0.0, variances > 0
+    if varies.sum() >= 3:
+        _, prior, extra = squeeze_variances(variances[varies], df, most_prior_df=df)
+        variances = (extra * prior + df * variances) / (extra + df)
+    means = differences.mean(axis=1)
+    ratio = n_test / n_train
+    return [
+        _corrected_t(float(d), float(v), n, df + extra, ratio)[1]
+        for d, v in zip(means, variances, strict=True)
+    ]
 
 
 def corrected_interval(

@@ -63,7 +63,7 @@ def check_settings(cfg: DictConfig) -> None:
     check_objectives(sweep)
     alpha = sweep.alpha
     if not _is_number(alpha) or not 0 < alpha < 1:
-        _fail("sweep.alpha", alpha, "a significance level between 0 and 1, e.g. 0.05")
+        _fail("sweep.alpha", alpha, "a significance level between 0 and 1, e.g. 0.025")
     if sweep.prefer is not None and not (
         isinstance(sweep.prefer, str) and PREFER.fullmatch(sweep.prefer)
     ):
@@ -113,9 +113,9 @@ def check_race(cfg: DictConfig) -> None:
     sweep = cfg.sweep
     race = sweep.get("race", False)
     _boolean("sweep.race", race)
-    alpha = sweep.get("race_alpha", 0.05)
+    alpha = sweep.get("race_alpha", 0.025)
     if not _is_number(alpha) or not 0 < alpha < 1:
-        _fail("sweep.race_alpha", alpha, "a significance level between 0 and 1, e.g. 0.05")
+        _fail("sweep.race_alpha", alpha, "a significance level between 0 and 1, e.g. 0.025")
     if not race:
         return
     if cfg.cv.repeats < 2:

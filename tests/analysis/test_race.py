@@ -1,10 +1,9 @@
 """The race's elimination rule (src/analysis/race.py): checked against a reference built from
-scipy's t distribution and Holm's procedure written out, and its error under repeated testing
-measured by simulation (tests/benchmarks/race_replay.py measures it on real folds)."""
+limma's moderated variances (tests/ml/test_stats.py checks them against R's limma), scipy's t
+distribution and Holm's procedure written out, and its error under repeated testing measured by
+simulation (tests/benchmarks/race_replay.py measures it on real folds)."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
@@ -21,19 +20,23 @@ from src.analysis.race import (
 )
 from src.analysis.verdict import p_value_better
 from src.ml.sequential import POCOCK, nominal_levels
-from src.ml.stats import holm
+from src.ml.stats import holm, squeeze_variances
 
 SIZES = (193, 49)  # a heart fold: training and test rows
-# the simulated null's error (rho 0, rho 0.2), bounded a little above what was measured
-MOST_CONFIGS, MOST_RACES = (0.005, 0.07), (0.04, 0.40)
+# the simulated null's error (rho 0, rho 0.2, rho 0.2 with unequal spreads), a little above
+# what was measured
+MOST_CONFIGS, MOST_RACES = (0.003, 0.035, 0.035), (0.02, 0.23, 0.2)
 
 
-def reference_p(better: np.ndarray, other: np.ndarray) -> float:
-    """Nadeau and Bengio's corrected resampled t-test, one-sided, from scipy's t."""
-    d = better - other
-    n = len(d)
-    t = d.mean() / math.sqrt(d.var(ddof=1) * (1 / n + SIZES[1] / SIZES[0]))
-    return float(stats.t.sf(t, n - 1))
+def reference_p(better: np.ndarray, others: list[np.ndarray]) -> list[float]:
+    """Nadeau and Bengio's corrected resampled t-test, one-sided, from scipy's t, each
+    comparison's fold variance squeezed toward the others' (limma's, its prior on at most one
+    comparison's degrees of freedom)."""
+    d = better[None, :] - np.array(others)
+    n = d.shape[1]
+    posterior, _, prior_df = squeeze_variances(d.var(axis=1, ddof=1), n - 1, n - 1)
+    t = d.mean(axis=1) / np.sqrt(posterior * (1 / n + SIZES[1] / SIZES[0]))
+    return list(stats.t.sf(t, n - 1 + prior_df))
 
 
 def reference_holm(p: list[float]) -> list[float]:
@@ -56,8 +59,8 @@ def test_eliminates_exactly_what_the_reference_test_rejects(n_folds: int, direct
     leader = 0
     assert leader_of(folds, direction) == leader
     others = list(range(1, len(means)))
-    pairs = [(folds[leader], folds[i]) for i in others]  # better first, in the direction
-    raw = [reference_p(*(pair if direction == "maximize" else pair[::-1])) for pair in pairs]
+    sign = 1 if direction == "maximize" else -1  # better first, in the direction
+    raw = reference_p(sign * folds[leader], [sign * folds[i] for i in others])
     adjusted = reference_holm(raw)
     expected = {i: p for i, p in zip(others, adjusted, strict=True) if p < 0.01}
     got = eliminate(folds, SIZES, direction, 0.01)
@@ -68,15 +71,17 @@ def test_eliminates_exactly_what_the_reference_test_rejects(n_folds: int, direct
         assert why.p_value == pytest.approx(expected[i], rel=1e-9)
 
 
-def test_the_rule_is_the_verdicts_test_at_the_race_alpha() -> None:
-    """After the last round the rule and the sweep's verdict read the same folds alike: the
-    eliminated are those whose Holm-adjusted p against the best is below the alpha."""
+def test_with_two_comparisons_the_rule_is_the_verdicts_test() -> None:
+    """Two comparisons leave nothing to moderate with: after the last round the rule and the
+    sweep's verdict then read the same folds alike."""
     rng = np.random.default_rng(3)
-    folds = {i: 0.8 - 0.015 * i + rng.normal(0, 0.03, 50) for i in range(8)}
-    p = [p_value_better(list(folds[0]), list(folds[i]), SIZES, "maximize") for i in range(1, 8)]
-    worse = {i + 1 for i, q in enumerate(holm(p)) if q < 0.05}
-    assert set(eliminate(folds, SIZES, "maximize", 0.05)) == worse
-    assert 0 < len(worse) < 7
+    folds = {i: 0.8 - 0.03 * i + rng.normal(0, 0.03, 50) for i in range(3)}
+    p = [p_value_better(list(folds[0]), list(folds[i]), SIZES, "maximize") for i in (1, 2)]
+    got = eliminate(folds, SIZES, "maximize", 0.05)
+    assert {i: why.p_value for i, why in got.items()} == {
+        i + 1: pytest.approx(q) for i, q in enumerate(holm(p)) if q < 0.05
+    }
+    assert got
 
 
 def test_ties_lead_by_the_earlier_job_and_fewer_than_two_race_nobody() -> None:
@@ -94,17 +99,19 @@ def test_a_constant_gap_is_eliminated_with_p_zero() -> None:
     }
 
 
-def race(rng: np.random.Generator, rho: float, alpha: float, k: int = 10) -> tuple[int, int]:
+def race(rng: np.random.Generator, rho: float, alpha: float, spread: float = 0.0, k: int = 10):
     """A race of `k` equally good configurations over 10 rounds of 5 folds, by the sweep's rule
     (`eliminations`: Pocock's boundary spending `alpha` over the 9 rounds that may eliminate):
     how many it eliminated, and how many of those the full 50-fold verdict (Holm, 0.05) keeps
     equivalent_to_best (issue 37's false eliminations). Fold scores: a fold effect every
     configuration shares, and each one's own noise, correlated `rho` across its folds (as
-    overlapping training sets make it: the correction assumes about n_test / n)."""
+    overlapping training sets make it: the correction assumes about n_test / n), its scale
+    1 - `spread` .. 1 + `spread` over the configurations (unequal variances: what moderating
+    them toward each other could get wrong)."""
     n, sd = 50, 0.05
     shared = rng.normal(0, sd, n)
     own = np.sqrt(rho) * rng.normal(0, 1, (k, 1)) + np.sqrt(1 - rho) * rng.normal(0, 1, (k, n))
-    scores = 0.8 + shared + sd * own
+    scores = 0.8 + shared + sd * own * np.linspace(1 - spread, 1 + spread, k)[:, None]
     out = eliminations({i: scores[i] for i in range(k)}, SIZES, "maximize", 10, alpha)
     best = leader_of({i: scores[i] for i in range(k)}, "maximize")
     others = [i for i in range(k) if i != best]
@@ -114,21 +121,29 @@ def race(rng: np.random.Generator, rho: float, alpha: float, k: int = 10) -> tup
 
 
 @pytest.mark.parametrize(
-    ("rho", "most_configs", "most_races"),
-    [(0.0, MOST_CONFIGS[0], MOST_RACES[0]), (0.2, MOST_CONFIGS[1], MOST_RACES[1])],
+    ("rho", "spread", "most_configs", "most_races"),
+    [
+        (0.0, 0.0, MOST_CONFIGS[0], MOST_RACES[0]),
+        (0.2, 0.0, MOST_CONFIGS[1], MOST_RACES[1]),
+        (0.2, 0.6, MOST_CONFIGS[2], MOST_RACES[2]),
+    ],
 )
-def test_error_rate_under_the_null_is_measured(rho: float, most_configs: float, most_races: float):
-    """All configurations equally good, so every elimination is an error. Measured (200 races
-    of 10, race alpha 0.05; README "Racing"): independent folds, 0.25% of configurations
-    eliminated (2.5% of races); with the correlation the correction assumes, 5.7% (35.5% of
-    races), 2.65% of them kept by the full run's verdict. The boundary spends alpha on one
-    comparison; choosing the leader on the same folds costs more."""
+def test_error_rate_under_the_null_is_measured(
+    rho: float, spread: float, most_configs: float, most_races: float
+) -> None:
+    """Configurations equally good in expectation, so every elimination is an error against
+    the truth (with rho > 0 each one's own offset on these data is real: the full run may find
+    it too). Measured (200 races of 10, the default race alpha 0.025; README "Racing"):
+    independent folds, none eliminated; with the correlation the correction assumes, 2.6% of
+    configurations (18.5% of races), 0.7% kept by the full run's verdict; with noise scales
+    0.4 .. 1.6 as well, 2.3% (15.5%), 0.8% kept. The boundary spends alpha on one comparison;
+    choosing the leader on the same folds costs more."""
     rng = np.random.default_rng(37)
-    out = [race(rng, rho, DEFAULT_RACE_ALPHA) for _ in range(200)]
+    out = [race(rng, rho, DEFAULT_RACE_ALPHA, spread) for _ in range(200)]
     configs = sum(o for o, _ in out) / (200 * 10)
     races = float(np.mean([o > 0 for o, _ in out]))
     false = sum(f for _, f in out) / (200 * 10)
-    assert configs <= most_configs and races <= most_races, (configs, races)
+    assert configs <= most_configs and races <= most_races, (configs, races, false)
     assert false <= 0.05, false  # issue 37's bound on false eliminations
 
 

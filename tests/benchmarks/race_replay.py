@@ -120,8 +120,9 @@ def full_verdict(scores: np.ndarray, sizes: tuple[int, int]) -> tuple[int, set[i
 def levels(rule: str, sizes: tuple[int, int]) -> list[float]:
     """The levels of the rounds that may eliminate: `pocock:0.1` (the sweep's rule, Pocock's
     boundary spending 0.1), `obf:0.1` (O'Brien and Fleming's), `fixed:0.01` (one level a
-    round, the rule before the boundary)."""
-    name, alpha = rule.split(":")
+    round, the rule before the boundary); `plain-` before any of them: the verdict's test
+    without moderated variances (the rule before them)."""
+    name, alpha = rule.removeprefix("plain-").split(":")
     if name == "fixed":
         return [float(alpha)] * (REPEATS - 1)
     shape = {"pocock": POCOCK, "obf": OBRIEN_FLEMING}[name]
@@ -133,10 +134,22 @@ def replay(scores: np.ndarray, sizes: tuple[int, int], rule: str) -> dict[int, i
     alive, out = list(range(len(scores))), {}
     for r, level in enumerate(levels(rule, sizes)):
         n = (r + 1) * FOLDS
-        gone = eliminate({i: scores[i, :n] for i in alive}, sizes, "maximize", level)
+        folds = {i: scores[i, :n] for i in alive}
+        if rule.startswith("plain-"):
+            gone = plain_eliminate(folds, sizes, level)
+        else:
+            gone = eliminate(folds, sizes, "maximize", level)
         out |= {i: r + 1 for i in gone}
         alive = [i for i in alive if i not in gone]
     return out
+
+
+def plain_eliminate(folds: dict[int, np.ndarray], sizes: tuple[int, int], level: float) -> set:
+    """The rule with the verdict's test as it is (each comparison's own fold variance)."""
+    leader = leader_of(folds, "maximize")
+    others = [i for i in folds if i != leader]
+    p = [p_value_better(list(folds[leader]), list(folds[i]), sizes, "maximize") for i in others]
+    return {i for i, q in zip(others, holm(p), strict=True) if q < level}
 
 
 def cases() -> dict[str, Case]:

@@ -1,5 +1,6 @@
 """The paired fold-score test against scikit-learn's "Statistical comparison of models using grid
-search" example (plot_grid_search_stats), and its edge cases."""
+search" example (plot_grid_search_stats), the moderated variances against R's limma, and their
+edge cases."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sklearn.datasets import make_moons
 from sklearn.model_selection import GridSearchCV, RepeatedStratifiedKFold
 from sklearn.svm import SVC
 
-from src.ml.stats import corrected_ttest, holm
+from src.ml.stats import corrected_ttest, holm, moderated_ttests, squeeze_variances
 
 pytestmark = pytest.mark.xdist_group("compare")  # its module fixtures, set up once
 
@@ -79,3 +80,45 @@ def test_holm_adjusts_in_the_order_given() -> None:
 def test_unpaired_folds_are_refused() -> None:
     with pytest.raises(ValueError, match="equally long"):
         corrected_ttest([0.9, 0.8, 0.7], [0.9, 0.8], 80, 20)
+
+
+def test_squeezed_variances_are_limmas() -> None:
+    """R's limma 3.x: `squeezeVar(c(0.5, 1.3, 7.8), df=3)` gives df.prior 2.830777, var.prior
+    1.676927 and var.post 1.071385 1.482994 4.827317 (the figures inmoose's port of limma
+    checks itself against, tests/limma/test_squeezeVar.py)."""
+    posterior, prior, prior_df = squeeze_variances([0.5, 1.3, 7.8], 3)
+    assert prior_df == pytest.approx(2.830777, abs=1e-6)
+    assert prior == pytest.approx(1.676927, abs=1e-6)
+    assert posterior == pytest.approx([1.071385, 1.482994, 4.827317], abs=1e-6)
+    # variances no more spread than sampling spreads them: limma's pooled variance, infinite df
+    posterior, prior, prior_df = squeeze_variances([1.0, 1.1, 0.9], 3)
+    assert (
+        prior_df == np.inf and prior == pytest.approx(1.0) and posterior == pytest.approx([1.0] * 3)
+    )
+    # capped: the same prior variance, on at most the degrees of freedom given
+    posterior, prior, prior_df = squeeze_variances([0.5, 1.3, 7.8], 3, most_prior_df=1.0)
+    assert (prior, prior_df) == (pytest.approx(1.676927, abs=1e-6), 1.0)
+    assert posterior == pytest.approx([(1.676927 + 3 * v) / 4 for v in (0.5, 1.3, 7.8)], abs=1e-6)
+
+
+def test_moderated_tests_borrow_the_others_variance() -> None:
+    rng = np.random.default_rng(5)
+    reference = rng.uniform(0.75, 0.85, 5)
+    others = [reference - gap + rng.normal(0, 0.02, 5) for gap in (0.01, 0.03, 0.05, 0.07)]
+    n_train, n_test = 193, 49
+    # two comparisons: nothing to moderate with, the plain test
+    plain = [corrected_ttest(reference, o, n_train, n_test)[1] for o in others]
+    assert moderated_ttests(reference, others[:2], n_train, n_test) == pytest.approx(plain[:2])
+    # four: each variance squeezed (limma's), on 4 + the prior's degrees of freedom (at most
+    # one comparison's 4), scipy's t
+    d = reference[None, :] - np.array(others)
+    posterior, _, prior_df = squeeze_variances(d.var(axis=1, ddof=1), 4, most_prior_df=4)
+    t_stat = d.mean(axis=1) / np.sqrt(posterior * (1 / 5 + n_test / n_train))
+    expected = t.sf(t_stat, 4 + prior_df)
+    assert moderated_ttests(reference, others, n_train, n_test) == pytest.approx(expected, rel=1e-9)
+    # a configuration the same on every fold as the reference does not set the prior (t = 0)
+    got = moderated_ttests(reference, [reference, *others], n_train, n_test)
+    assert got[0] == 0.5 and got[1:] == pytest.approx(expected, rel=1e-9)
+    # a constant gap is no longer p = 0 once the others' spread is known to it
+    gap = moderated_ttests(reference, [reference - 0.02, *others], n_train, n_test)[0]
+    assert 0 < gap < 0.5  # the plain test says 0: its folds alone show no spread
