@@ -314,6 +314,11 @@ def test_a_configuration_that_fails_its_first_round_leaves_the_race_and_the_race
     assert "1 of 3 jobs failed" in result.stderr
     assert "Race round 1/3 (5 folds each): 0 of 3 eliminated, 1 failed, 2 go on" in result.stdout
     assert "Race round 3/3 (15 folds each): 2 of 2 ran every fold" in result.stdout
+    # the failed configuration's folds not run are not racing's saving
+    assert (
+        "Racing eliminated none of the 3 configurations: 30 of the 45 fold-fits a full run does "
+        "(67%; 1 that did not finish ran fewer, not for racing)."
+    ) in result.stdout
     parent, children = sweep_runs(tracking_uri)
     statuses = sorted(c.info.status for c in children)
     assert parent.info.status == "FINISHED" and statuses == ["FAILED", "FINISHED", "FINISHED"]
