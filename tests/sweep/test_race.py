@@ -180,11 +180,15 @@ def test_ctrl_c_mid_race_then_resume_continues_from_the_last_complete_round(
     ran = {c.info.run_name: len(fold_history(client, c.info.run_id)) for c in before}
     assert max(ran.values()) <= 2 * FOLDS < sum(ran.values()), ran  # some folds of round 2 ran
     started = {c.info.run_id for c in before if ran[c.info.run_name]}
-    result = run(tracking_uri, tmp_path, *args, "sweep.resume=latest")
+    _, full_children, full_folds = full_run
+    first_round = job_folders(tmp_path / "sweep", below=len(full_children))
+    assert len(first_round) == len(full_children)
+    result = run(tracking_uri, tmp_path, *args, "sweep.resume=latest", sweep_dir=tmp_path / "sweep")
     assert result.returncode == 0, result.stdout + result.stderr
     resumed, after = sweep_runs(tracking_uri)  # the same single parent
     assert resumed.info.run_id == parent.info.run_id and resumed.info.status == "FINISHED"
-    _, full_children, full_folds = full_run
+    # the resume, in the same sweep folder, wrote over none of the first round's job folders
+    assert job_folders(tmp_path / "sweep", below=len(full_children)) == first_round
     assert sorted(c.info.run_name for c in after) == sorted(full_children)  # one per config
     assert {c.info.status for c in after} == {"FINISHED"}
     assert started <= {c.info.run_id for c in after}  # their folds went on in the same run
@@ -197,6 +201,16 @@ def test_ctrl_c_mid_race_then_resume_continues_from_the_last_complete_round(
         assert child.data.metrics["race_folds"] == len(steps)
     by_name = {c.info.run_name: c for c in after}
     assert {n: r[0] for n, r in eliminations(by_name).items()} == replay(full_folds)
+
+
+def job_folders(sweep_dir: Path, below: int) -> dict[int, str]:
+    """Job number -> the Hydra config its folder records (a later round's block job carries
+    its block there), for the jobs numbered below `below`."""
+    return {
+        int(path.parent.parent.name): path.read_text()
+        for path in sweep_dir.glob("*/.hydra/hydra.yaml")
+        if path.parent.parent.name.isdigit() and int(path.parent.parent.name) < below
+    }
 
 
 def test_an_optuna_search_prunes_a_hopeless_trial(tracking_uri: str, tmp_path: Path) -> None:

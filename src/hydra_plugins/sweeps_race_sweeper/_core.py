@@ -12,6 +12,10 @@ the grid sweeper leaves it out: the app races a grid only after its checks compo
 A resumed race starts from the last round every configuration still in it completed: that
 round is judged again on the recorded folds (with the configurations it eliminated: the same
 folds give the same decision), and only the rounds not yet run are launched.
+Job numbers (a job's folder, its child's `job_number`) are the same in every attempt: the
+first round's job of configuration i is job i, as in the grid, and a later round r's block b is
+job r x (number of configurations) + b; a resume into the same sweep folder therefore writes
+over nothing of an earlier attempt but the job it runs again.
 """
 
 from __future__ import annotations
@@ -50,7 +54,6 @@ def race(sweeper: Any, arguments: list[str]) -> list[list[JobReturn]]:
         survivors = judge(start - 1, [(i, Earlier(run_ids[i])) for i in entrants])
         alive = [i for i in alive if i in survivors]
     returns: list[list[JobReturn]] = []
-    job_idx = 0  # every round's jobs get numbers of their own (their output folders)
     for round_index in range(start, int(sweeper.rounds)):
         if not alive:
             break
@@ -67,14 +70,15 @@ def race(sweeper: Any, arguments: list[str]) -> list[list[JobReturn]]:
         for first in range(0, len(blocks), size):
             chunk = blocks[first : first + size]
             if round_index == 0:
+                numbers = [i for (i,) in chunk]
                 batch = [round_overrides(jobs[i], 0, None) for (i,) in chunk]
             else:
+                numbers = [round_index * len(jobs) + first + b for b in range(len(chunk))]
                 batch = [
                     block_overrides([(run_ids[i], jobs[i]) for i in block], round_index)
                     for block in chunk
                 ]  # fmt: skip
-            ended = sweeper.launcher.launch(batch, initial_job_idx=job_idx)
-            job_idx += len(batch)
+            ended = launch_numbered(sweeper.launcher, batch, numbers)
             returns.append(list(ended))
             for block, result in zip(chunk, ended, strict=True):
                 value = result.return_value  # raises what ended the job, as the basic sweeper
@@ -91,4 +95,16 @@ def race(sweeper: Any, arguments: list[str]) -> list[list[JobReturn]]:
                 results += [(i, value if parts is None else parts[k]) for k, i in enumerate(block)]
         survivors = judge(round_index, sorted(results, key=lambda r: r[0]))
         alive = [i for i in alive if i in survivors]
+    return returns
+
+
+def launch_numbered(launcher: Any, batch: list[list[str]], numbers: list[int]) -> list[JobReturn]:
+    """Launch a batch whose jobs carry these numbers: one launch per run of consecutive numbers
+    (a launcher numbers a launch's jobs from its first on), the returns in batch order."""
+    returns: list[JobReturn] = []
+    start = 0
+    for end in range(1, len(batch) + 1):
+        if end == len(batch) or numbers[end] != numbers[end - 1] + 1:
+            returns += launcher.launch(batch[start:end], initial_job_idx=numbers[start])
+            start = end
     return returns
