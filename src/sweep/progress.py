@@ -36,16 +36,22 @@ def report_outcomes(ctx: SweepContext, outcomes: list[tuple[str, str, str]]) -> 
         f.write("".join(f"{status}\t{name}\n" for name, status, _ in outcomes))
         f.flush()
         f.seek(0)
-        counted = f.read().count("\n")
+        text = f.read()
         fcntl.flock(f, fcntl.LOCK_UN)
+    counted = text.count("\n")
+    # the time left is at the pace of the jobs this attempt ran, not of those a resume skipped
+    skipped = sum(line.startswith("SKIPPED\t") for line in text.splitlines()) - sum(
+        status == "SKIPPED" for _, status, _ in outcomes
+    )
     elapsed = time.time() - ctx.started_at
     # a race's rounds run as many jobs as its eliminations leave: no total to count down to
     total = f"/{ctx.n_jobs}" if ctx.n_jobs and ctx.rounds == 1 else ""
     lines = []
     for done, (name, status, detail) in enumerate(outcomes, counted - len(outcomes) + 1):
+        skipped += status == "SKIPPED"
         eta = ""
-        if total and ctx.n_jobs and done < ctx.n_jobs:
-            eta = f", ~{_duration(elapsed / done * (ctx.n_jobs - done))} left"
+        if total and ctx.n_jobs and skipped < done < ctx.n_jobs:
+            eta = f", ~{_duration(elapsed / (done - skipped) * (ctx.n_jobs - done))} left"
         lines.append(
             f"[{done}{total}] {name}: {status} {detail} ({_duration(elapsed)} elapsed{eta})"
         )
