@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from src.analysis.race import DEFAULT_RACE_ALPHA
 from src.ml.data import DataError, check_test_size, load_dataset
 from src.ml.evaluate import COST_METRICS, CV_SCORES, METRICS, PER_CLASS_METRIC, TEST_METRICS
 from src.ml.objectives import DIRECTIONS, ObjectiveError, objectives, parse_constraints
@@ -63,7 +64,7 @@ def check_settings(cfg: DictConfig) -> None:
     check_objectives(sweep)
     alpha = sweep.alpha
     if not _is_number(alpha) or not 0 < alpha < 1:
-        _fail("sweep.alpha", alpha, "a significance level between 0 and 1, e.g. 0.025")
+        _fail("sweep.alpha", alpha, "a significance level between 0 and 1, e.g. 0.05")
     if sweep.prefer is not None and not (
         isinstance(sweep.prefer, str) and PREFER.fullmatch(sweep.prefer)
     ):
@@ -113,7 +114,7 @@ def check_race(cfg: DictConfig) -> None:
     sweep = cfg.sweep
     race = sweep.get("race", False)
     _boolean("sweep.race", race)
-    alpha = sweep.get("race_alpha", 0.025)
+    alpha = sweep.get("race_alpha", DEFAULT_RACE_ALPHA)
     if not _is_number(alpha) or not 0 < alpha < 1:
         _fail("sweep.race_alpha", alpha, "a significance level between 0 and 1, e.g. 0.025")
     if not race:

@@ -390,8 +390,9 @@ def prune_round(
     results: list[tuple[int, Any]],
 ) -> set[int]:
     """After a round of a search's trials: the trials significantly worse than the study's
-    best trial on the same folds (the race's test at the round's level, one comparison a
-    trial), recorded on their runs as an eliminated child's, said in one line each."""
+    best trial on the same folds (the verdict's test at the race's level of the round, one
+    comparison a trial: no Holm, and no other comparisons to moderate its variance with),
+    recorded on their runs as an eliminated child's, said in one line each."""
     client = MlflowClient(ctx.target.tracking_uri)
     n_folds = (round_index + 1) * race.folds
     best = recorded_score(client, best_run_id, n_folds, race.metric)

@@ -118,8 +118,8 @@ def full_verdict(scores: np.ndarray, sizes: tuple[int, int]) -> tuple[int, set[i
 
 
 def levels(rule: str, sizes: tuple[int, int]) -> list[float]:
-    """The levels of the rounds that may eliminate: `pocock:0.1` (the sweep's rule, Pocock's
-    boundary spending 0.1), `obf:0.1` (O'Brien and Fleming's), `fixed:0.01` (one level a
+    """The levels of the rounds that may eliminate: `pocock:0.025` (the sweep's rule, Pocock's
+    boundary spending 0.025), `obf:0.1` (O'Brien and Fleming's), `fixed:0.01` (one level a
     round, the rule before the boundary); `plain-` before any of them: the verdict's test
     without moderated variances (the rule before them)."""
     name, alpha = rule.removeprefix("plain-").split(":")

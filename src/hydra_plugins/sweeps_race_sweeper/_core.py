@@ -15,7 +15,8 @@ folds give the same decision), and only the rounds not yet run are launched.
 Job numbers (a job's folder, its child's `job_number`) are the same in every attempt: the
 first round's job of configuration i is job i, as in the grid, and a later round r's block b is
 job r x (number of configurations) + b; a resume into the same sweep folder therefore writes
-over nothing of an earlier attempt but the job it runs again.
+over no first-round job that finished, and over a later round's job folders only when it runs
+that round again (its blocks dealt anew from the configurations still to run).
 """
 
 from __future__ import annotations
