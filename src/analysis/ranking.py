@@ -460,7 +460,7 @@ def race_note(summary: SweepSummary) -> str | None:
     alpha, level = tags.get("sweep_race_alpha", ""), tags.get("sweep_race_level")
     bound = f"below {level} a round: " if level else ""
     done, full = counts["race_fold_fits"], counts["race_full_fold_fits"]
-    unfinished = int((table["status"] != "FINISHED").sum())  # failed or stopped: not racing's
+    unfinished = len(table) - summary.counts["n_finished"]  # failed or stopped: not racing's
     why = f"; {unfinished} that did not finish ran fewer, not for racing" if unfinished else ""
     share = f" ({done / full:.0%}{why})" if full else ""
     saved = f"{done} of the {full} fold-fits a full run does{share}"

@@ -49,28 +49,33 @@ def _corrected_t(
     return t_stat, float(student_t.sf(t_stat, df))
 
 
-def squeeze_variances(
-    variances: Sequence[float], df: float, most_prior_df: float = math.inf
-) -> tuple[np.ndarray, float, float]:
-    """Empirical Bayes posterior variances (Smyth 2004, as limma's `squeezeVar`): sample
-    variances on `df` degrees of freedom each, shrunk toward a scaled inverse chi-square prior
-    fitted to them all by the moments of their logs. Returns (posterior variances, the prior's
-    variance, its degrees of freedom: infinite when the variances spread no more than sampling
-    alone spreads them, and at most `most_prior_df`)."""
+def variance_prior(variances: Sequence[float], df: float) -> tuple[float, float]:
+    """The scaled inverse chi-square prior of sample variances on `df` degrees of freedom each,
+    fitted by the moments of their logs (Smyth 2004, as limma's `fitFDist`): (its variance, its
+    degrees of freedom: infinite when the variances spread no more than sampling alone spreads
+    them)."""
     given = np.asarray(variances, dtype=float)
     middle = float(np.median(given))
     x = np.maximum(given, 1e-5 * (middle if middle > 0 else 1.0))  # limma: zeros offset away
     e = np.log(x) - special.digamma(df / 2) + math.log(df / 2)
     spread = float(e.var(ddof=1)) - float(special.polygamma(1, df / 2))
-    if spread > 0:
-        prior_df = 2 * _trigamma_inverse(spread)
-        prior = math.exp(float(e.mean()) + special.digamma(prior_df / 2) - math.log(prior_df / 2))
-    else:
-        prior_df, prior = math.inf, float(x.mean())  # limma since 2017: the pooled variance
-    prior_df = min(prior_df, most_prior_df)
+    if spread <= 0:
+        return float(x.mean()), math.inf  # limma since 2017: the pooled variance
+    prior_df = 2 * _trigamma_inverse(spread)
+    prior = math.exp(float(e.mean()) + special.digamma(prior_df / 2) - math.log(prior_df / 2))
+    return prior, prior_df
+
+
+def squeeze_variances(
+    variances: npt.ArrayLike, df: float, prior: float, prior_df: float
+) -> np.ndarray:
+    """Empirical Bayes posterior variances (as limma's `squeezeVar`): each sample variance on
+    `df` degrees of freedom shrunk toward the prior's variance, weighed by the prior's degrees
+    of freedom (infinite: the prior's variance itself)."""
+    given = np.asarray(variances, dtype=float)
     if math.isinf(prior_df):
-        return np.full(len(given), prior), prior, prior_df
-    return (prior_df * prior + df * given) / (prior_df + df), prior, prior_df
+        return np.full(len(given), prior)
+    return (prior_df * prior + df * given) / (prior_df + df)
 
 
 def _trigamma_inverse(value: float) -> float:
@@ -86,19 +91,21 @@ def moderated_ttests(
 ) -> list[float]:
     """One-sided p that `reference` scores higher than each of `others` on the same folds: the
     corrected resampled t-test with each comparison's fold variance moderated by the others'
-    (`squeeze_variances`, fitted to the comparisons whose differences vary at all: a constant
-    difference, often identical configurations, says nothing of the others' spread, and
-    limma's offset of a zero variance would swamp the moments of the logs). Every comparison
-    shares the reference's folds, so together they know that part of the spread no better than
-    one of them does: the prior counts for at most one comparison's degrees of freedom (a
-    round's are at most doubled). Fewer than 3 comparisons that vary: the plain test."""
+    (`squeeze_variances`, the prior fitted to the comparisons whose differences vary at all:
+    a constant difference, often identical configurations, says nothing of the others' spread,
+    and limma's offset of a zero variance would swamp the moments of the logs). Every
+    comparison shares the reference's folds, so together they know that part of the spread no
+    better than one of them does: the prior counts for at most one comparison's degrees of
+    freedom (a round's are at most doubled). Fewer than 3 comparisons that vary: the plain
+    test."""
     differences = np.asarray(reference, dtype=float)[None, :] - np.asarray(others, dtype=float)
     n = differences.shape[1]
     variances, df = differences.var(axis=1, ddof=1), n - 1
     extra, varies = 0.0, variances > 0
     if varies.sum() >= 3:
-        _, prior, extra = squeeze_variances(variances[varies], df, most_prior_df=df)
-        variances = (extra * prior + df * variances) / (extra + df)
+        prior, prior_df = variance_prior(variances[varies], df)
+        extra = min(prior_df, df)
+        variances = squeeze_variances(variances, df, prior, extra)
     means = differences.mean(axis=1)
     ratio = n_test / n_train
     return [

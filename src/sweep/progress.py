@@ -40,9 +40,7 @@ def report_outcomes(ctx: SweepContext, outcomes: list[tuple[str, str, str]]) -> 
         fcntl.flock(f, fcntl.LOCK_UN)
     counted = text.count("\n")
     # the time left is at the pace of the jobs this attempt ran, not of those a resume skipped
-    skipped = sum(line.startswith("SKIPPED\t") for line in text.splitlines()) - sum(
-        status == "SKIPPED" for _, status, _ in outcomes
-    )
+    skipped = ("\n" + text).count("\nSKIPPED\t") - sum(s == "SKIPPED" for _, s, _ in outcomes)
     elapsed = time.time() - ctx.started_at
     # a race's rounds run as many jobs as its eliminations leave: no total to count down to
     total = f"/{ctx.n_jobs}" if ctx.n_jobs and ctx.rounds == 1 else ""

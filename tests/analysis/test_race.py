@@ -20,7 +20,7 @@ from src.analysis.race import (
 )
 from src.analysis.verdict import p_value_better
 from src.ml.sequential import POCOCK, nominal_levels
-from src.ml.stats import holm, squeeze_variances
+from src.ml.stats import holm, squeeze_variances, variance_prior
 
 SIZES = (193, 49)  # a heart fold: training and test rows
 # the simulated null's error (rho 0, rho 0.2, rho 0.2 with unequal spreads), a little above
@@ -34,7 +34,10 @@ def reference_p(better: np.ndarray, others: list[np.ndarray]) -> list[float]:
     comparison's degrees of freedom)."""
     d = better[None, :] - np.array(others)
     n = d.shape[1]
-    posterior, _, prior_df = squeeze_variances(d.var(axis=1, ddof=1), n - 1, n - 1)
+    variances = d.var(axis=1, ddof=1)
+    prior, fitted_df = variance_prior(variances, n - 1)
+    prior_df = min(fitted_df, n - 1)
+    posterior = squeeze_variances(variances, n - 1, prior, prior_df)
     t = d.mean(axis=1) / np.sqrt(posterior * (1 / n + SIZES[1] / SIZES[0]))
     return list(stats.t.sf(t, n - 1 + prior_df))
 

@@ -12,7 +12,13 @@ from sklearn.datasets import make_moons
 from sklearn.model_selection import GridSearchCV, RepeatedStratifiedKFold
 from sklearn.svm import SVC
 
-from src.ml.stats import corrected_ttest, holm, moderated_ttests, squeeze_variances
+from src.ml.stats import (
+    corrected_ttest,
+    holm,
+    moderated_ttests,
+    squeeze_variances,
+    variance_prior,
+)
 
 pytestmark = pytest.mark.xdist_group("compare")  # its module fixtures, set up once
 
@@ -86,18 +92,17 @@ def test_squeezed_variances_are_limmas() -> None:
     """R's limma 3.x: `squeezeVar(c(0.5, 1.3, 7.8), df=3)` gives df.prior 2.830777, var.prior
     1.676927 and var.post 1.071385 1.482994 4.827317 (the figures inmoose's port of limma
     checks itself against, tests/limma/test_squeezeVar.py)."""
-    posterior, prior, prior_df = squeeze_variances([0.5, 1.3, 7.8], 3)
+    prior, prior_df = variance_prior([0.5, 1.3, 7.8], 3)
     assert prior_df == pytest.approx(2.830777, abs=1e-6)
     assert prior == pytest.approx(1.676927, abs=1e-6)
+    posterior = squeeze_variances([0.5, 1.3, 7.8], 3, prior, prior_df)
     assert posterior == pytest.approx([1.071385, 1.482994, 4.827317], abs=1e-6)
     # variances no more spread than sampling spreads them: limma's pooled variance, infinite df
-    posterior, prior, prior_df = squeeze_variances([1.0, 1.1, 0.9], 3)
-    assert (
-        prior_df == np.inf and prior == pytest.approx(1.0) and posterior == pytest.approx([1.0] * 3)
-    )
-    # capped: the same prior variance, on at most the degrees of freedom given
-    posterior, prior, prior_df = squeeze_variances([0.5, 1.3, 7.8], 3, most_prior_df=1.0)
-    assert (prior, prior_df) == (pytest.approx(1.676927, abs=1e-6), 1.0)
+    prior, prior_df = variance_prior([1.0, 1.1, 0.9], 3)
+    assert prior_df == np.inf and prior == pytest.approx(1.0)
+    assert squeeze_variances([1.0, 1.1, 0.9], 3, prior, prior_df) == pytest.approx([1.0] * 3)
+    # on fewer degrees of freedom: the same prior variance, weighed less
+    posterior = squeeze_variances([0.5, 1.3, 7.8], 3, 1.676927, 1.0)
     assert posterior == pytest.approx([(1.676927 + 3 * v) / 4 for v in (0.5, 1.3, 7.8)], abs=1e-6)
 
 
@@ -112,7 +117,10 @@ def test_moderated_tests_borrow_the_others_variance() -> None:
     # four: each variance squeezed (limma's), on 4 + the prior's degrees of freedom (at most
     # one comparison's 4), scipy's t
     d = reference[None, :] - np.array(others)
-    posterior, _, prior_df = squeeze_variances(d.var(axis=1, ddof=1), 4, most_prior_df=4)
+    variances = d.var(axis=1, ddof=1)
+    prior, fitted_df = variance_prior(variances, 4)
+    prior_df = min(fitted_df, 4)
+    posterior = squeeze_variances(variances, 4, prior, prior_df)
     t_stat = d.mean(axis=1) / np.sqrt(posterior * (1 / 5 + n_test / n_train))
     expected = t.sf(t_stat, 4 + prior_df)
     assert moderated_ttests(reference, others, n_train, n_test) == pytest.approx(expected, rel=1e-9)

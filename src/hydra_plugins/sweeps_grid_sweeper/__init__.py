@@ -26,3 +26,18 @@ def skip_jobs(finished: Finished | None) -> None:
 def finished_jobs(batch: Sequence[Sequence[str]]) -> dict[int, Any]:
     """The batch's jobs an earlier attempt finished, by position: their return values."""
     return _finished[0](batch) if _finished else {}
+
+
+def launch_numbered(
+    launcher: Any, batch: Sequence[Sequence[str]], numbers: Sequence[int]
+) -> list[Any]:
+    """Launch a batch whose jobs carry these numbers (their folders, their `job_number`): one
+    launch per run of consecutive numbers (a launcher numbers a launch's jobs from its first
+    on), the returns in batch order."""
+    returns: list[Any] = []
+    start = 0
+    for end in range(1, len(batch) + 1):
+        if end == len(batch) or numbers[end] != numbers[end - 1] + 1:
+            returns += launcher.launch(batch[start:end], initial_job_idx=numbers[start])
+            start = end
+    return returns

@@ -10,7 +10,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
-from . import finished_jobs
+from . import finished_jobs, launch_numbered
 
 
 class SweepsGridSweeper(BasicSweeper):
@@ -38,25 +38,14 @@ class SweepsGridSweeper(BasicSweeper):
                 i: JobReturn(overrides=list(batch[i]), status=JobStatus.COMPLETED, _return_value=v)
                 for i, v in finished_jobs(batch).items()
             }
-            for start, stop in unfinished_spans(len(batch), set(ended)):
-                launched = self.launcher.launch(batch[start:stop], initial_job_idx=first + start)
-                ended.update(zip(range(start, stop), launched, strict=True))
+            todo = [i for i in range(len(batch)) if i not in ended]
+            launched = launch_numbered(
+                self.launcher, [batch[i] for i in todo], [first + i for i in todo]
+            )
+            ended.update(zip(todo, launched, strict=True))
             results = [ended[i] for i in range(len(batch))]
             for result in results:
                 _ = result.return_value  # raises what ended the job, as the basic sweeper
             first += len(batch)
             returns.append(results)
         return returns
-
-
-def unfinished_spans(size: int, finished: set[int]) -> list[tuple[int, int]]:
-    """The runs of consecutive positions in range(size) not in `finished`, as (start, stop)."""
-    spans: list[tuple[int, int]] = []
-    for i in range(size):
-        if i in finished:
-            continue
-        if spans and spans[-1][1] == i:
-            spans[-1] = (spans[-1][0], i + 1)
-        else:
-            spans.append((i, i + 1))
-    return spans

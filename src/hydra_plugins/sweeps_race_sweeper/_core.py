@@ -29,6 +29,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 
+from hydra_plugins.sweeps_grid_sweeper import launch_numbered
+
 from . import Earlier, block_overrides, judge, recall, round_overrides
 
 log = logging.getLogger(__name__)
@@ -96,16 +98,4 @@ def race(sweeper: Any, arguments: list[str]) -> list[list[JobReturn]]:
                 results += [(i, value if parts is None else parts[k]) for k, i in enumerate(block)]
         survivors = judge(round_index, sorted(results, key=lambda r: r[0]))
         alive = [i for i in alive if i in survivors]
-    return returns
-
-
-def launch_numbered(launcher: Any, batch: list[list[str]], numbers: list[int]) -> list[JobReturn]:
-    """Launch a batch whose jobs carry these numbers: one launch per run of consecutive numbers
-    (a launcher numbers a launch's jobs from its first on), the returns in batch order."""
-    returns: list[JobReturn] = []
-    start = 0
-    for end in range(1, len(batch) + 1):
-        if end == len(batch) or numbers[end] != numbers[end - 1] + 1:
-            returns += launcher.launch(batch[start:end], initial_job_idx=numbers[start])
-            start = end
     return returns
